@@ -1,0 +1,44 @@
+# fcgivisor: `make run` builds and serves the quickstart; `make test` runs every test.
+GO      ?= go
+BIN     := bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: all build workers run test lint bench clean
+
+all: build
+
+build: $(BIN)/fcgivisor workers
+
+$(BIN)/fcgivisor: FORCE
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/fcgivisor
+
+# The example workers: Go always; C only where libfcgi-dev is installed.
+workers: $(BIN)/go-worker
+	@if [ -f /usr/include/fcgiapp.h ]; then $(MAKE) --no-print-directory $(BIN)/c-worker; \
+	else echo "libfcgi-dev not installed: skipping the C worker"; fi
+
+$(BIN)/go-worker: FORCE
+	$(GO) build -o $@ ./examples/go-worker
+
+$(BIN)/c-worker: examples/c-worker/worker.c
+	@mkdir -p $(BIN)
+	$(CC) -O2 -Wall -o $@ $< -lfcgi
+
+run: build
+	$(BIN)/fcgivisor run -c examples/quickstart.toml
+
+test: build lint
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+bench: build
+	bench/front-vs-nginx.sh
+
+clean:
+	rm -rf $(BIN) tmp
+
+FORCE:

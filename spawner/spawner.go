@@ -1,0 +1,226 @@
+// Package spawner starts one process from a Spec and reports its exit: argv
+// without a shell, an allowlisted environment, its own process group,
+// PR_SET_PDEATHSIG from a locked OS thread, and a listening socket as fd 0.
+//
+// fcgivisor is a child subreaper, so orphaned grandchildren are reparented to
+// it. A Reaper is therefore the only caller of wait4 in the process: it reaps
+// every child, hands the status of the ones it started to their owner, and
+// discards the rest (orphans). Nothing else may wait for children while a
+// Reaper runs: start every process through it.
+package spawner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Spec describes one process to start.
+type Spec struct {
+	Path string   // resolved executable, see Resolve
+	Args []string // argv, Args[0] included
+	Dir  string   // working directory; "" = fcgivisor's
+	Env  []string // the whole environment, "K=V"; nothing else is passed
+
+	// Stdin, Stdout and Stderr become fds 0, 1 and 2. nil = /dev/null.
+	Stdin, Stdout, Stderr *os.File
+
+	// Credential, when non-nil, sets uid/gid/groups of the child.
+	Credential *syscall.Credential
+}
+
+// Process is a started child. Its process group id equals its pid.
+type Process struct {
+	Pid    int
+	done   chan struct{}
+	status unix.WaitStatus
+}
+
+// Done is closed once the process has exited and was reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Status is the wait status; valid once Done is closed.
+func (p *Process) Status() unix.WaitStatus {
+	<-p.done
+	return p.status
+}
+
+// Exited reports whether the process was reaped, without blocking.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// SignalGroup sends sig to the process group of p (the process and the
+// children it forked that stayed in its group). ESRCH is not an error.
+func (p *Process) SignalGroup(sig syscall.Signal) error {
+	if err := unix.Kill(-p.Pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("signal process group %d: %w", p.Pid, err)
+	}
+	return nil
+}
+
+// Reaper starts processes and reaps every child of fcgivisor.
+type Reaper struct {
+	mu    sync.Mutex // held across fork so an exit cannot be reaped before its pid is registered
+	procs map[int]*Process
+	null  *os.File
+}
+
+// NewReaper returns a Reaper; call Run to start reaping.
+func NewReaper() (*Reaper, error) {
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	return &Reaper{procs: make(map[int]*Process), null: null}, nil
+}
+
+// Run reaps children on every SIGCHLD until ctx is done. Cancel ctx only
+// once every started process has exited.
+func (r *Reaper) Run(ctx context.Context) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, unix.SIGCHLD)
+	defer signal.Stop(ch)
+	for {
+		r.reap()
+		select {
+		case <-ctx.Done():
+			r.reap()
+			return
+		case <-ch:
+		}
+	}
+}
+
+func (r *Reaper) reap() {
+	for {
+		var ws unix.WaitStatus
+		r.mu.Lock()
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if pid > 0 {
+			if p, ok := r.procs[pid]; ok {
+				delete(r.procs, pid)
+				p.status = ws
+				close(p.done)
+			}
+		}
+		r.mu.Unlock()
+		if pid <= 0 || err != nil {
+			return
+		}
+	}
+}
+
+// Start starts the process described by spec.
+//
+// The fork happens on a goroutine locked to its OS thread, and that thread
+// lives until the child has exited: PR_SET_PDEATHSIG fires when the thread
+// that forked exits, not the process (go.dev/issue/27505), so a thread that
+// went away early would kill a healthy worker.
+func (r *Reaper) Start(spec Spec) (*Process, error) {
+	files := []uintptr{r.fd(spec.Stdin), r.fd(spec.Stdout), r.fd(spec.Stderr)}
+	attr := &syscall.ProcAttr{
+		Dir:   spec.Dir,
+		Env:   spec.Env,
+		Files: files,
+		Sys: &syscall.SysProcAttr{
+			Setpgid:    true,
+			Pdeathsig:  syscall.SIGKILL,
+			Credential: spec.Credential,
+		},
+	}
+	p := &Process{done: make(chan struct{})}
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// No UnlockOSThread: the thread exits with this goroutine, after the child.
+		r.mu.Lock()
+		pid, err := syscall.ForkExec(spec.Path, spec.Args, attr)
+		if err == nil {
+			p.Pid = pid
+			r.procs[pid] = p
+		}
+		r.mu.Unlock()
+		started <- err
+		if err == nil {
+			<-p.done
+		}
+	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
+	}
+	runtime.KeepAlive(spec.Stdin)
+	runtime.KeepAlive(spec.Stdout)
+	runtime.KeepAlive(spec.Stderr)
+	return p, nil
+}
+
+func (r *Reaper) fd(f *os.File) uintptr {
+	if f == nil {
+		f = r.null
+	}
+	return f.Fd()
+}
+
+// Resolve finds the executable for argv0 as a shell would, without one: a
+// name with a slash is taken relative to dir; a bare name is searched in the
+// PATH of env (the worker's own environment), else in fcgivisorPath.
+func Resolve(argv0, dir string, env []string, fcgivisorPath string) (string, error) {
+	if argv0 == "" {
+		return "", errors.New("empty command")
+	}
+	if strings.Contains(argv0, "/") {
+		p := argv0
+		if !filepath.IsAbs(p) && dir != "" {
+			p = filepath.Join(dir, p)
+		}
+		if err := executable(p); err != nil {
+			return "", err
+		}
+		return p, nil
+	}
+	path := fcgivisorPath
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, d := range filepath.SplitList(path) {
+		if d == "" {
+			d = "."
+		}
+		p := filepath.Join(d, argv0)
+		if !filepath.IsAbs(p) && dir != "" {
+			p = filepath.Join(dir, p)
+		}
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%q not found in PATH %q", argv0, path)
+}
+
+func executable(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return fmt.Errorf("%s: not an executable file", p)
+	}
+	return nil
+}
