@@ -1,0 +1,118 @@
+package conf
+
+import (
+	"io/fs"
+	"time"
+)
+
+// Config is a validated configuration. Treat it as read-only once Load
+// returns it.
+type Config struct {
+	// File is the path the config was read from, as given to Load (or the
+	// name given to Parse).
+	File string `toml:"-"`
+
+	Server Server           `toml:"server"`
+	Admin  Admin            `toml:"admin"`
+	HTTP   HTTP             `toml:"http"`
+	Pool   map[string]*Pool `toml:"pool"`
+}
+
+// Server is the [server] table.
+type Server struct {
+	RuntimeDir      string        `toml:"runtime_dir"`      // default /run/fcgivisor
+	PIDFile         string        `toml:"pid_file"`         // default ""
+	ShutdownTimeout time.Duration `toml:"shutdown_timeout"` // default 30s
+	LogLevel        string        `toml:"log_level"`        // debug|info|warn|error, default info
+	LogFormat       string        `toml:"log_format"`       // text|json, default text
+	LogFile         string        `toml:"log_file"`         // "" = stderr
+}
+
+// Admin is the [admin] table.
+type Admin struct {
+	// Listen is "unix:/path" or "host:port"; default "unix:" + runtime_dir + "/admin.sock".
+	// After Load a Unix address always reads "unix:/absolute/path".
+	Listen string `toml:"listen"`
+}
+
+// HTTP is the [http] table.
+type HTTP struct {
+	Listen            []string      `toml:"listen"`              // default ["127.0.0.1:8080"]; "unix:/path" too; [] = no HTTP server
+	DocumentRoot      string        `toml:"document_root"`       // default /srv/www
+	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"` // default 10s
+	IdleTimeout       time.Duration `toml:"idle_timeout"`        // default 60s
+	MaxHeaderBytes    int           `toml:"max_header_bytes"`    // default 65536
+	MaxBodyBytes      Size          `toml:"max_body_bytes"`      // default 64MiB
+	AccessLog         bool          `toml:"access_log"`
+	Routes            []*Route      `toml:"route"`
+}
+
+// Route is one [[http.route]]; the first match in file order wins.
+type Route struct {
+	Prefix string `toml:"prefix"` // default "/"
+	Suffix string `toml:"suffix"`
+	Index  string `toml:"index"`
+	Script string `toml:"script"`
+
+	// Exactly one of Pool, CGI, Static is set.
+	Pool   string `toml:"pool"`
+	CGI    string `toml:"cgi"`
+	Static string `toml:"static"`
+
+	// CGI routes only (Load refuses them on other routes, which keep
+	// zero values).
+	Timeout       time.Duration `toml:"timeout"`        // default 60s
+	MaxConcurrent int           `toml:"max_concurrent"` // default 32
+	User          string        `toml:"user"`
+	Group         string        `toml:"group"`
+}
+
+// Scaling is a pool's scaling mode.
+type Scaling string
+
+// Scaling modes.
+const (
+	Static   Scaling = "static"
+	Dynamic  Scaling = "dynamic"
+	OnDemand Scaling = "ondemand"
+)
+
+// Pool is one [pool.NAME] table.
+type Pool struct {
+	Name string `toml:"-"` // the NAME of [pool.NAME]
+
+	Command        []string          `toml:"command"`
+	Dir            string            `toml:"dir"`
+	Env            map[string]string `toml:"env"`
+	InheritEnv     []string          `toml:"inherit_env"`
+	User           string            `toml:"user"`
+	Group          string            `toml:"group"`
+	Scaling        Scaling           `toml:"scaling"`         // default static
+	Workers        int               `toml:"workers"`         // default 1
+	MinWorkers     int               `toml:"min_workers"`     // default 0; always 0 for ondemand after Load (its floor)
+	MaxWorkers     int               `toml:"max_workers"`     // default workers (static) or 16
+	MinIdle        int               `toml:"min_idle"`        // default 1
+	MaxIdle        int               `toml:"max_idle"`        // default 3
+	IdleTimeout    time.Duration     `toml:"idle_timeout"`    // default 10s
+	Concurrency    int               `toml:"concurrency"`     // default 1
+	MaxRequests    int               `toml:"max_requests"`    // 0 = never recycle
+	MaxLifetime    time.Duration     `toml:"max_lifetime"`    // 0 = never recycle
+	MaxMemory      Size              `toml:"max_memory"`      // 0 = no limit
+	RequestTimeout time.Duration     `toml:"request_timeout"` // default 60s
+	QueueTimeout   time.Duration     `toml:"queue_timeout"`   // default 5s
+	CGIFallback    bool              `toml:"cgi_fallback"`
+	StopTimeout    time.Duration     `toml:"stop_timeout"` // default 10s
+	Listen         string            `toml:"listen"`       // "" = none; a Unix address reads "unix:/absolute/path" after Load
+	ListenMode     FileMode          `toml:"listen_mode"`  // default 0660
+	ListenOwner    string            `toml:"listen_owner"`
+	ListenGroup    string            `toml:"listen_group"`
+	AllowedClients []string          `toml:"allowed_clients"` // TCP listen only; see AllowedPrefixes
+	RlimitNofile   uint64            `toml:"rlimit_nofile"`   // 0 = inherit
+}
+
+// Size is a byte count written with a unit: "64MiB", "512KiB", "1GB", "100"
+// (see UnmarshalText). A TOML integer is a count of bytes.
+type Size int64
+
+// FileMode is a permission mode written as an octal string such as "0660".
+type FileMode fs.FileMode

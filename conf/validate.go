@@ -1,0 +1,425 @@
+// This file implements what happens after decoding: defaults for absent keys,
+// resolution of relative paths, and the checks that span several keys.
+
+package conf
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Defaults for keys absent from the file (DESIGN.md, "Config (TOML)" and
+// "Defaults"); admin.listen defaults to "unix:" + runtime_dir + "/admin.sock".
+const (
+	defaultRuntimeDir        = "/run/fcgivisor"
+	defaultShutdownTimeout   = 30 * time.Second
+	defaultLogLevel          = "info"
+	defaultLogFormat         = "text"
+	defaultHTTPListen        = "127.0.0.1:8080"
+	defaultDocumentRoot      = "/srv/www"
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultHTTPIdleTimeout   = 60 * time.Second
+	defaultMaxHeaderBytes    = 65536
+	defaultMaxBodyBytes      = Size(64 << 20)
+	defaultRoutePrefix       = "/"
+	defaultCGITimeout        = 60 * time.Second
+	defaultCGIMaxConcurrent  = 32
+	defaultScaling           = Static
+	defaultWorkers           = 1
+	defaultMaxWorkers        = 16 // dynamic and ondemand; static: workers
+	defaultMinIdle           = 1
+	defaultMaxIdle           = 3
+	defaultPoolIdleTimeout   = 10 * time.Second
+	defaultConcurrency       = 1
+	defaultRequestTimeout    = 60 * time.Second
+	defaultQueueTimeout      = 5 * time.Second
+	defaultStopTimeout       = 10 * time.Second
+	defaultListenMode        = FileMode(0o660)
+)
+
+// workerSocketSuffix is the longest tail the supervisor appends to
+// runtime_dir + "/w/" + pool name for a worker socket: "-" + up to 10
+// digits + ".sock".
+const workerSocketSuffix = len("-0123456789.sock")
+
+// setDefault stores v in *p unless key was in the file.
+func setDefault[T any](d *decoder, key string, p *T, v T) {
+	if !d.isSet(key) {
+		*p = v
+	}
+}
+
+// finish applies defaults, resolves relative paths against base and checks
+// everything decoding could not.
+func (d *decoder) finish(c *Config, base string) {
+	s, h := &c.Server, &c.HTTP
+
+	setDefault(d, "server.runtime_dir", &s.RuntimeDir, defaultRuntimeDir)
+	setDefault(d, "server.shutdown_timeout", &s.ShutdownTimeout, defaultShutdownTimeout)
+	setDefault(d, "server.log_level", &s.LogLevel, defaultLogLevel)
+	setDefault(d, "server.log_format", &s.LogFormat, defaultLogFormat)
+	s.RuntimeDir = resolve(base, s.RuntimeDir)
+	s.PIDFile = resolve(base, s.PIDFile)
+	s.LogFile = resolve(base, s.LogFile)
+	setDefault(d, "admin.listen", &c.Admin.Listen, "unix:"+filepath.Join(s.RuntimeDir, "admin.sock"))
+
+	setDefault(d, "http.listen", &h.Listen, []string{defaultHTTPListen})
+	setDefault(d, "http.document_root", &h.DocumentRoot, defaultDocumentRoot)
+	setDefault(d, "http.read_header_timeout", &h.ReadHeaderTimeout, defaultReadHeaderTimeout)
+	setDefault(d, "http.idle_timeout", &h.IdleTimeout, defaultHTTPIdleTimeout)
+	setDefault(d, "http.max_header_bytes", &h.MaxHeaderBytes, defaultMaxHeaderBytes)
+	setDefault(d, "http.max_body_bytes", &h.MaxBodyBytes, defaultMaxBodyBytes)
+	h.DocumentRoot = resolve(base, h.DocumentRoot)
+
+	d.server(s)
+	listens := d.httpSection(h, base)
+	c.Admin.Listen = resolveAddr(base, c.Admin.Listen)
+	if !d.isSet("admin.listen") {
+		// The default follows runtime_dir: name the key to change.
+		if _, path, err := ParseAddr(c.Admin.Listen); err != nil || len(path) > maxUnixPath {
+			d.errorf("server.runtime_dir", "the default admin socket %s is over the %d-byte limit of Unix socket paths: shorten runtime_dir or set admin.listen",
+				strings.TrimPrefix(c.Admin.Listen, "unix:"), maxUnixPath)
+		} else {
+			listens = append(listens, listen{"admin.listen", c.Admin.Listen})
+		}
+	} else if d.checkAddr("admin.listen", c.Admin.Listen) {
+		listens = append(listens, listen{"admin.listen", c.Admin.Listen})
+	}
+
+	for i, r := range h.Routes {
+		if r == nil { // cannot happen: the decoder allocates every element
+			continue
+		}
+		d.route(keyElem("http.route", i), r, c, base)
+	}
+	for _, p := range c.Pools() {
+		if l, ok := d.pool(keyChild("pool", p.Name), p, s, base); ok {
+			listens = append(listens, l)
+		}
+	}
+	d.listens(listens)
+}
+
+// resolve makes path absolute against base and cleans it; "" stays "".
+func resolve(base, path string) string {
+	if path == "" {
+		return ""
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(base, path)
+	}
+	return filepath.Clean(path)
+}
+
+// resolveAddr rewrites a Unix socket address as "unix:" + an absolute path;
+// TCP addresses and addresses that do not parse are returned unchanged.
+func resolveAddr(base, addr string) string {
+	network, path, err := ParseAddr(addr)
+	if err != nil || network != "unix" {
+		return addr
+	}
+	return "unix:" + resolve(base, path)
+}
+
+type listen struct{ key, addr string }
+
+// checkAddr reports an address that does not parse (the resolved path may
+// be too long even when the written one is not).
+func (d *decoder) checkAddr(key, addr string) bool {
+	if _, _, err := ParseAddr(addr); err != nil {
+		d.errorf(key, "%v", err)
+		return false
+	}
+	return true
+}
+
+// listens reports addresses that parse but are used twice.
+func (d *decoder) listens(ls []listen) {
+	seen := map[string]string{} // sameAddrKey -> first key
+	for _, l := range ls {
+		network, address, err := ParseAddr(l.addr)
+		if err != nil {
+			continue // reported where it was found
+		}
+		k, ok := sameAddrKey(network, address)
+		if !ok {
+			continue
+		}
+		if first, dup := seen[k]; dup {
+			d.errorf(l.key, "%q is already used by %s; every listen address must be distinct", l.addr, first)
+			continue
+		}
+		seen[k] = l.key
+	}
+}
+
+func (d *decoder) notNegative(key string, v time.Duration) {
+	if v < 0 {
+		d.errorf(key, "must not be negative, got %v", v)
+	}
+}
+
+func (d *decoder) notNegativeInt(key string, v int) bool {
+	if v < 0 {
+		d.errorf(key, "must not be negative, got %d", v)
+		return false
+	}
+	return true
+}
+
+func (d *decoder) oneOf(key, what, v string, allowed ...string) bool {
+	if !slices.Contains(allowed, v) {
+		d.errorf(key, "%q is not a %s (%s)", v, what, strings.Join(allowed, ", "))
+		return false
+	}
+	return true
+}
+
+func (d *decoder) server(s *Server) {
+	if s.RuntimeDir == "" {
+		d.errorf("server.runtime_dir", "must not be empty (default %q)", defaultRuntimeDir)
+	}
+	d.notNegative("server.shutdown_timeout", s.ShutdownTimeout)
+	d.oneOf("server.log_level", "log level", s.LogLevel, "debug", "info", "warn", "error")
+	d.oneOf("server.log_format", "log format", s.LogFormat, "text", "json")
+}
+
+func (d *decoder) httpSection(h *HTTP, base string) []listen {
+	var out []listen
+	for i := range h.Listen {
+		key := keyElem("http.listen", i)
+		h.Listen[i] = resolveAddr(base, h.Listen[i])
+		if d.checkAddr(key, h.Listen[i]) {
+			out = append(out, listen{key, h.Listen[i]})
+		}
+	}
+	d.notNegative("http.read_header_timeout", h.ReadHeaderTimeout)
+	d.notNegative("http.idle_timeout", h.IdleTimeout)
+	d.notNegativeInt("http.max_header_bytes", h.MaxHeaderBytes)
+	return out
+}
+
+func (d *decoder) route(key string, r *Route, c *Config, base string) {
+	setDefault(d, key+".prefix", &r.Prefix, defaultRoutePrefix)
+	if !strings.HasPrefix(r.Prefix, "/") {
+		d.errorf(key+".prefix", "%q must start with \"/\"", r.Prefix)
+	}
+	if r.Script != "" && !strings.HasPrefix(r.Script, "/") {
+		d.errorf(key+".script", "%q must start with \"/\" (a path under document_root, e.g. \"/index.php\")", r.Script)
+	}
+
+	var targets []string
+	for _, t := range []struct{ name, v string }{{"pool", r.Pool}, {"cgi", r.CGI}, {"static", r.Static}} {
+		if t.v != "" {
+			targets = append(targets, t.name)
+		}
+	}
+	switch len(targets) {
+	case 0:
+		d.errorf(key, "no target: set exactly one of pool, cgi or static")
+	case 1:
+	default:
+		d.errorf(key, "%s are all set: set exactly one of pool, cgi or static", strings.Join(targets, " and "))
+	}
+
+	if r.Pool != "" {
+		if _, ok := c.Pool[r.Pool]; !ok {
+			if len(c.Pool) == 0 {
+				d.errorf(key+".pool", "no pool %q (there are no [pool.NAME] tables)", r.Pool)
+			} else {
+				names := make([]string, 0, len(c.Pool))
+				for _, p := range c.Pools() {
+					names = append(names, p.Name)
+				}
+				d.errorf(key+".pool", "no pool %q (pools: %s)", r.Pool, strings.Join(names, ", "))
+			}
+		}
+	}
+	r.CGI = resolve(base, r.CGI)
+	r.Static = resolve(base, r.Static)
+
+	if r.CGI == "" {
+		// These keys mean something only for one-shot CGI; accepting
+		// them elsewhere would let a reader believe they apply.
+		for _, k := range []string{"timeout", "max_concurrent", "user", "group"} {
+			if d.isSet(key + "." + k) {
+				d.errorf(key+"."+k, "only applies to cgi routes")
+			}
+		}
+		return
+	}
+	setDefault(d, key+".timeout", &r.Timeout, defaultCGITimeout)
+	setDefault(d, key+".max_concurrent", &r.MaxConcurrent, defaultCGIMaxConcurrent)
+	d.notNegative(key+".timeout", r.Timeout)
+	if r.MaxConcurrent < 1 {
+		d.errorf(key+".max_concurrent", "must be at least 1, got %d", r.MaxConcurrent)
+	}
+}
+
+// validPoolName reports whether name is [A-Za-z0-9_-]+: pool names become
+// parts of socket file names.
+func validPoolName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := range len(name) {
+		if !isBare(name[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// pool applies defaults to p and checks it. It returns p's public listen
+// address when it has a valid one.
+func (d *decoder) pool(key string, p *Pool, s *Server, base string) (listen, bool) {
+	k := func(name string) string { return key + "." + name }
+
+	if !validPoolName(p.Name) {
+		d.errorf(key, "pool name %q may only use letters, digits, '_' and '-' (it is part of file names)", p.Name)
+	} else if n := len(s.RuntimeDir) + len("/w/") + len(p.Name) + workerSocketSuffix; s.RuntimeDir != "" && n > maxUnixPath {
+		d.errorf(key, "worker sockets %s/w/%s-NNNNNNNNNN.sock can be %d bytes long, over the %d-byte limit of Unix sockets: shorten server.runtime_dir or the pool name",
+			s.RuntimeDir, p.Name, n, maxUnixPath)
+	}
+
+	// Defaults.
+	setDefault(d, k("scaling"), &p.Scaling, defaultScaling)
+	setDefault(d, k("workers"), &p.Workers, defaultWorkers)
+	maxSet := d.isSet(k("max_workers"))
+	if !maxSet {
+		if p.Scaling == Static {
+			p.MaxWorkers = p.Workers
+		} else {
+			p.MaxWorkers = defaultMaxWorkers
+		}
+	}
+	setDefault(d, k("min_idle"), &p.MinIdle, defaultMinIdle)
+	setDefault(d, k("max_idle"), &p.MaxIdle, defaultMaxIdle)
+	setDefault(d, k("idle_timeout"), &p.IdleTimeout, defaultPoolIdleTimeout)
+	setDefault(d, k("concurrency"), &p.Concurrency, defaultConcurrency)
+	setDefault(d, k("request_timeout"), &p.RequestTimeout, defaultRequestTimeout)
+	setDefault(d, k("queue_timeout"), &p.QueueTimeout, defaultQueueTimeout)
+	setDefault(d, k("stop_timeout"), &p.StopTimeout, defaultStopTimeout)
+	setDefault(d, k("listen_mode"), &p.ListenMode, defaultListenMode)
+	p.Dir = resolve(base, p.Dir)
+
+	// The command.
+	switch {
+	case len(p.Command) == 0:
+		d.errorf(k("command"), `missing or empty: give the worker's argv, e.g. command = ["/usr/bin/php-cgi"]`)
+	case p.Command[0] == "":
+		d.errorf(keyElem(k("command"), 0), "empty program name")
+	}
+	for i, arg := range p.Command {
+		if strings.IndexByte(arg, 0) >= 0 {
+			d.errorf(keyElem(k("command"), i), "contains a NUL byte")
+		}
+	}
+	for _, name := range sortedKeys(p.Env) {
+		switch {
+		case name == "":
+			d.errorf(keyChild(k("env"), name), "empty variable name")
+		case strings.ContainsAny(name, "=\x00"):
+			d.errorf(keyChild(k("env"), name), "variable name must not contain '=' or a NUL byte")
+		case strings.IndexByte(p.Env[name], 0) >= 0:
+			d.errorf(keyChild(k("env"), name), "value contains a NUL byte")
+		}
+	}
+	for i, name := range p.InheritEnv {
+		if name == "" || strings.ContainsAny(name, "=\x00") {
+			d.errorf(keyElem(k("inherit_env"), i), "%q is not a variable name (non-empty, without '=' or NUL)", name)
+		}
+	}
+
+	// Scaling.
+	d.countChecks(k, p, maxSet)
+	minIdleOK := d.notNegativeInt(k("min_idle"), p.MinIdle)
+	maxIdleOK := d.notNegativeInt(k("max_idle"), p.MaxIdle)
+	if minIdleOK && maxIdleOK && p.MinIdle > p.MaxIdle {
+		d.errorf(k("min_idle"), "%d is more than max_idle %d", p.MinIdle, p.MaxIdle)
+	}
+	if p.Concurrency < 1 {
+		d.errorf(k("concurrency"), "must be at least 1, got %d", p.Concurrency)
+	}
+	d.notNegativeInt(k("max_requests"), p.MaxRequests)
+	for _, t := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"idle_timeout", p.IdleTimeout}, {"max_lifetime", p.MaxLifetime}, {"request_timeout", p.RequestTimeout},
+		{"queue_timeout", p.QueueTimeout}, {"stop_timeout", p.StopTimeout},
+	} {
+		d.notNegative(k(t.name), t.v)
+	}
+	if p.Scaling == OnDemand {
+		p.MinWorkers = 0 // the floor of ondemand, whatever was written
+	}
+
+	// The public socket.
+	var out listen
+	ok := false
+	if p.Listen != "" {
+		p.Listen = resolveAddr(base, p.Listen)
+		if d.checkAddr(k("listen"), p.Listen) {
+			out, ok = listen{k("listen"), p.Listen}, true
+		}
+	}
+	network, _, _ := ParseAddr(p.Listen)
+	if len(p.AllowedClients) > 0 && network != "tcp" {
+		d.errorf(k("allowed_clients"), "only applies to a TCP listen address (a Unix socket is guarded by listen_mode, listen_owner and listen_group)")
+	}
+	for i, c := range p.AllowedClients {
+		if _, err := parseClient(c); err != nil {
+			d.errorf(keyElem(k("allowed_clients"), i), "%v", err)
+		}
+	}
+	return out, ok
+}
+
+// countChecks checks the worker counts of p against each other.
+func (d *decoder) countChecks(k func(string) string, p *Pool, maxSet bool) {
+	if !d.oneOf(k("scaling"), "scaling mode", string(p.Scaling), string(Static), string(Dynamic), string(OnDemand)) {
+		return
+	}
+	maxNote := ""
+	switch {
+	case maxSet:
+	case p.Scaling == Static:
+		maxNote = " (for static scaling max_workers defaults to workers)"
+	default:
+		maxNote = " (the default for " + string(p.Scaling) + " scaling)"
+	}
+	if p.Scaling == Static {
+		if p.Workers < 1 {
+			d.errorf(k("workers"), "must be at least 1 for static scaling, got %d", p.Workers)
+		}
+	} else {
+		d.notNegativeInt(k("workers"), p.Workers)
+	}
+	minOK := d.notNegativeInt(k("min_workers"), p.MinWorkers)
+	maxOK := true
+	if p.MaxWorkers < 1 && (maxSet || p.Scaling != Static) {
+		d.errorf(k("max_workers"), "must be at least 1, got %d", p.MaxWorkers)
+		maxOK = false
+	}
+	if maxOK && minOK && p.MinWorkers > p.MaxWorkers {
+		d.errorf(k("min_workers"), "%d is more than max_workers %d%s", p.MinWorkers, p.MaxWorkers, maxNote)
+	}
+	if maxOK && p.Workers > p.MaxWorkers {
+		d.errorf(k("workers"), "%d is more than max_workers %d%s", p.Workers, p.MaxWorkers, maxNote)
+	}
+	if p.Scaling == Dynamic && minOK && p.Workers >= 0 && p.Workers < p.MinWorkers && p.MinWorkers <= p.MaxWorkers {
+		d.errorf(k("workers"), "%d is less than min_workers %d (dynamic scaling starts between min_workers and max_workers)", p.Workers, p.MinWorkers)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
