@@ -1,0 +1,123 @@
+package front
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/fcgivisor/fcgivisor/fastcgi"
+)
+
+// request describes one request as the CGI/FastCGI program sees it.
+type request struct {
+	r              *http.Request
+	scriptName     string
+	pathInfo       string
+	documentRoot   string
+	contentLength  int64
+	serverSoftware string
+}
+
+// metaVars builds the RFC 3875 meta-variables for a request, the one
+// function both the FastCGI client (as PARAMS) and the CGI spawner (as the
+// environment) use.
+//
+// Choices: CONTENT_LENGTH is always sent ("0" without a body: php-fpm and
+// libfcgi read stdin up to it); REDIRECT_STATUS=200 as nginx's fastcgi.conf
+// (php-cgi's force_redirect); a client on a Unix listener has REMOTE_ADDR
+// "unix:" as in nginx; request headers become HTTP_* except Proxy
+// (httpoxy) and except names with "_" (nginx's underscores_in_headers off:
+// "X_Foo" would otherwise shadow "X-Foo" as HTTP_X_FOO).
+func metaVars(q *request) []fastcgi.Param {
+	r := q.r
+	vars := make([]fastcgi.Param, 0, 24+len(r.Header))
+	add := func(k, v string) { vars = append(vars, fastcgi.Param{Name: k, Value: v}) }
+
+	add("GATEWAY_INTERFACE", "CGI/1.1")
+	add("SERVER_SOFTWARE", q.serverSoftware)
+	add("SERVER_PROTOCOL", r.Proto)
+	add("REQUEST_METHOD", r.Method)
+	add("REQUEST_URI", r.RequestURI)
+	add("DOCUMENT_URI", r.URL.Path)
+	add("QUERY_STRING", r.URL.RawQuery)
+	add("SCRIPT_NAME", q.scriptName)
+	add("SCRIPT_FILENAME", q.documentRoot+q.scriptName)
+	add("DOCUMENT_ROOT", q.documentRoot)
+	add("PATH_INFO", q.pathInfo)
+	if q.pathInfo != "" {
+		add("PATH_TRANSLATED", q.documentRoot+q.pathInfo)
+	}
+	add("CONTENT_LENGTH", strconv.FormatInt(q.contentLength, 10))
+	add("CONTENT_TYPE", r.Header.Get("Content-Type"))
+	add("REDIRECT_STATUS", "200")
+
+	remoteAddr, remotePort := splitAddr(r.RemoteAddr)
+	add("REMOTE_ADDR", remoteAddr)
+	add("REMOTE_HOST", remoteAddr)
+	add("REMOTE_PORT", remotePort)
+
+	serverName := r.Host
+	if h, _, err := net.SplitHostPort(serverName); err == nil {
+		serverName = h
+	}
+	add("SERVER_NAME", serverName)
+	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		a, port := splitAddr(la.String())
+		add("SERVER_ADDR", a)
+		add("SERVER_PORT", port)
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+		add("HTTPS", "on")
+	}
+	add("REQUEST_SCHEME", scheme)
+	if user, _, ok := r.BasicAuth(); ok {
+		add("AUTH_TYPE", "Basic")
+		add("REMOTE_USER", user)
+	}
+
+	for name, values := range r.Header {
+		if name == "Proxy" || name == "Content-Type" || name == "Content-Length" || strings.IndexByte(name, '_') >= 0 {
+			continue
+		}
+		sep := ", "
+		if name == "Cookie" {
+			sep = "; "
+		}
+		add(headerVar(name), strings.Join(values, sep))
+	}
+	if r.Host != "" {
+		if _, ok := r.Header["Host"]; !ok {
+			add("HTTP_HOST", r.Host)
+		}
+	}
+	return vars
+}
+
+// headerVar turns a header name into its HTTP_* variable name.
+func headerVar(name string) string {
+	b := make([]byte, 0, 5+len(name))
+	b = append(b, "HTTP_"...)
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '-':
+			c = '_'
+		case 'a' <= c && c <= 'z':
+			c -= 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+// splitAddr splits "host:port"; a Unix peer is "unix:" with no port.
+func splitAddr(addr string) (host, port string) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "unix:", ""
+	}
+	return h, p
+}

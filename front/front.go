@@ -1,0 +1,279 @@
+// Package front is fcgivisor's HTTP server: it matches requests to routes
+// in file order, builds the RFC 3875 meta-variables, forwards pool routes
+// over FastCGI to a worker slot and turns the CGI-style answer into the
+// HTTP response. It never manages processes.
+package front
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/fastcgi"
+	"github.com/fcgivisor/fcgivisor/supervisor"
+)
+
+// spoolInMemory is how much of a body without Content-Length (chunked) is
+// kept in memory before it spills to a temporary file; FastCGI needs
+// CONTENT_LENGTH up front (php-fpm waits forever without it).
+const spoolInMemory = 1 << 20
+
+// Server is the HTTP front.
+type Server struct {
+	cfg      *conf.HTTP
+	routes   []*route
+	log      *slog.Logger
+	software string
+	srv      *http.Server
+	wg       sync.WaitGroup
+	bufs     sync.Pool // *buffers
+}
+
+type buffers struct {
+	br   *bufio.Reader
+	copy []byte
+}
+
+// New builds the front for cfg; pools holds every pool by name.
+func New(cfg *conf.Config, pools map[string]*supervisor.Pool, log *slog.Logger, software string) (*Server, error) {
+	s := &Server{cfg: &cfg.HTTP, log: log, software: software}
+	for _, rc := range cfg.HTTP.Routes {
+		rt := &route{cfg: rc}
+		if rc.Pool != "" {
+			rt.pool = pools[rc.Pool]
+			if rt.pool == nil {
+				return nil, fmt.Errorf("route %s: no pool %q", rc.Prefix, rc.Pool)
+			}
+		}
+		s.routes = append(s.routes, rt)
+	}
+	s.bufs.New = func() any {
+		return &buffers{br: bufio.NewReaderSize(nil, 8<<10), copy: make([]byte, 64<<10)}
+	}
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
+		IdleTimeout:       cfg.HTTP.IdleTimeout,
+		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Serve starts serving on the listeners and returns at once.
+func (s *Server) Serve(ls []net.Listener) {
+	for _, l := range ls {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("http listener failed", "addr", l.Addr().String(), "err", err)
+			}
+		}()
+	}
+}
+
+// Shutdown stops accepting, waits for in-flight requests until ctx is done,
+// then closes what remains. It returns once every listener goroutine ended.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		s.srv.Close()
+	}
+	s.wg.Wait()
+	return err
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !s.cfg.AccessLog {
+		s.serve(w, r)
+		return
+	}
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	s.serve(sw, r)
+	s.log.Info("access", "method", r.Method, "uri", r.RequestURI, "status", sw.status, "bytes", sw.n,
+		"remote", r.RemoteAddr, "duration", time.Since(start))
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if escapes(r.URL.Path) {
+		http.Error(w, "Not Found", http.StatusNotFound)
+		return
+	}
+	for _, rt := range s.routes {
+		scriptName, pathInfo, ok := rt.match(r.URL.Path)
+		if !ok {
+			continue
+		}
+		switch {
+		case rt.pool != nil:
+			s.serveFastCGI(w, r, rt, scriptName, pathInfo)
+		default:
+			// cgi and static routes are the subject of a later issue.
+			http.Error(w, "Not Implemented", http.StatusNotImplemented)
+		}
+		return
+	}
+	http.Error(w, "Not Found", http.StatusNotFound)
+}
+
+func (s *Server) serveFastCGI(w http.ResponseWriter, r *http.Request, rt *route, scriptName, pathInfo string) {
+	body, length, status := s.body(r)
+	if status != 0 {
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
+	if c, ok := body.(io.Closer); ok {
+		defer c.Close()
+	}
+	q := &request{
+		r:              r,
+		scriptName:     scriptName,
+		pathInfo:       pathInfo,
+		documentRoot:   s.cfg.DocumentRoot,
+		contentLength:  length,
+		serverSoftware: s.software,
+	}
+	req := &fastcgi.Request{Params: metaVars(q), Body: body}
+
+	bufs := s.bufs.Get().(*buffers)
+	defer s.bufs.Put(bufs)
+	wrote := false
+	err := rt.pool.Serve(r.Context(), req, func(resp *fastcgi.Response) error {
+		cr, err := readCGIResponse(resp, bufs.br)
+		if err != nil {
+			return fmt.Errorf("read response header: %w", err)
+		}
+		h := w.Header()
+		for k, v := range cr.header {
+			h[k] = v
+		}
+		w.WriteHeader(cr.status)
+		wrote = true
+		_, rerr, werr := copyBody(w, cr.body, resp.Buffered, bufs.copy)
+		if rerr != nil {
+			return fmt.Errorf("read response body: %w", rerr)
+		}
+		if werr != nil {
+			return &clientError{werr}
+		}
+		return nil
+	})
+	bufs.br.Reset(nil)
+	if err == nil {
+		return
+	}
+	var ce *clientError
+	switch {
+	case errors.As(err, &ce) || r.Context().Err() != nil:
+		// The client went away; nothing to answer.
+		return
+	case wrote:
+		// Headers are out: cut the connection so the client sees the failure.
+		s.log.Warn("worker failed mid-response", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
+		panic(http.ErrAbortHandler)
+	case errors.Is(err, supervisor.ErrQueueTimeout), errors.Is(err, supervisor.ErrFailing), errors.Is(err, supervisor.ErrStopping):
+		s.log.Warn("pool cannot serve", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+	case errors.Is(err, supervisor.ErrTimeout):
+		s.log.Warn("request timed out", "pool", rt.pool.Name(), "uri", r.RequestURI)
+		http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
+	default:
+		s.log.Error("worker failed", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
+		http.Error(w, "Bad Gateway", http.StatusBadGateway)
+	}
+}
+
+// body returns the request body to stream and its length. A body without
+// Content-Length is spooled (memory, then a temporary file) to learn it.
+// status is non-zero when the request must be refused (413).
+func (s *Server) body(r *http.Request) (body io.Reader, length int64, status int) {
+	limit := int64(s.cfg.MaxBodyBytes)
+	switch {
+	case r.ContentLength > limit:
+		return nil, 0, http.StatusRequestEntityTooLarge
+	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
+		return nil, 0, 0
+	case r.ContentLength > 0:
+		return r.Body, r.ContentLength, 0
+	}
+	buf := make([]byte, 0, 32<<10)
+	for len(buf) < spoolInMemory {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, 0, http.StatusRequestEntityTooLarge
+		}
+		if err == io.EOF {
+			return bytes.NewReader(buf), int64(len(buf)), 0
+		}
+		if err != nil {
+			return nil, 0, http.StatusBadRequest
+		}
+	}
+	f, err := os.CreateTemp("", "fcgivisor-body-")
+	if err != nil {
+		s.log.Error("spool request body", "err", err)
+		return nil, 0, http.StatusInternalServerError
+	}
+	os.Remove(f.Name())
+	n, err := io.Copy(f, io.MultiReader(bytes.NewReader(buf), io.LimitReader(r.Body, limit+1-int64(len(buf)))))
+	if err != nil || n > limit {
+		f.Close()
+		if n > limit {
+			return nil, 0, http.StatusRequestEntityTooLarge
+		}
+		return nil, 0, http.StatusBadRequest
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		f.Close()
+		return nil, 0, http.StatusInternalServerError
+	}
+	return f, n, 0
+}
+
+type clientError struct{ err error }
+
+func (e *clientError) Error() string { return "write to client: " + e.err.Error() }
+func (e *clientError) Unwrap() error { return e.err }
+
+// statusWriter records the status and size for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+

@@ -1,0 +1,37 @@
+package supervisor
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"log/slog"
+)
+
+// maxLine is the longest worker output line logged as one record; longer
+// lines are split and the pieces marked (DESIGN.md "Logs").
+const maxLine = 16 << 10
+
+// logLines logs what a worker writes to stdout or stderr, one record per
+// line, until r ends.
+func logLines(r io.Reader, log *slog.Logger, stream string) {
+	br := bufio.NewReaderSize(r, maxLine)
+	continued := false
+	for {
+		line, err := br.ReadSlice('\n')
+		full := errors.Is(err, bufio.ErrBufferFull)
+		if n := len(line); n > 0 && line[n-1] == '\n' {
+			line = line[:n-1]
+		}
+		if len(line) > 0 || (err == nil && !continued) {
+			attrs := []any{"stream", stream}
+			if full || continued {
+				attrs = append(attrs, "split", true)
+			}
+			log.Info(string(line), attrs...)
+		}
+		continued = full
+		if err != nil && !full {
+			return
+		}
+	}
+}

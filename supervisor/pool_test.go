@@ -1,0 +1,455 @@
+package supervisor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/fcgi"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/fastcgi"
+	"github.com/fcgivisor/fcgivisor/socket"
+	"github.com/fcgivisor/fcgivisor/spawner"
+)
+
+// The test binary is the worker: with SUPERVISOR_HELPER set it runs one of
+// the workers below on fd 0 instead of the tests.
+func TestMain(m *testing.M) {
+	if h := os.Getenv("SUPERVISOR_HELPER"); h != "" {
+		helperWorker(h)
+		os.Exit(0)
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "subreaper:", err)
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}
+
+func helperWorker(kind string) {
+	fmt.Fprintf(os.Stderr, "helper %s ready\n", kind)
+	switch kind {
+	case "fcgi":
+	case "ignoreterm":
+		signal.Ignore(syscall.SIGTERM)
+	case "crash":
+		os.Exit(1)
+	case "closer":
+		closerWorker()
+		return
+	}
+	ln, err := net.FileListener(os.Stdin)
+	if err != nil {
+		os.Exit(2)
+	}
+	fcgi.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if ms := q.Get("sleep"); ms != "" {
+			n, _ := strconv.Atoi(ms)
+			time.Sleep(time.Duration(n) * time.Millisecond)
+		}
+		if q.Has("echo") {
+			io.Copy(w, r.Body)
+			return
+		}
+		fmt.Fprintf(w, "pid=%d", os.Getpid())
+	}))
+}
+
+// closerWorker answers each request and closes the connection whatever
+// FCGI_KEEP_CONN says, as Ruby's fcgi does.
+func closerWorker() {
+	ln, err := net.FileListener(os.Stdin)
+	if err != nil {
+		os.Exit(2)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		br := bufio.NewReader(c)
+		for {
+			var h [8]byte
+			if _, err := io.ReadFull(br, h[:]); err != nil {
+				break
+			}
+			n := int(binary.BigEndian.Uint16(h[4:6])) + int(h[6])
+			io.CopyN(io.Discard, br, int64(n))
+			if h[1] == 5 && binary.BigEndian.Uint16(h[4:6]) == 0 { // empty STDIN: request complete
+				body := fmt.Sprintf("Content-Type: text/plain\r\n\r\npid=%d", os.Getpid())
+				var out bytes.Buffer
+				rec := func(t byte, content []byte) {
+					out.Write([]byte{1, t, 0, 1, byte(len(content) >> 8), byte(len(content)), 0, 0})
+					out.Write(content)
+				}
+				rec(6, []byte(body))
+				rec(6, nil)
+				rec(3, make([]byte, 8))
+				c.Write(out.Bytes())
+				break
+			}
+		}
+		c.Close()
+	}
+}
+
+var (
+	reaperOnce sync.Once
+	reaper     *spawner.Reaper
+)
+
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type testPool struct {
+	*Pool
+	log    *logBuf
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newTestPool(t *testing.T, helper string, edit func(*conf.Pool)) *testPool {
+	t.Helper()
+	reaperOnce.Do(func() {
+		r, err := spawner.NewReaper()
+		if err != nil {
+			panic(err)
+		}
+		reaper = r
+		go r.Run(context.Background())
+	})
+	dir, err := os.MkdirTemp("", "fvp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	rt, err := socket.OpenRuntimeDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	exe, _ := os.Executable()
+	cfg := &conf.Pool{
+		Name:           "t",
+		Command:        []string{exe},
+		Env:            map[string]string{"SUPERVISOR_HELPER": helper},
+		Scaling:        conf.Static,
+		Workers:        1,
+		MaxWorkers:     1,
+		Concurrency:    1,
+		RequestTimeout: 10 * time.Second,
+		QueueTimeout:   5 * time.Second,
+		StopTimeout:    5 * time.Second,
+	}
+	if edit != nil {
+		edit(cfg)
+	}
+	lb := &logBuf{}
+	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	p := NewPool(cfg, Env{Reaper: reaper, Runtime: rt, Logger: log, Getenv: func(string) (string, bool) { return "", false }})
+	ctx, cancel := context.WithCancel(context.Background())
+	tp := &testPool{Pool: p, log: lb, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(tp.done); p.Run(ctx, context.Background()) }()
+	<-p.Ready()
+	t.Cleanup(func() {
+		tp.stop(t)
+		if t.Failed() {
+			t.Logf("pool log:\n%s", lb.String())
+		}
+	})
+	return tp
+}
+
+func (tp *testPool) stop(t *testing.T) {
+	tp.cancel()
+	select {
+	case <-tp.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("pool did not stop")
+	}
+}
+
+// get runs a GET with query q and returns the body.
+func (tp *testPool) get(ctx context.Context, q string) (string, error) {
+	req := &fastcgi.Request{Params: []fastcgi.Param{
+		{Name: "REQUEST_METHOD", Value: "GET"},
+		{Name: "SERVER_PROTOCOL", Value: "HTTP/1.1"},
+		{Name: "REQUEST_URI", Value: "/?" + q},
+		{Name: "QUERY_STRING", Value: q},
+		{Name: "CONTENT_LENGTH", Value: "0"},
+	}}
+	var body string
+	err := tp.Serve(ctx, req, func(resp *fastcgi.Response) error {
+		b, err := io.ReadAll(resp)
+		if err != nil {
+			return err
+		}
+		_, after, ok := bytes.Cut(b, []byte("\r\n\r\n"))
+		if !ok {
+			return fmt.Errorf("no header end in %q", b)
+		}
+		body = string(after)
+		return nil
+	})
+	return body, err
+}
+
+func pidOf(t *testing.T, body string) int {
+	t.Helper()
+	pid, err := strconv.Atoi(strings.TrimPrefix(body, "pid="))
+	if err != nil {
+		t.Fatalf("bad pid body %q", body)
+	}
+	return pid
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestServeAndReplaceKilledWorker(t *testing.T) {
+	tp := newTestPool(t, "fcgi", func(c *conf.Pool) { c.Workers, c.MaxWorkers = 2, 2 })
+	body, err := tp.get(context.Background(), "pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := pidOf(t, body)
+	pids := tp.Pids()
+	if len(pids) != 2 || (pids[0] != pid && pids[1] != pid) {
+		t.Fatalf("pids %v do not include the serving pid %d", pids, pid)
+	}
+	unix.Kill(pid, unix.SIGKILL)
+	eventually(t, "replacement worker", func() bool {
+		p := tp.Pids()
+		return len(p) == 2 && p[0] != pid && p[1] != pid
+	})
+	for range 20 {
+		body, err := tp.get(context.Background(), "pid")
+		if err != nil {
+			t.Fatalf("request after replacement: %v", err)
+		}
+		if pidOf(t, body) == pid {
+			t.Fatal("served by the killed worker")
+		}
+	}
+	if tp.State() != Running {
+		t.Fatalf("state %v, want running (a worker that served is not a crash loop)", tp.State())
+	}
+}
+
+func TestCrashLoopBacksOffAndFails(t *testing.T) {
+	tp := newTestPool(t, "crash", nil)
+	eventually(t, "failing state", func() bool { return tp.State() == Failing })
+	// A failing pool answers at once instead of waiting out queue_timeout.
+	start := time.Now()
+	_, err := tp.get(context.Background(), "")
+	if !errors.Is(err, ErrFailing) || time.Since(start) > time.Second {
+		t.Fatalf("err %v after %v, want ErrFailing at once", err, time.Since(start))
+	}
+	if !strings.Contains(err.Error(), "exit status 1") {
+		t.Fatalf("error %q does not carry the last exit status", err)
+	}
+	// Backoff, not spinning: 100+200+400+800 ms leaves room for about 5
+	// spawns in 1.5 s; a spinning supervisor would do hundreds.
+	time.Sleep(1500 * time.Millisecond)
+	tp.mu.Lock()
+	spawns := tp.nextID
+	tp.mu.Unlock()
+	if spawns > 8 {
+		t.Fatalf("%d spawns in ~1.5 s: the crash loop is not backing off", spawns)
+	}
+}
+
+func TestQueueTimeout(t *testing.T) {
+	tp := newTestPool(t, "fcgi", func(c *conf.Pool) { c.QueueTimeout = 100 * time.Millisecond })
+	done := make(chan error, 1)
+	go func() { _, err := tp.get(context.Background(), "sleep=1000"); done <- err }()
+	eventually(t, "busy slot", func() bool {
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		return len(tp.idle) == 0
+	})
+	start := time.Now()
+	_, err := tp.get(context.Background(), "")
+	if !errors.Is(err, ErrQueueTimeout) {
+		t.Fatalf("err %v, want ErrQueueTimeout", err)
+	}
+	if d := time.Since(start); d < 90*time.Millisecond || d > 900*time.Millisecond {
+		t.Fatalf("gave up after %v, want ~100ms", d)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the in-flight request failed: %v", err)
+	}
+}
+
+func TestQueuedRequestGetsFreedSlot(t *testing.T) {
+	tp := newTestPool(t, "fcgi", nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, err := tp.get(context.Background(), "sleep=20"); errs <- err }()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestRequestTimeoutKillsWorker(t *testing.T) {
+	tp := newTestPool(t, "fcgi", func(c *conf.Pool) { c.RequestTimeout = 300 * time.Millisecond })
+	body, err := tp.get(context.Background(), "pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := pidOf(t, body)
+	if _, err := tp.get(context.Background(), "sleep=5000"); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("err %v, want ErrTimeout", err)
+	}
+	eventually(t, "hung worker killed", func() bool { return unix.Kill(pid, 0) == unix.ESRCH })
+	body, err = tp.get(context.Background(), "pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pidOf(t, body) == pid {
+		t.Fatal("served by the killed worker")
+	}
+}
+
+func TestWorkerIgnoringKeepConn(t *testing.T) {
+	tp := newTestPool(t, "closer", nil)
+	for i := range 200 {
+		if _, err := tp.get(context.Background(), ""); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+}
+
+func TestKeptConnectionIsReused(t *testing.T) {
+	tp := newTestPool(t, "fcgi", nil)
+	for range 3 {
+		if _, err := tp.get(context.Background(), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tp.mu.Lock()
+	defer tp.mu.Unlock()
+	if len(tp.idle) != 1 || tp.idle[0].conn == nil {
+		t.Fatal("the slot holds no kept connection after a request")
+	}
+}
+
+func TestClientGoneDuringRequest(t *testing.T) {
+	tp := newTestPool(t, "fcgi", nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := tp.get(ctx, "sleep=500"); err == nil {
+		t.Fatal("request outlived its context")
+	}
+	// The slot came back; the worker still serves.
+	if _, err := tp.get(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStopEscalatesToKill(t *testing.T) {
+	tp := newTestPool(t, "ignoreterm", func(c *conf.Pool) { c.StopTimeout = 200 * time.Millisecond })
+	if _, err := tp.get(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	pid := tp.Pids()[0]
+	start := time.Now()
+	tp.stop(t)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("stop took %v", d)
+	}
+	if err := unix.Kill(pid, 0); err != unix.ESRCH {
+		t.Fatalf("worker %d survived the stop: %v", pid, err)
+	}
+	if !strings.Contains(tp.log.String(), "stop_timeout") {
+		t.Fatal("no log of the SIGKILL escalation")
+	}
+}
+
+func TestWorkerOutputLoggedWithPoolAndPid(t *testing.T) {
+	tp := newTestPool(t, "fcgi", nil)
+	pid := tp.Pids()[0]
+	want := fmt.Sprintf(`msg="helper fcgi ready" pool=t pid=%d stream=stderr`, pid)
+	eventually(t, "worker stderr in the log", func() bool { return strings.Contains(tp.log.String(), want) })
+}
+
+func TestLogLinesSplitsLongLines(t *testing.T) {
+	var b bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&b, nil))
+	long := strings.Repeat("x", maxLine+10)
+	logLines(strings.NewReader("one\n"+long+"\nlast-no-newline"), log, "stdout")
+	out := b.String()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("got %d records, want 4 (one, 2 pieces of the long line, last):\n%s", len(lines), out)
+	}
+	if !strings.Contains(lines[0], "msg=one") || strings.Contains(lines[0], "split") {
+		t.Fatalf("first record %q", lines[0])
+	}
+	if !strings.Contains(lines[1], "split=true") || !strings.Contains(lines[2], "split=true") {
+		t.Fatalf("long line pieces not marked: %q / %q", lines[1][:40], lines[2])
+	}
+	if !strings.Contains(lines[3], "msg=last-no-newline") {
+		t.Fatalf("last record %q", lines[3])
+	}
+}
+
+func TestWorkerEnvIsAllowlist(t *testing.T) {
+	cfg := &conf.Pool{Env: map[string]string{"B": "2", "A": "1"}, InheritEnv: []string{"PATH", "MISSING"}}
+	got := workerEnv(cfg, func(k string) (string, bool) {
+		m := map[string]string{"PATH": "/bin", "SECRET": "x"}
+		v, ok := m[k]
+		return v, ok
+	})
+	want := "A=1 B=2 PATH=/bin"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("env %q, want %q", got, want)
+	}
+}
