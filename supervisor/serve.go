@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fcgivisor/fcgivisor/fastcgi"

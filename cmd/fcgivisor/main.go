@@ -267,4 +267,3 @@ func listen(cfg *conf.Config) ([]net.Listener, error) {
 	}
 	return ls, nil
 }
-
