@@ -1,0 +1,211 @@
+package front
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/fastcgi"
+)
+
+func TestRouteMatchAndSplit(t *testing.T) {
+	for _, tc := range []struct {
+		route                conf.Route
+		path                 string
+		ok                   bool
+		scriptName, pathInfo string
+	}{
+		{conf.Route{Prefix: "/"}, "/a/b", true, "", "/a/b"},
+		{conf.Route{Prefix: "/go/"}, "/go/x", true, "/go", "/x"},
+		{conf.Route{Prefix: "/go/"}, "/go", false, "", ""},
+		{conf.Route{Prefix: "/go/"}, "/gopher", false, "", ""},
+		{conf.Route{Prefix: "/", Suffix: ".php"}, "/app/x.php/extra/y", true, "/app/x.php", "/extra/y"},
+		{conf.Route{Prefix: "/", Suffix: ".php"}, "/x.php", true, "/x.php", ""},
+		// The first segment that ends in the suffix, not a later one, and
+		// not a segment that merely contains it.
+		{conf.Route{Prefix: "/", Suffix: ".php"}, "/a.phpx/b.php/c.php", true, "/a.phpx/b.php", "/c.php"},
+		{conf.Route{Prefix: "/", Suffix: ".php"}, "/img/logo.png", false, "", ""},
+		{conf.Route{Prefix: "/", Suffix: ".php", Index: "index.php"}, "/blog/", true, "/blog/index.php", ""},
+		{conf.Route{Prefix: "/", Index: "index.php"}, "/", true, "", "/index.php"},
+		{conf.Route{Prefix: "/app/", Script: "/index.php"}, "/app/users/7", true, "/index.php", "/app/users/7"},
+	} {
+		rt := &route{cfg: &tc.route}
+		sn, pi, ok := rt.match(tc.path)
+		if ok != tc.ok || sn != tc.scriptName || pi != tc.pathInfo {
+			t.Errorf("%+v match %q = (%q, %q, %v); want (%q, %q, %v)", tc.route, tc.path, sn, pi, ok, tc.scriptName, tc.pathInfo, tc.ok)
+		}
+	}
+}
+
+func TestEscapes(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/a/b":          false,
+		"/a/../b":       true,
+		"/..":           true,
+		"/a/..":         true,
+		"/a/..b/c":      false,
+		"/a/b..":        false,
+		"/a\x00b":       true,
+		"/./a":          false,
+		"/a/.../b":      false,
+		"/x.php/../../": true,
+	} {
+		if got := escapes(p); got != want {
+			t.Errorf("escapes(%q) = %v, want %v", p, got, want)
+		}
+	}
+}
+
+func params(ps []fastcgi.Param) map[string]string {
+	m := make(map[string]string)
+	for _, p := range ps {
+		m[p.Name] = p.Value
+	}
+	return m
+}
+
+func TestMetaVars(t *testing.T) {
+	r := httptest.NewRequest("POST", "http://example.com:8080/app/x.php/extra?a=1&b=2", strings.NewReader("body"))
+	r.RemoteAddr = "192.0.2.7:4242"
+	r.Header.Set("Content-Type", "text/plain")
+	r.Header.Set("X-Custom", "v1")
+	r.Header.Add("Cookie", "a=1")
+	r.Header.Add("Cookie", "b=2")
+	r.Header.Set("Proxy", "http://evil.example:3128")
+	r.Header["X_Custom"] = []string{"spoof"}
+	r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}))
+	m := params(metaVars(&request{
+		r: r, scriptName: "/app/x.php", pathInfo: "/extra", documentRoot: "/srv/www",
+		contentLength: 4, serverSoftware: "fcgivisor/test",
+	}))
+	want := map[string]string{
+		"GATEWAY_INTERFACE": "CGI/1.1",
+		"SERVER_SOFTWARE":   "fcgivisor/test",
+		"REQUEST_METHOD":    "POST",
+		"QUERY_STRING":      "a=1&b=2",
+		"SCRIPT_NAME":       "/app/x.php",
+		"SCRIPT_FILENAME":   "/srv/www/app/x.php",
+		"PATH_INFO":         "/extra",
+		"PATH_TRANSLATED":   "/srv/www/extra",
+		"DOCUMENT_ROOT":     "/srv/www",
+		"CONTENT_LENGTH":    "4",
+		"CONTENT_TYPE":      "text/plain",
+		"REMOTE_ADDR":       "192.0.2.7",
+		"REMOTE_PORT":       "4242",
+		"SERVER_NAME":       "example.com",
+		"SERVER_ADDR":       "127.0.0.1",
+		"SERVER_PORT":       "8080",
+		"SERVER_PROTOCOL":   "HTTP/1.1",
+		"REDIRECT_STATUS":   "200",
+		"HTTP_HOST":         "example.com:8080",
+		"HTTP_X_CUSTOM":     "v1",
+		"HTTP_COOKIE":       "a=1; b=2",
+		"REQUEST_SCHEME":    "http",
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("%s = %q, want %q", k, m[k], v)
+		}
+	}
+	// httpoxy: a Proxy header never becomes HTTP_PROXY; Content-* are not
+	// repeated as HTTP_*.
+	for _, k := range []string{"HTTP_PROXY", "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTPS"} {
+		if v, ok := m[k]; ok {
+			t.Errorf("%s = %q is set", k, v)
+		}
+	}
+}
+
+func TestMetaVarsWithoutBody(t *testing.T) {
+	r := httptest.NewRequest("GET", "/", nil)
+	m := params(metaVars(&request{r: r}))
+	if m["CONTENT_LENGTH"] != "0" || m["QUERY_STRING"] != "" {
+		t.Fatalf("CONTENT_LENGTH %q QUERY_STRING %q", m["CONTENT_LENGTH"], m["QUERY_STRING"])
+	}
+	if _, ok := m["PATH_TRANSLATED"]; ok {
+		t.Fatal("PATH_TRANSLATED set with an empty PATH_INFO (RFC 3875 4.1.6)")
+	}
+}
+
+func TestReadCGIResponse(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		status int
+		header map[string]string
+		body   string
+		err    string
+	}{
+		{in: "Content-Type: text/plain\r\n\r\nhello", status: 200, header: map[string]string{"Content-Type": "text/plain"}, body: "hello"},
+		{in: "Content-Type: text/plain\n\nunix newlines", status: 200, body: "unix newlines"},
+		{in: "Status: 404 Not Found\r\nContent-Type: text/html\r\n\r\nnope", status: 404, header: map[string]string{"Status": ""}, body: "nope"},
+		{in: "Location: /elsewhere\r\n\r\n", status: 302, header: map[string]string{"Location": "/elsewhere"}},
+		{in: "Status: 301\r\nLocation: http://x/\r\n\r\n", status: 301},
+		{in: "Status: 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n", status: 200, header: map[string]string{"Transfer-Encoding": "", "Connection": ""}},
+		{in: "Status: abc\r\n\r\n", err: "bad Status"},
+		{in: "", err: "empty response"},
+		{in: "no colon here\r\n\r\n", err: "malformed"},
+		{in: "X: " + strings.Repeat("a", maxResponseHeader) + "\r\n\r\n", err: "header block over"},
+	} {
+		resp, err := readCGIResponse(strings.NewReader(tc.in), bufio.NewReader(nil))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%.40q: err %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%.40q: %v", tc.in, err)
+			continue
+		}
+		if resp.status != tc.status {
+			t.Errorf("%.40q: status %d, want %d", tc.in, resp.status, tc.status)
+		}
+		for k, v := range tc.header {
+			if got := resp.header.Get(k); got != v {
+				t.Errorf("%.40q: header %s = %q, want %q", tc.in, k, got, v)
+			}
+		}
+		body, _ := io.ReadAll(resp.body)
+		if string(body) != tc.body {
+			t.Errorf("%.40q: body %q, want %q", tc.in, body, tc.body)
+		}
+	}
+}
+
+func TestBodyLimitsAndSpooling(t *testing.T) {
+	s := &Server{cfg: &conf.HTTP{MaxBodyBytes: 2 << 20}}
+	// Declared too large: refused before anything is read.
+	r := httptest.NewRequest("POST", "/", strings.NewReader("x"))
+	r.ContentLength = 3 << 20
+	if _, _, status := s.body(r); status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413", status)
+	}
+	// Chunked (unknown length) bodies are spooled to learn their length:
+	// in memory when small, in a file when large; over the limit is 413.
+	for _, n := range []int{10, spoolInMemory + 5, 2 << 20} {
+		r := httptest.NewRequest("POST", "/", io.NopCloser(strings.NewReader(strings.Repeat("y", n))))
+		r.ContentLength = -1
+		body, length, status := s.body(r)
+		if status != 0 || length != int64(n) {
+			t.Fatalf("n=%d: length %d status %d", n, length, status)
+		}
+		b, _ := io.ReadAll(body)
+		if len(b) != n {
+			t.Fatalf("n=%d: read back %d bytes", n, len(b))
+		}
+		if c, ok := body.(io.Closer); ok {
+			c.Close()
+		}
+	}
+	r = httptest.NewRequest("POST", "/", io.NopCloser(strings.NewReader(strings.Repeat("z", 2<<20+1))))
+	r.ContentLength = -1
+	if _, _, status := s.body(r); status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("chunked over the limit: status %d, want 413", status)
+	}
+}
