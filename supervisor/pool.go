@@ -26,7 +26,10 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -104,6 +107,13 @@ type Pool struct {
 	nextID   uint64
 	failures int    // young deaths in a row
 	lastErr  string // last exit status / start error, for status
+
+	// selfLimit is the number of requests after which a worker exits by
+	// itself, 0 when unknown: php-cgi's PHP_FCGI_MAX_REQUESTS, or learnt
+	// from a worker that exited cleanly after closing its kept connection.
+	// A worker that reached it gets no more requests, so none is sent into
+	// the moment it closes its connection and exits.
+	selfLimit int64
 }
 
 type worker struct {
@@ -118,6 +128,14 @@ type worker struct {
 	gone    bool // exited, failed to accept, or being stopped: hand out no more slots
 	killed  bool // killed by fcgivisor (timeout, protocol error): not a crash
 	outDone chan struct{}
+
+	// keeps is set once a kept connection carried a second request: the
+	// worker honours FCGI_KEEP_CONN, so an idle connection it closes means
+	// it is exiting by itself.
+	keeps atomic.Bool
+	// retire, when set, kills a worker that closed its connections but did
+	// not exit within stop_timeout.
+	retire *time.Timer
 }
 
 type slot struct {
@@ -142,6 +160,13 @@ func NewPool(cfg *conf.Pool, env Env) *Pool {
 		workers: make(map[*worker]struct{}),
 	}
 	p.penv = workerEnv(cfg, env.Getenv)
+	for _, kv := range p.penv {
+		if v, ok := strings.CutPrefix(kv, "PHP_FCGI_MAX_REQUESTS="); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
+				p.selfLimit = n
+			}
+		}
+	}
 	return p
 }
 
@@ -320,6 +345,11 @@ func (p *Pool) onExit(w *worker) (delay time.Duration, replace bool) {
 	if p.state == Stopping {
 		return 0, false
 	}
+	if st := w.proc.Status(); !w.killed && w.keeps.Load() && st.Exited() && st.ExitStatus() == 0 && w.served > 0 &&
+		(p.selfLimit == 0 || w.served < p.selfLimit) {
+		p.selfLimit = w.served
+		p.log.Info("workers exit by themselves after this many requests; retiring them there", "requests", w.served)
+	}
 	uptime := time.Since(w.started)
 	if w.killed || w.served > 0 || uptime >= minUptime {
 		p.failures = 0
@@ -446,6 +476,11 @@ func (p *Pool) start(id uint64) (*worker, error) {
 // watch waits for w to exit and reports it to the owner.
 func (p *Pool) watch(w *worker) {
 	<-w.proc.Done()
+	p.mu.Lock()
+	if w.retire != nil {
+		w.retire.Stop()
+	}
+	p.mu.Unlock()
 	<-w.outDone
 	os.Remove(w.path)
 	st := w.proc.Status()
@@ -566,15 +601,28 @@ func (p *Pool) dropIdleLocked(w *worker) {
 	p.idle = kept
 }
 
-// acquire returns a free slot, waiting up to queue_timeout for one.
-func (p *Pool) acquire(ctx context.Context) (*slot, error) {
+// acquire returns a free slot, waiting up to queue_timeout for one. Idle
+// slots are taken last-in first-out (warm workers; spare ones stay idle).
+// For a retry, avoid is the worker the request just failed on: the slot
+// taken is then one of the worker that has served the fewest requests (the
+// least likely to be about to exit by itself), not avoid's if possible.
+func (p *Pool) acquire(ctx context.Context, avoid *worker) (*slot, error) {
 	p.mu.Lock()
 	if err := p.unavailableLocked(); err != nil {
 		p.mu.Unlock()
 		return nil, err
 	}
 	if n := len(p.idle); n > 0 {
-		s := p.idle[n-1]
+		i := n - 1
+		if avoid != nil {
+			for j, s := range p.idle {
+				if (p.idle[i].w == avoid && s.w != avoid) || (s.w != avoid && s.w.served < p.idle[i].w.served) {
+					i = j
+				}
+			}
+		}
+		s := p.idle[i]
+		copy(p.idle[i:], p.idle[i+1:])
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
@@ -629,6 +677,11 @@ func (p *Pool) unavailableLocked() error {
 // release returns s to the pool after a request. keep says whether its
 // connection can carry another request.
 func (p *Pool) release(s *slot, keep, served bool) {
+	p.releaseAt(s, keep, served, false)
+}
+
+// releaseAt is release; last puts an idle slot where it is taken last.
+func (p *Pool) releaseAt(s *slot, keep, served, last bool) {
 	if !keep && s.conn != nil {
 		s.conn.Close()
 		s.conn = nil
@@ -637,12 +690,21 @@ func (p *Pool) release(s *slot, keep, served bool) {
 	defer p.mu.Unlock()
 	if served {
 		s.w.served++
+		if p.selfLimit > 0 && s.w.served >= p.selfLimit && !s.w.gone {
+			p.exitingLocked(s.w)
+		}
 	}
 	if s.w.gone || p.state == Stopping {
 		if s.conn != nil {
 			s.conn.Close()
 			s.conn = nil
 		}
+		return
+	}
+	if last && len(p.waiters) == 0 {
+		p.idle = append(p.idle, nil)
+		copy(p.idle[1:], p.idle)
+		p.idle[0] = s
 		return
 	}
 	p.putLocked(s)

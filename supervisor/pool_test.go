@@ -52,7 +52,10 @@ func helperWorker(kind string) {
 	case "crash":
 		os.Exit(1)
 	case "closer":
-		closerWorker()
+		rawWorker(false, 0)
+		return
+	case "maxreq10":
+		rawWorker(true, 10)
 		return
 	}
 	ln, err := net.FileListener(os.Stdin)
@@ -65,6 +68,9 @@ func helperWorker(kind string) {
 			n, _ := strconv.Atoi(ms)
 			time.Sleep(time.Duration(n) * time.Millisecond)
 		}
+		if q.Has("exit") {
+			os.Exit(3)
+		}
 		if q.Has("echo") {
 			io.Copy(w, r.Body)
 			return
@@ -73,13 +79,16 @@ func helperWorker(kind string) {
 	}))
 }
 
-// closerWorker answers each request and closes the connection whatever
-// FCGI_KEEP_CONN says, as Ruby's fcgi does.
-func closerWorker() {
+// rawWorker is a FastCGI responder written by hand. keep=false answers each
+// request and closes the connection whatever FCGI_KEEP_CONN says, as Ruby's
+// fcgi does; max>0 exits after that many requests, closing its kept
+// connection, as php-cgi does after PHP_FCGI_MAX_REQUESTS.
+func rawWorker(keep bool, max int) {
 	ln, err := net.FileListener(os.Stdin)
 	if err != nil {
 		os.Exit(2)
 	}
+	served := 0
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -93,17 +102,26 @@ func closerWorker() {
 			}
 			n := int(binary.BigEndian.Uint16(h[4:6])) + int(h[6])
 			io.CopyN(io.Discard, br, int64(n))
-			if h[1] == 5 && binary.BigEndian.Uint16(h[4:6]) == 0 { // empty STDIN: request complete
-				body := fmt.Sprintf("Content-Type: text/plain\r\n\r\npid=%d", os.Getpid())
-				var out bytes.Buffer
-				rec := func(t byte, content []byte) {
-					out.Write([]byte{1, t, 0, 1, byte(len(content) >> 8), byte(len(content)), 0, 0})
-					out.Write(content)
-				}
-				rec(6, []byte(body))
-				rec(6, nil)
-				rec(3, make([]byte, 8))
-				c.Write(out.Bytes())
+			if h[1] != 5 || binary.BigEndian.Uint16(h[4:6]) != 0 {
+				continue
+			}
+			// Empty STDIN: the request is complete.
+			body := fmt.Sprintf("Content-Type: text/plain\r\n\r\npid=%d", os.Getpid())
+			var out bytes.Buffer
+			rec := func(t byte, content []byte) {
+				out.Write([]byte{1, t, 0, 1, byte(len(content) >> 8), byte(len(content)), 0, 0})
+				out.Write(content)
+			}
+			rec(6, []byte(body))
+			rec(6, nil)
+			rec(3, make([]byte, 8))
+			c.Write(out.Bytes())
+			served++
+			if max > 0 && served >= max {
+				c.Close()
+				os.Exit(0)
+			}
+			if !keep {
 				break
 			}
 		}
@@ -451,5 +469,71 @@ func TestWorkerEnvIsAllowlist(t *testing.T) {
 	want := "A=1 B=2 PATH=/bin"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("env %q, want %q", got, want)
+	}
+}
+
+// A worker that exits by itself after every 10 requests (php-cgi with
+// PHP_FCGI_MAX_REQUESTS=10), closing its kept connection, costs no failed
+// request under concurrent load.
+func TestWorkersExitingByThemselvesLoseNothing(t *testing.T) {
+	tp := newTestPool(t, "maxreq10", func(c *conf.Pool) { c.Workers, c.MaxWorkers = 4, 4 })
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failed, pids := 0, map[string]bool{}
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 80 {
+				body, err := tp.get(context.Background(), "")
+				mu.Lock()
+				if err != nil {
+					failed++
+					t.Log(err)
+				}
+				pids[body] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if failed > 0 {
+		t.Fatalf("%d of 160 requests failed", failed)
+	}
+	if len(pids) < 160/10 {
+		t.Fatalf("only %d distinct workers served 160 requests at 10 each", len(pids))
+	}
+}
+
+// A request that crashes its worker after reading it is answered with an
+// error, not sent to a second worker to crash that one too.
+func TestPoisonRequestIsNotRetried(t *testing.T) {
+	tp := newTestPool(t, "fcgi", func(c *conf.Pool) { c.Workers, c.MaxWorkers = 2, 2 })
+	before := tp.Pids()
+	// Warm both slots' kept connections so the crash happens on a reused one.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); tp.get(context.Background(), "sleep=50") }()
+	}
+	wg.Wait()
+	if _, err := tp.get(context.Background(), "exit"); err == nil {
+		t.Fatal("a request whose worker crashed succeeded")
+	}
+	eventually(t, "replacement", func() bool {
+		p := tp.Pids()
+		return len(p) == 2 && (p[0] != before[0] || p[1] != before[1])
+	})
+	after := tp.Pids()
+	survivors := 0
+	for _, a := range after {
+		for _, b := range before {
+			if a == b {
+				survivors++
+			}
+		}
+	}
+	if survivors != 1 {
+		t.Fatalf("workers before %v, after %v: want exactly one crashed", before, after)
 	}
 }

@@ -20,7 +20,7 @@ const replayLimit = 64 << 10
 
 // maxDials bounds the connection attempts of one request. A failed connect
 // never reached a worker, so it does not use up the one re-send.
-const maxDials = 4
+const maxDials = 8
 
 // Serve runs req on a worker slot of the pool. handle reads the streaming
 // response; the slot stays busy until handle returns. handle must wrap
@@ -28,11 +28,19 @@ const maxDials = 4
 // (fastcgi.ErrProtocol) is seen and the worker replaced.
 //
 // Retry rule (DESIGN.md "Retries"): the request is sent again, once, only
-// when it cannot have been processed: the connect failed; a reused kept
-// connection was closed by the worker before any response byte (workers
-// close idle connections when they exit by themselves); or a fresh
-// connection was reset before any response byte, which on a Unix socket
-// means the worker exited with the request unread in its backlog.
+// when it cannot have been processed. On a Unix socket the kernel tells:
+//   - the connect failed: never sent (does not use up the re-send);
+//   - EPIPE: the worker had closed the connection before our write;
+//   - ECONNRESET: the worker closed it with our request unread in its
+//     receive queue or backlog (a worker exiting by itself after
+//     PHP_FCGI_MAX_REQUESTS, libfcgi closing a kept connection as the next
+//     request arrives, a worker killed before it read).
+//
+// A plain EOF before any response byte means the worker read the request
+// and then closed: it may have run it, so that is a 502, never a re-send (a
+// request that crashes its worker must not crash a second one). The
+// re-send goes to another worker when one has a free slot, on a fresh
+// connection.
 //
 // Errors: ErrQueueTimeout, ErrFailing, ErrStopping (nothing was sent: 503);
 // ErrTimeout (504); others are worker failures (502) or handle's own.
@@ -44,10 +52,15 @@ func (p *Pool) Serve(ctx context.Context, req *fastcgi.Request, handle func(*fas
 		r.Body = body
 	}
 	sent := 0
+	var avoid *worker
 	for dials := 0; ; dials++ {
-		s, err := p.acquire(ctx)
+		s, err := p.acquire(ctx, avoid)
 		if err != nil {
 			return err
+		}
+		if avoid != nil && s.conn != nil {
+			s.conn.Close()
+			s.conn = nil
 		}
 		err, wasSent, retry := p.serveOn(ctx, s, &r, handle)
 		if wasSent {
@@ -56,7 +69,8 @@ func (p *Pool) Serve(ctx context.Context, req *fastcgi.Request, handle func(*fas
 		if !retry || dials+1 >= maxDials || sent > 1 || (wasSent && body != nil && !body.rewind()) {
 			return err
 		}
-		s.w.log.Debug("retrying request on another connection", "err", err)
+		avoid = s.w
+		s.w.log.Debug("retrying request: the worker did not read it", "err", err)
 	}
 }
 
@@ -68,6 +82,11 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		s.conn.Close()
 		s.conn = nil
 		reused = false
+		if w.keeps.Load() {
+			p.exiting(w)
+			p.release(s, false, false)
+			return errExiting, false, true
+		}
 	}
 	if s.conn == nil {
 		var d net.Dialer
@@ -104,7 +123,10 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 	resp, err := conn.Do(&r)
 	if err != nil {
 		intime := done()
-		p.release(s, false, false)
+		unread := errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+		// A worker that dropped a request unread is likely exiting: its
+		// slot goes where it is taken last.
+		p.releaseAt(s, false, false, unread)
 		switch {
 		case !intime && timedOut.Load():
 			p.kill(w, "request_timeout exceeded before the worker answered")
@@ -112,10 +134,14 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		case ctx.Err() != nil:
 			return context.Cause(ctx), true, false
 		}
-		unread := reused || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-		if unread && !reused {
-			// A fresh connection reset unread: the worker is exiting.
+		switch {
+		case unread && !reused:
+			// A fresh connection dropped unread: the worker is exiting.
 			p.markGone(w)
+		case unread && w.keeps.Load():
+			// A kept connection dropped unread by a worker that keeps
+			// them: it is exiting by itself (PHP_FCGI_MAX_REQUESTS).
+			p.exiting(w)
 		}
 		return fmt.Errorf("worker %d: %w", w.proc.Pid, err), true, unread
 	}
@@ -132,16 +158,29 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		p.kill(w, "FastCGI protocol violation: "+herr.Error())
 		return herr, true, false
 	}
+	if reused && herr == nil && !w.keeps.Load() {
+		w.keeps.Store(true)
+	}
 	p.release(s, keep && intime && herr == nil, herr == nil)
 	return herr, true, false
 }
 
-// markGone stops handing out slots of w: it failed to accept a connection.
+// errExiting is the retry cause when a worker closed an idle kept connection.
+var errExiting = errors.New("worker closed its kept connection: exiting by itself")
+
+// markGone stops handing out slots of w: it refused or dropped a new
+// connection, so it is exiting or broken. Should it still run, it is killed
+// so that it is replaced; its exit is accounted as what it is (a crash at
+// start still backs off).
 func (p *Pool) markGone(w *worker) {
 	p.mu.Lock()
+	already := w.gone
 	w.gone = true
 	p.dropIdleLocked(w)
 	p.mu.Unlock()
+	if !already && !w.proc.Exited() {
+		w.proc.SignalGroup(syscall.SIGKILL)
+	}
 }
 
 // logStderr logs FastCGI stderr records line by line.
@@ -153,6 +192,39 @@ func logStderr(w *worker, b []byte) {
 			w.log.Warn(string(line), "stream", "fcgi-stderr")
 		}
 	}
+}
+
+// exiting stops handing out slots of w, which is about to exit by itself:
+// it closed an idle kept connection although it keeps connections, or it
+// reached the pool's selfLimit (php-cgi after PHP_FCGI_MAX_REQUESTS). A new
+// connection would only wait in the backlog of a process about to go.
+// Should it not exit within stop_timeout, it is killed.
+func (p *Pool) exiting(w *worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.exitingLocked(w)
+}
+
+func (p *Pool) exitingLocked(w *worker) {
+	if w.gone {
+		return
+	}
+	w.gone = true
+	p.dropIdleLocked(w)
+	w.log.Debug("worker expected to exit by itself", "served", w.served)
+	stop := p.cfg.StopTimeout
+	w.retire = time.AfterFunc(stop, func() {
+		if w.proc.Exited() {
+			return
+		}
+		w.log.Warn("worker expected to exit by itself did not; stopping it")
+		w.proc.SignalGroup(syscall.SIGTERM)
+		time.AfterFunc(stop, func() {
+			if !w.proc.Exited() {
+				w.proc.SignalGroup(syscall.SIGKILL)
+			}
+		})
+	})
 }
 
 // replayBody remembers the first replayLimit bytes read so that a request
