@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# front-vs-nginx.sh: fcgivisor's HTTP front against nginx, same workers.
+#
+#   A  wrk -> fcgivisor run (HTTP front)       -> 4 x C libfcgi worker (static pool, own Unix sockets)
+#   B  wrk -> nginx (1 worker, access_log off)  -> 4 x the same C worker under spawn-fcgi -F 4 (one Unix socket)
+#
+# Endpoint `hello` (no query: "hello from c\n"). Both stacks are up at once;
+# every round runs wrk -t2 -c32 and wrk -t1 -c1 (DURATION each, --latency)
+# alternating A, B, with SETTLE seconds between runs, for ROUNDS rounds. It
+# prints per stack the median req/s, p50 and p99, and the throughput ratio
+# A/B as the median of the per-round ratios: the method of the baseline in
+# anchor-figures.md (section 4, "same-run pairs").
+#
+# Run from anywhere after `make build` (bin/fcgivisor, bin/c-worker):
+#   bench/front-vs-nginx.sh
+# Environment:
+#   FCGIVISOR=bin/fcgivisor C_WORKER=bin/c-worker   binaries (relative to the repo root)
+#   ROUNDS=3 DURATION=5s SETTLE=1                   the measurement
+#   ONLY=nginx                                      run stack B alone (no fcgivisor needed)
+#   KEEP=1                                          keep the temp dir (configs, logs, raw wrk output)
+# Needs nginx, spawn-fcgi, wrk, curl, awk, ss (iproute2).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+FCGIVISOR=${FCGIVISOR:-bin/fcgivisor}
+C_WORKER=${C_WORKER:-bin/c-worker}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+SETTLE=${SETTLE:-1}
+ONLY=${ONLY:-}
+KEEP=${KEEP:-}
+
+abs() { case $1 in /*) echo "$1" ;; *) echo "$ROOT/$1" ;; esac; }
+FCGIVISOR=$(abs "$FCGIVISOR")
+C_WORKER=$(abs "$C_WORKER")
+
+die() { echo "front-vs-nginx: $*" >&2; exit 1; }
+for tool in nginx spawn-fcgi wrk curl awk ss; do
+	command -v "$tool" >/dev/null || die "$tool not found (Debian: apt-get install nginx spawn-fcgi wrk curl iproute2)"
+done
+[[ -x $C_WORKER ]] || die "$C_WORKER missing: run 'make build' (or set C_WORKER)"
+case $ONLY in
+"") STACKS=(fcgivisor nginx) ;;
+nginx) STACKS=(nginx) ;;
+*) die "ONLY=$ONLY: only 'nginx' is supported" ;;
+esac
+if [[ -z $ONLY ]]; then
+	[[ -x $FCGIVISOR ]] || die "$FCGIVISOR missing: run 'make build' (or set FCGIVISOR, or ONLY=nginx)"
+fi
+
+TMP=$(mktemp -d /tmp/fv-bench.XXXXXX)
+PIDS=()        # everything we started, killed by pid at the end
+declare -A URL # stack -> URL of the hello endpoint
+
+cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${PIDS[@]}"; do
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+	done
+	if [[ -n $KEEP ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# free_port prints a loopback TCP port nobody listens on.
+free_port() {
+	local p
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 30000))
+		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+			echo "$p"
+			return
+		fi
+	done
+	die "no free port found"
+}
+
+# wait_hello URL NAME PID: wait until URL answers the hello body.
+wait_hello() {
+	local url=$1 name=$2 pid=$3
+	for _ in $(seq 100); do
+		if [[ $(curl -s "$url" 2>/dev/null) == "hello from c" ]]; then return 0; fi
+		kill -0 "$pid" 2>/dev/null || die "$name exited at start; see $TMP"
+		sleep 0.1
+	done
+	KEEP=1
+	die "$name does not answer $url; see $TMP"
+}
+
+# --- B: nginx -> spawn-fcgi -F 4 ---------------------------------------------
+NGINX_PORT=$(free_port)
+spawn-fcgi -F 4 -s "$TMP/c.sock" -P "$TMP/spawn-fcgi.pid" -- "$C_WORKER" >/dev/null
+mapfile -t spawned < <(grep -o '[0-9]\+' "$TMP/spawn-fcgi.pid")
+PIDS+=("${spawned[@]}")
+mkdir -p "$TMP/nginx"
+{
+	# As root, nginx workers would run as nobody and could not reach the
+	# socket in our 0700 directory.
+	if [[ $EUID -eq 0 ]]; then echo "user $(id -un) $(id -gn);"; fi
+	cat <<EOF
+daemon off;
+worker_processes 1;
+pid $TMP/nginx.pid;
+error_log $TMP/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $TMP/nginx/client_body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME /hello;
+            fastcgi_pass unix:$TMP/c.sock;   # fastcgi_keep_conn off, as shipped
+        }
+    }
+}
+EOF
+} >"$TMP/nginx.conf"
+nginx -p "$TMP/nginx" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" &
+PIDS+=($!)
+wait_hello "http://127.0.0.1:$NGINX_PORT/" nginx "${PIDS[-1]}"
+URL[nginx]="http://127.0.0.1:$NGINX_PORT/"
+
+# --- A: fcgivisor ------------------------------------------------------------
+if [[ -z $ONLY ]]; then
+	FV_PORT=$(free_port)
+	cat >"$TMP/fcgivisor.toml" <<EOF
+[server]
+runtime_dir = "$TMP/fv"
+log_level   = "warn"
+
+[http]
+listen = ["127.0.0.1:$FV_PORT"]
+
+[[http.route]]
+prefix = "/"
+pool   = "c"
+
+[pool.c]
+command = ["$C_WORKER"]
+scaling = "static"
+workers = 4
+EOF
+	"$FCGIVISOR" run -c "$TMP/fcgivisor.toml" >"$TMP/fcgivisor.log" 2>&1 &
+	PIDS+=($!)
+	wait_hello "http://127.0.0.1:$FV_PORT/" fcgivisor "${PIDS[-1]}"
+	URL[fcgivisor]="http://127.0.0.1:$FV_PORT/"
+fi
+
+# --- measure -------------------------------------------------------------------
+# to_ms converts a wrk latency ("812.00us", "1.05ms", "1.20s") to ms.
+to_ms() {
+	awk -v v="$1" 'BEGIN {
+		n = v + 0
+		if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+		printf "%.3f", n }'
+}
+
+# run STACK LOAD ROUND: one wrk run; appends "stack load round rps p50 p99 errors" to $TMP/results.
+run() {
+	local stack=$1 load=$2 round=$3 out args
+	out="$TMP/wrk-$stack-$load-$round.txt"
+	case $load in
+	c32) args=(-t2 -c32) ;;
+	c1) args=(-t1 -c1) ;;
+	esac
+	wrk "${args[@]}" -d"$DURATION" --latency "${URL[$stack]}" >"$out"
+	local rps p50 p99 errs
+	rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+	p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
+	p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
+	errs=$(awk '/Socket errors:/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } /Non-2xx/ { n += $NF } END { print n + 0 }' "$out")
+	echo "$stack $load $round $rps $p50 $p99 $errs" >>"$TMP/results"
+	printf '  round %d %-9s %-3s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s\n' \
+		"$round" "$stack" "$load" "$rps" "$p50" "$p99" "$errs" >&2
+}
+
+echo "front-vs-nginx: $(nproc) CPUs, $(uname -r); $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')${ONLY:+; ONLY=$ONLY}" >&2
+[[ -z $ONLY ]] && echo "fcgivisor: $("$FCGIVISOR" version 2>&1 | head -1)" >&2
+# Warm up both stacks (not counted).
+for stack in "${STACKS[@]}"; do wrk -t1 -c4 -d1s "${URL[$stack]}" >/dev/null; done
+sleep "$SETTLE"
+
+: >"$TMP/results"
+for round in $(seq "$ROUNDS"); do
+	for load in c32 c1; do
+		for stack in "${STACKS[@]}"; do
+			run "$stack" "$load" "$round"
+			# Requests abandoned by wrk still sit in the backlogs: let them drain.
+			sleep "$SETTLE"
+		done
+	done
+done
+
+# --- report --------------------------------------------------------------------
+# median of the numbers on stdin
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit } if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -v s="$1" -v l="$2" -v c="$3" '$1 == s && $2 == l { print $c }' "$TMP/results" | median; }
+sum() { awk -v s="$1" '$1 == s { n += $7 } END { print n + 0 }' "$TMP/results"; }
+
+echo
+echo "hello, $ROUNDS rounds of $DURATION per cell, median per cell; errors summed"
+echo
+echo "| stack | req/s c32 | p50 ms | p99 ms | req/s c1 | c1 p50 / p99 ms | errors |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+for stack in "${STACKS[@]}"; do
+	case $stack in
+	fcgivisor) name="fcgivisor front -> C libfcgi x4 (static pool)" ;;
+	nginx) name="nginx w1 -> C libfcgi x4 (spawn-fcgi)" ;;
+	esac
+	printf '| %s | %.0f | %.2f | %.2f | %.0f | %.3f / %.2f | %s |\n' "$name" \
+		"$(col "$stack" c32 4)" "$(col "$stack" c32 5)" "$(col "$stack" c32 6)" \
+		"$(col "$stack" c1 4)" "$(col "$stack" c1 5)" "$(col "$stack" c1 6)" "$(sum "$stack")"
+done
+if [[ -z $ONLY ]]; then
+	# ratio LOAD: median over rounds of fcgivisor rps / nginx rps in the same round.
+	ratio() {
+		awk -v l="$1" '$2 == l { r[$3, $1] = $4; rounds[$3] = 1 }
+			END { for (i in rounds) if (r[i, "nginx"] > 0) print r[i, "fcgivisor"] / r[i, "nginx"] }' "$TMP/results" | median
+	}
+	echo
+	printf 'throughput fcgivisor/nginx (median of per-round ratios): c32 %.2fx, c1 %.2fx\n' "$(ratio c32)" "$(ratio c1)"
+fi

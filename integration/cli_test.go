@@ -1,0 +1,114 @@
+package integration
+
+// The one-shot commands: check and version.
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+func nonEmptyLines(s string) []string {
+	var ls []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.TrimSpace(l) != "" {
+			ls = append(ls, l)
+		}
+	}
+	return ls
+}
+
+func TestCheck(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	valid := filepath.Join(dir, "fcgivisor.toml")
+	if err := os.WriteFile(valid, []byte(renderConfig(&options{}, "/tmp/fv-check-not-used", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("valid", func(t *testing.T) {
+		t.Parallel()
+		code, out := runCLI(t, nil, "", "check", "-c", valid)
+		if code != 0 {
+			t.Fatalf("check on a valid file: exit %d, want 0; output:\n%s", code, out)
+		}
+		if ls := nonEmptyLines(out); len(ls) != 1 {
+			t.Errorf("check on a valid file printed %d lines, want 1:\n%s", len(ls), out)
+		}
+	})
+	// -c defaults to $FCGIVISOR_CONFIG, then ./fcgivisor.toml.
+	t.Run("env", func(t *testing.T) {
+		t.Parallel()
+		code, out := runCLI(t, []string{"FCGIVISOR_CONFIG=" + valid}, t.TempDir(), "check")
+		if code != 0 || !strings.Contains(out, valid) {
+			t.Errorf("check with FCGIVISOR_CONFIG=%s: exit %d, want 0 and the file named; output:\n%s", valid, code, out)
+		}
+	})
+	t.Run("cwd", func(t *testing.T) {
+		t.Parallel()
+		code, out := runCLI(t, []string{"FCGIVISOR_CONFIG="}, dir, "check")
+		if code != 0 || !strings.Contains(out, "fcgivisor.toml") {
+			t.Errorf("check in a directory with fcgivisor.toml: exit %d, want 0; output:\n%s", code, out)
+		}
+	})
+
+	t.Run("invalid", func(t *testing.T) {
+		t.Parallel()
+		bad := filepath.Join(t.TempDir(), "bad.toml")
+		const text = `[server]
+runtime_dir = "/tmp/fv-check-not-used"
+bogus_key = 1
+
+[http]
+listen = ["127.0.0.1:1"]
+
+[[http.route]]
+prefix = "/"
+pool = "missing"
+
+[pool.real]
+command = ["/bin/true"]
+`
+		if err := os.WriteFile(bad, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out := runCLI(t, nil, "", "check", "-c", bad)
+		if code != 1 {
+			t.Errorf("check on an invalid file: exit %d, want 1", code)
+		}
+		// FILE:LINE: for each error. The missing pool is on line 10 (its
+		// route's table starts on line 8; either names the place).
+		unknown := regexp.MustCompile(regexp.QuoteMeta(bad) + `:3:.*bogus_key`)
+		missing := regexp.MustCompile(regexp.QuoteMeta(bad) + `:(8|10):.*missing`)
+		if !unknown.MatchString(out) {
+			t.Errorf("no error %q for the unknown key", unknown)
+		}
+		if !missing.MatchString(out) {
+			t.Errorf("no error %q for the route to a missing pool", missing)
+		}
+		if t.Failed() {
+			t.Logf("output:\n%s", out)
+		}
+	})
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	code, out := runCLI(t, nil, "", "version")
+	if code != 0 {
+		t.Fatalf("version: exit %d; output:\n%s", code, out)
+	}
+	goVersion := runtime.Version() // built here by this toolchain
+	if builtVersion == "" {
+		goVersion = "go1." // prebuilt: by some Go 1
+	}
+	if !strings.Contains(out, goVersion) {
+		t.Errorf("version output %q lacks the Go version %s", out, goVersion)
+	}
+	if builtVersion != "" && !strings.Contains(out, builtVersion) {
+		t.Errorf("version output %q lacks the version linked in (-X main.version=%s)", out, builtVersion)
+	}
+}
