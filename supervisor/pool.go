@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -109,11 +110,12 @@ type Pool struct {
 	lastErr  string // last exit status / start error, for status
 
 	// selfLimit is the number of requests after which a worker exits by
-	// itself, 0 when unknown: php-cgi's PHP_FCGI_MAX_REQUESTS, or learnt
-	// from a worker that exited cleanly after closing its kept connection.
-	// A worker that reached it gets no more requests, so none is sent into
-	// the moment it closes its connection and exits.
+	// itself, 0 when unknown: php-cgi's PHP_FCGI_MAX_REQUESTS. A worker
+	// that reached it gets no more requests, so none is sent into the
+	// moment it closes its connection and exits; its replacement starts at
+	// once.
 	selfLimit int64
+	refill    chan struct{} // buffered 1: ask the owner to top the pool up
 }
 
 type worker struct {
@@ -129,13 +131,10 @@ type worker struct {
 	killed  bool // killed by fcgivisor (timeout, protocol error): not a crash
 	outDone chan struct{}
 
-	// keeps is set once a kept connection carried a second request: the
-	// worker honours FCGI_KEEP_CONN, so an idle connection it closes means
-	// it is exiting by itself.
-	keeps atomic.Bool
-	// retire, when set, kills a worker that closed its connections but did
-	// not exit within stop_timeout.
+	// retire, when set, stops a worker expected to exit by itself that did
+	// not within stop_timeout; termed records that fcgivisor sent SIGTERM.
 	retire *time.Timer
+	termed atomic.Bool // fcgivisor sent SIGTERM
 }
 
 type slot struct {
@@ -157,17 +156,30 @@ func NewPool(cfg *conf.Pool, env Env) *Pool {
 		argv:    cfg.Command,
 		ready:   make(chan struct{}),
 		exits:   make(chan *worker),
+		refill:  make(chan struct{}, 1),
 		workers: make(map[*worker]struct{}),
 	}
 	p.penv = workerEnv(cfg, env.Getenv)
-	for _, kv := range p.penv {
+	p.selfLimit = phpSelfLimit(cfg.Command[0], p.penv)
+	return p
+}
+
+// phpSelfLimit is the number of requests after which php-cgi exits by
+// itself: PHP_FCGI_MAX_REQUESTS, 500 when unset (PHP's default), none when
+// 0; 0 (unknown) for other commands.
+func phpSelfLimit(argv0 string, env []string) int64 {
+	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "PHP_FCGI_MAX_REQUESTS="); ok {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n > 0 {
-				p.selfLimit = n
+				return n
 			}
+			return 0
 		}
 	}
-	return p
+	if strings.HasPrefix(filepath.Base(argv0), "php-cgi") {
+		return 500
+	}
+	return 0
 }
 
 // workerEnv is exactly the pool's env plus inherit_env, sorted; nothing
@@ -266,6 +278,8 @@ func (p *Pool) Run(ctx, hard context.Context) {
 			if retry == nil {
 				retry = time.NewTimer(delay)
 			}
+		case <-p.refill:
+			refill()
 		case <-retryC():
 			retry = nil
 			refill()
@@ -344,11 +358,6 @@ func (p *Pool) onExit(w *worker) (delay time.Duration, replace bool) {
 	p.dropIdleLocked(w)
 	if p.state == Stopping {
 		return 0, false
-	}
-	if st := w.proc.Status(); !w.killed && w.keeps.Load() && st.Exited() && st.ExitStatus() == 0 && w.served > 0 &&
-		(p.selfLimit == 0 || w.served < p.selfLimit) {
-		p.selfLimit = w.served
-		p.log.Info("workers exit by themselves after this many requests; retiring them there", "requests", w.served)
 	}
 	uptime := time.Since(w.started)
 	if w.killed || w.served > 0 || uptime >= minUptime {
@@ -531,6 +540,7 @@ func (p *Pool) stopAll(hard context.Context) {
 	}
 	p.mu.Unlock()
 	for _, w := range live {
+		w.termed.Store(true)
 		w.proc.SignalGroup(syscall.SIGTERM)
 	}
 	kill := time.NewTimer(p.cfg.StopTimeout)

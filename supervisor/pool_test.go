@@ -180,9 +180,11 @@ func newTestPool(t *testing.T, helper string, edit func(*conf.Pool)) *testPool {
 	t.Cleanup(func() { rt.Close() })
 	exe, _ := os.Executable()
 	cfg := &conf.Pool{
-		Name:           "t",
-		Command:        []string{exe},
-		Env:            map[string]string{"SUPERVISOR_HELPER": helper},
+		Name:    "t",
+		Command: []string{exe},
+		// The race runtime sleeps 1 s in exit by default: a worker that
+		// exits by itself would linger like no real one does.
+		Env:            map[string]string{"SUPERVISOR_HELPER": helper, "GORACE": "atexit_sleep_ms=0"},
 		Scaling:        conf.Static,
 		Workers:        1,
 		MaxWorkers:     1,
@@ -472,19 +474,22 @@ func TestWorkerEnvIsAllowlist(t *testing.T) {
 	}
 }
 
-// A worker that exits by itself after every 10 requests (php-cgi with
-// PHP_FCGI_MAX_REQUESTS=10), closing its kept connection, costs no failed
-// request under concurrent load.
+// A worker that exits by itself after every 10 requests, closing its kept
+// connection (php-cgi with PHP_FCGI_MAX_REQUESTS=10), costs no failed
+// request under concurrent load: it gets no 11th request.
 func TestWorkersExitingByThemselvesLoseNothing(t *testing.T) {
-	tp := newTestPool(t, "maxreq10", func(c *conf.Pool) { c.Workers, c.MaxWorkers = 4, 4 })
+	tp := newTestPool(t, "maxreq10", func(c *conf.Pool) {
+		c.Workers, c.MaxWorkers = 3, 3
+		c.Env["PHP_FCGI_MAX_REQUESTS"] = "10"
+	})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	failed, pids := 0, map[string]bool{}
-	for range 2 {
+	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for range 80 {
+			for range 40 {
 				body, err := tp.get(context.Background(), "")
 				mu.Lock()
 				if err != nil {
@@ -502,6 +507,24 @@ func TestWorkersExitingByThemselvesLoseNothing(t *testing.T) {
 	}
 	if len(pids) < 160/10 {
 		t.Fatalf("only %d distinct workers served 160 requests at 10 each", len(pids))
+	}
+}
+
+func TestPHPSelfLimit(t *testing.T) {
+	for _, tc := range []struct {
+		argv0 string
+		env   []string
+		want  int64
+	}{
+		{"/usr/bin/php-cgi", nil, 500},
+		{"/usr/bin/php-cgi8.2", []string{"PHP_FCGI_MAX_REQUESTS=3"}, 3},
+		{"php-cgi", []string{"PHP_FCGI_MAX_REQUESTS=0"}, 0},
+		{"/opt/worker", nil, 0},
+		{"/opt/worker", []string{"PHP_FCGI_MAX_REQUESTS=7"}, 7},
+	} {
+		if got := phpSelfLimit(tc.argv0, tc.env); got != tc.want {
+			t.Errorf("phpSelfLimit(%q, %q) = %d, want %d", tc.argv0, tc.env, got, tc.want)
+		}
 	}
 }
 

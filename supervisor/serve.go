@@ -82,11 +82,6 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		s.conn.Close()
 		s.conn = nil
 		reused = false
-		if w.keeps.Load() {
-			p.exiting(w)
-			p.release(s, false, false)
-			return errExiting, false, true
-		}
 	}
 	if s.conn == nil {
 		var d net.Dialer
@@ -125,8 +120,8 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		intime := done()
 		unread := errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 		// A worker that dropped a request unread is likely exiting: its
-		// slot goes where it is taken last.
-		p.releaseAt(s, false, false, unread)
+		// slot goes where it is taken last. One that read it counts it.
+		p.releaseAt(s, false, !unread, unread)
 		switch {
 		case !intime && timedOut.Load():
 			p.kill(w, "request_timeout exceeded before the worker answered")
@@ -134,14 +129,9 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		case ctx.Err() != nil:
 			return context.Cause(ctx), true, false
 		}
-		switch {
-		case unread && !reused:
+		if unread && !reused {
 			// A fresh connection dropped unread: the worker is exiting.
 			p.markGone(w)
-		case unread && w.keeps.Load():
-			// A kept connection dropped unread by a worker that keeps
-			// them: it is exiting by itself (PHP_FCGI_MAX_REQUESTS).
-			p.exiting(w)
 		}
 		return fmt.Errorf("worker %d: %w", w.proc.Pid, err), true, unread
 	}
@@ -158,15 +148,11 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		p.kill(w, "FastCGI protocol violation: "+herr.Error())
 		return herr, true, false
 	}
-	if reused && herr == nil && !w.keeps.Load() {
-		w.keeps.Store(true)
-	}
-	p.release(s, keep && intime && herr == nil, herr == nil)
+	// The worker answered: the request counts toward its limits whatever
+	// happened to the answer on its way to the client.
+	p.release(s, keep && intime && herr == nil, true)
 	return herr, true, false
 }
-
-// errExiting is the retry cause when a worker closed an idle kept connection.
-var errExiting = errors.New("worker closed its kept connection: exiting by itself")
 
 // markGone stops handing out slots of w: it refused or dropped a new
 // connection, so it is exiting or broken. Should it still run, it is killed
@@ -194,17 +180,10 @@ func logStderr(w *worker, b []byte) {
 	}
 }
 
-// exiting stops handing out slots of w, which is about to exit by itself:
-// it closed an idle kept connection although it keeps connections, or it
-// reached the pool's selfLimit (php-cgi after PHP_FCGI_MAX_REQUESTS). A new
-// connection would only wait in the backlog of a process about to go.
-// Should it not exit within stop_timeout, it is killed.
-func (p *Pool) exiting(w *worker) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.exitingLocked(w)
-}
-
+// exitingLocked stops handing out slots of w, which reached the pool's
+// selfLimit and is about to exit by itself (php-cgi after
+// PHP_FCGI_MAX_REQUESTS): a request sent now would race its exit. Should
+// it not exit within stop_timeout, it is stopped.
 func (p *Pool) exitingLocked(w *worker) {
 	if w.gone {
 		return
@@ -212,12 +191,17 @@ func (p *Pool) exitingLocked(w *worker) {
 	w.gone = true
 	p.dropIdleLocked(w)
 	w.log.Debug("worker expected to exit by itself", "served", w.served)
+	select {
+	case p.refill <- struct{}{}:
+	default:
+	}
 	stop := p.cfg.StopTimeout
 	w.retire = time.AfterFunc(stop, func() {
 		if w.proc.Exited() {
 			return
 		}
 		w.log.Warn("worker expected to exit by itself did not; stopping it")
+		w.termed.Store(true)
 		w.proc.SignalGroup(syscall.SIGTERM)
 		time.AfterFunc(stop, func() {
 			if !w.proc.Exited() {
