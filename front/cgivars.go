@@ -29,9 +29,10 @@ type request struct {
 // "unix:" as in nginx; request headers become HTTP_* except Proxy
 // (httpoxy) and except names with "_" (nginx's underscores_in_headers off:
 // "X_Foo" would otherwise shadow "X-Foo" as HTTP_X_FOO).
-func metaVars(q *request) []fastcgi.Param {
+//
+// The variables are appended to vars (pass a reused slice's [:0]).
+func metaVars(vars []fastcgi.Param, q *request) []fastcgi.Param {
 	r := q.r
-	vars := make([]fastcgi.Param, 0, 24+len(r.Header))
 	add := func(k, v string) { vars = append(vars, fastcgi.Param{Name: k, Value: v}) }
 
 	add("GATEWAY_INTERFACE", "CGI/1.1")

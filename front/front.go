@@ -39,9 +39,11 @@ type Server struct {
 	bufs     sync.Pool // *buffers
 }
 
+// buffers are reused from request to request.
 type buffers struct {
-	br   *bufio.Reader
-	copy []byte
+	br     *bufio.Reader
+	copy   []byte
+	params []fastcgi.Param
 }
 
 // New builds the front for cfg; pools holds every pool by name.
@@ -145,23 +147,22 @@ func (s *Server) serveFastCGI(w http.ResponseWriter, r *http.Request, rt *route,
 		contentLength:  length,
 		serverSoftware: s.software,
 	}
-	req := &fastcgi.Request{Params: metaVars(q), Body: body}
-
 	bufs := s.bufs.Get().(*buffers)
 	defer s.bufs.Put(bufs)
+	bufs.params = metaVars(bufs.params[:0], q)
+	defer clear(bufs.params) // drop references to this request's strings
+	req := &fastcgi.Request{Params: bufs.params, Body: body}
+
 	wrote := false
 	err := rt.pool.Serve(r.Context(), req, func(resp *fastcgi.Response) error {
-		cr, err := readCGIResponse(resp, bufs.br)
+		status, err := readCGIResponse(resp, bufs.br, w.Header())
 		if err != nil {
+			clear(w.Header())
 			return fmt.Errorf("read response header: %w", err)
 		}
-		h := w.Header()
-		for k, v := range cr.header {
-			h[k] = v
-		}
-		w.WriteHeader(cr.status)
+		w.WriteHeader(status)
 		wrote = true
-		_, rerr, werr := copyBody(w, cr.body, resp.Buffered, bufs.copy)
+		_, rerr, werr := copyBody(w, bufs.br, resp.Buffered, bufs.copy)
 		if rerr != nil {
 			return fmt.Errorf("read response body: %w", rerr)
 		}

@@ -80,7 +80,7 @@ func TestMetaVars(t *testing.T) {
 	r.Header.Set("Proxy", "http://evil.example:3128")
 	r.Header["X_Custom"] = []string{"spoof"}
 	r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}))
-	m := params(metaVars(&request{
+	m := params(metaVars(nil, &request{
 		r: r, scriptName: "/app/x.php", pathInfo: "/extra", documentRoot: "/srv/www",
 		contentLength: 4, serverSoftware: "fcgivisor/test",
 	}))
@@ -124,7 +124,7 @@ func TestMetaVars(t *testing.T) {
 
 func TestMetaVarsWithoutBody(t *testing.T) {
 	r := httptest.NewRequest("GET", "/", nil)
-	m := params(metaVars(&request{r: r}))
+	m := params(metaVars(nil, &request{r: r}))
 	if m["CONTENT_LENGTH"] != "0" || m["QUERY_STRING"] != "" {
 		t.Fatalf("CONTENT_LENGTH %q QUERY_STRING %q", m["CONTENT_LENGTH"], m["QUERY_STRING"])
 	}
@@ -150,9 +150,15 @@ func TestReadCGIResponse(t *testing.T) {
 		{in: "Status: abc\r\n\r\n", err: "bad Status"},
 		{in: "", err: "empty response"},
 		{in: "no colon here\r\n\r\n", err: "malformed"},
+		{in: " folded: x\r\n\r\n", err: "bad header line"},
+		{in: "Bad Key: x\r\n\r\n", err: "bad header line"},
+		{in: "X-Long: " + strings.Repeat("b", 20000) + "\r\nx-lower: 1\r\n\r\nbody", status: 200, header: map[string]string{"X-Long": strings.Repeat("b", 20000), "X-Lower": "1"}, body: "body"},
+		{in: "Content-Type: text/plain\r\nStatus: 204", status: 204},
 		{in: "X: " + strings.Repeat("a", maxResponseHeader) + "\r\n\r\n", err: "header block over"},
 	} {
-		resp, err := readCGIResponse(strings.NewReader(tc.in), bufio.NewReader(nil))
+		br := bufio.NewReader(nil)
+		h := http.Header{}
+		status, err := readCGIResponse(strings.NewReader(tc.in), br, h)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%.40q: err %v, want %q", tc.in, err, tc.err)
@@ -163,15 +169,15 @@ func TestReadCGIResponse(t *testing.T) {
 			t.Errorf("%.40q: %v", tc.in, err)
 			continue
 		}
-		if resp.status != tc.status {
-			t.Errorf("%.40q: status %d, want %d", tc.in, resp.status, tc.status)
+		if status != tc.status {
+			t.Errorf("%.40q: status %d, want %d", tc.in, status, tc.status)
 		}
 		for k, v := range tc.header {
-			if got := resp.header.Get(k); got != v {
+			if got := h.Get(k); got != v {
 				t.Errorf("%.40q: header %s = %q, want %q", tc.in, k, got, v)
 			}
 		}
-		body, _ := io.ReadAll(resp.body)
+		body, _ := io.ReadAll(br)
 		if string(body) != tc.body {
 			t.Errorf("%.40q: body %q, want %q", tc.in, body, tc.body)
 		}

@@ -2,6 +2,7 @@ package front
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -17,55 +18,73 @@ const maxResponseHeader = 64 << 10
 // errBadResponse marks a response header block that is not valid CGI.
 var errBadResponse = errors.New("malformed CGI response header")
 
-// cgiResponse is the parsed header block of a CGI-style response, shared by
-// FastCGI workers and one-shot CGI programs (RFC 3875 section 6).
-type cgiResponse struct {
-	status int
-	header http.Header
-	body   *bufio.Reader // the rest of the stream: the body
-}
-
-// readCGIResponse reads the header block from r. Status sets the code
-// (first three digits); Location without Status is a 302; no Status and no
-// Location is 200. Hop-by-hop headers are dropped.
-func readCGIResponse(r io.Reader, br *bufio.Reader) (*cgiResponse, error) {
+// readCGIResponse reads the header block of a CGI-style response, shared
+// by FastCGI workers and one-shot CGI programs (RFC 3875 section 6), from r
+// through br into h, and returns the status: Status sets it (first three
+// digits); Location without Status is a 302; neither is 200. Hop-by-hop
+// headers are dropped. The body follows in br. On error h may hold part of
+// the headers: clear it before answering.
+func readCGIResponse(r io.Reader, br *bufio.Reader, h http.Header) (status int, err error) {
 	lr := &io.LimitedReader{R: r, N: maxResponseHeader}
 	br.Reset(lr)
-	mh, err := textproto.NewReader(br).ReadMIMEHeader()
-	if err != nil {
-		if lr.N <= 0 {
-			return nil, fmt.Errorf("%w: header block over %d bytes", errBadResponse, maxResponseHeader)
+	var long []byte // a line longer than br's buffer, assembled
+	seen := false
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			long = append(long, line...)
+			continue
 		}
-		if errors.Is(err, io.EOF) && len(mh) == 0 {
-			return nil, fmt.Errorf("%w: empty response: %w", errBadResponse, io.ErrUnexpectedEOF)
+		if long != nil {
+			line = append(long, line...)
+			long = nil
 		}
-		var pe textproto.ProtocolError
-		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("%w: %w", errBadResponse, err)
+		if err != nil {
+			switch {
+			case lr.N <= 0:
+				return 0, fmt.Errorf("%w: header block over %d bytes", errBadResponse, maxResponseHeader)
+			case !errors.Is(err, io.EOF):
+				return 0, err
+			case !seen && len(line) == 0:
+				return 0, fmt.Errorf("%w: empty response: %w", errBadResponse, io.ErrUnexpectedEOF)
+			}
+			// EOF ends the header block: a response without a body.
 		}
-		if !errors.Is(err, io.EOF) {
-			return nil, err
+		seen = true
+		line = bytes.TrimRight(line, "\r\n")
+		if len(line) == 0 {
+			break
 		}
-		// Headers ended by EOF with no blank line: a body-less response.
+		i := bytes.IndexByte(line, ':')
+		if i <= 0 || line[0] == ' ' || line[0] == '\t' || bytes.ContainsAny(line[:i], " \t") {
+			return 0, fmt.Errorf("%w: bad header line %.80q", errBadResponse, line)
+		}
+		k := textproto.CanonicalMIMEHeaderKey(string(line[:i]))
+		h[k] = append(h[k], string(bytes.TrimSpace(line[i+1:])))
+		if err != nil {
+			break
+		}
 	}
 	lr.N = 1<<63 - 1
-	h := http.Header(mh)
-	resp := &cgiResponse{status: http.StatusOK, header: h, body: br}
-	if s := h.Get("Status"); s != "" {
-		code, err := strconv.Atoi(strings.TrimSpace(s)[:min(3, len(strings.TrimSpace(s)))])
+	status = http.StatusOK
+	if v := h["Status"]; len(v) > 0 {
+		s := strings.TrimSpace(v[0])
+		code, err := strconv.Atoi(s[:min(3, len(s))])
 		if err != nil || code < 100 || code > 999 {
-			return nil, fmt.Errorf("%w: bad Status %q", errBadResponse, s)
+			return 0, fmt.Errorf("%w: bad Status %q", errBadResponse, v[0])
 		}
-		resp.status = code
-		h.Del("Status")
-	} else if h.Get("Location") != "" {
-		resp.status = http.StatusFound
+		status = code
+		delete(h, "Status")
+	} else if len(h["Location"]) > 0 {
+		status = http.StatusFound
 	}
-	for _, k := range []string{"Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Proxy-Connection", "Te", "Trailer"} {
-		h.Del(k)
+	for _, k := range hopByHop {
+		delete(h, k)
 	}
-	return resp, nil
+	return status, nil
 }
+
+var hopByHop = []string{"Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Proxy-Connection", "Te", "Trailer"}
 
 // copyBody streams the body to w, flushing whenever nothing more has
 // arrived yet (pending returns 0), so that streaming responses reach the

@@ -489,6 +489,8 @@ func (p *Pool) watch(w *worker) {
 	if w.retire != nil {
 		w.retire.Stop()
 	}
+	w.gone = true
+	p.dropIdleLocked(w)
 	p.mu.Unlock()
 	<-w.outDone
 	os.Remove(w.path)

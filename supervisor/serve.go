@@ -18,6 +18,10 @@ import (
 // can be sent again after a worker closed its connection unread.
 const replayLimit = 64 << 10
 
+// deathGrace is how long a re-send waits to learn whether the worker that
+// dropped the request is dying; a killed process is reaped within a few ms.
+const deathGrace = 20 * time.Millisecond
+
 // maxDials bounds the connection attempts of one request. A failed connect
 // never reached a worker, so it does not use up the one re-send.
 const maxDials = 8
@@ -70,6 +74,17 @@ func (p *Pool) Serve(ctx context.Context, req *fastcgi.Request, handle func(*fas
 			return err
 		}
 		avoid = s.w
+		if wasSent {
+			// A worker that dropped a request unread may be dying (killed,
+			// crashed): give the reaper a moment to tell, so that the
+			// re-send does not go to it. One that lives on (libfcgi closing
+			// a kept connection) may take the re-send.
+			select {
+			case <-s.w.proc.Done():
+				p.markGone(s.w)
+			case <-time.After(deathGrace):
+			}
+		}
 		s.w.log.Debug("retrying request: the worker did not read it", "err", err)
 	}
 }
