@@ -153,15 +153,15 @@ func (s *Server) serveFastCGI(w http.ResponseWriter, r *http.Request, rt *route,
 	defer clear(bufs.params) // drop references to this request's strings
 	req := &fastcgi.Request{Params: bufs.params, Body: body}
 
-	wrote := false
-	err := rt.pool.Serve(r.Context(), req, func(resp *fastcgi.Response) error {
+	written := 0 // the status sent, once the header is out
+	err := rt.pool.Serve(r.Context(), r.RequestURI, req, func(resp *fastcgi.Response) error {
 		status, err := readCGIResponse(resp, bufs.br, w.Header())
 		if err != nil {
 			clear(w.Header())
 			return fmt.Errorf("read response header: %w", err)
 		}
 		w.WriteHeader(status)
-		wrote = true
+		written = status
 		_, rerr, werr := copyBody(w, bufs.br, resp.Buffered, bufs.copy)
 		if rerr != nil {
 			return fmt.Errorf("read response body: %w", rerr)
@@ -172,28 +172,35 @@ func (s *Server) serveFastCGI(w http.ResponseWriter, r *http.Request, rt *route,
 		return nil
 	})
 	bufs.br.Reset(nil)
+	code := written
+	defer func() { rt.pool.Observe(code) }()
 	if err == nil {
 		return
 	}
 	var ce *clientError
 	switch {
 	case errors.As(err, &ce) || r.Context().Err() != nil:
-		// The client went away; nothing to answer.
+		// The client went away; nothing to answer (499 as nginx logs it).
+		code = 499
 		return
-	case wrote:
+	case written != 0:
 		// Headers are out: cut the connection so the client sees the failure.
+		code = 502
 		s.log.Warn("worker failed mid-response", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
 		panic(http.ErrAbortHandler)
 	case errors.Is(err, supervisor.ErrQueueTimeout), errors.Is(err, supervisor.ErrFailing), errors.Is(err, supervisor.ErrStopping):
 		s.log.Warn("pool cannot serve", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+		code = http.StatusServiceUnavailable
 	case errors.Is(err, supervisor.ErrTimeout):
 		s.log.Warn("request timed out", "pool", rt.pool.Name(), "uri", r.RequestURI)
 		http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
+		code = http.StatusGatewayTimeout
 	default:
 		s.log.Error("worker failed", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
 		http.Error(w, "Bad Gateway", http.StatusBadGateway)
+		code = http.StatusBadGateway
 	}
 }
 

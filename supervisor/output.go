@@ -12,8 +12,8 @@ import (
 const maxLine = 16 << 10
 
 // logLines logs what a worker writes to stdout or stderr, one record per
-// line, until r ends.
-func logLines(r io.Reader, log *slog.Logger, stream string) {
+// line, until r ends; last, when set, gets each line too.
+func logLines(r io.Reader, log *slog.Logger, stream string, last func(string)) {
 	br := bufio.NewReaderSize(r, maxLine)
 	continued := false
 	for {
@@ -28,6 +28,9 @@ func logLines(r io.Reader, log *slog.Logger, stream string) {
 				attrs = append(attrs, "split", true)
 			}
 			log.Info(string(line), attrs...)
+			if last != nil && len(line) > 0 {
+				last(string(line))
+			}
 		}
 		continued = full
 		if err != nil && !full {

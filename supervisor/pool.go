@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -99,15 +100,7 @@ type Pool struct {
 
 	ready chan struct{} // closed once the initial workers were spawned
 	exits chan *worker  // worker watchers → owner
-
-	mu       sync.Mutex
-	state    State
-	workers  map[*worker]struct{}
-	idle     []*slot // free slots, used LIFO
-	waiters  []*waiter
-	nextID   uint64
-	failures int    // young deaths in a row
-	lastErr  string // last exit status / start error, for status
+	pokes chan struct{} // buffered 1: ask the owner to re-run its scaling decision
 
 	// selfLimit is the number of requests after which a worker exits by
 	// itself, 0 when unknown: php-cgi's PHP_FCGI_MAX_REQUESTS. A worker
@@ -115,36 +108,61 @@ type Pool struct {
 	// moment it closes its connection and exits; its replacement starts at
 	// once.
 	selfLimit int64
-	refill    chan struct{} // buffered 1: ask the owner to top the pool up
+
+	codes    [600]atomic.Int64 // HTTP responses by status code (Observe)
+	accepted atomic.Int64
+	timeouts atomic.Int64
+
+	mu         sync.Mutex
+	state      State
+	workers    map[*worker]struct{}
+	idle       []*slot // free slots, used LIFO
+	waiters    []*waiter
+	nextID     uint64
+	failures   int    // young deaths in a row
+	lastErr    string // last unexpected exit / start error
+	lastStderr string // last line a worker wrote to stderr
+	totals     Totals // counters kept under mu (Accepted, Timeouts, Responses: atomics above)
 }
 
 type worker struct {
-	id      uint64
-	proc    *spawner.Process
-	path    string // socket path
-	started time.Time
-	log     *slog.Logger
+	id       uint64
+	proc     *spawner.Process
+	path     string // socket path
+	started  time.Time
+	lifetime time.Duration // max_lifetime drawn for this worker; 0 = none
+	log      *slog.Logger
+	slots    []*slot
+	outDone  chan struct{}
 
 	// guarded by Pool.mu
-	served  int64
-	gone    bool // exited, failed to accept, or being stopped: hand out no more slots
-	killed  bool // killed by fcgivisor (timeout, protocol error): not a crash
-	outDone chan struct{}
+	served    int64
+	busy      int       // slots serving a request
+	idleSince time.Time // when busy last became 0
+	rss       int64     // last sampled resident set size
+	gone      bool      // exited, retiring, failed to accept, or being stopped: hand out no more slots
+	retiring  bool      // recycled: stopped once busy is 0
+	killed    bool      // killed by fcgivisor (timeout, protocol error): not a crash
+	killTimer *time.Timer
 
-	// retire, when set, stops a worker expected to exit by itself that did
-	// not within stop_timeout; termed records that fcgivisor sent SIGTERM.
-	retire *time.Timer
-	termed atomic.Bool // fcgivisor sent SIGTERM
+	termed atomic.Bool // fcgivisor sent SIGTERM: a clean exit is not the worker's own
 }
 
 type slot struct {
 	w    *worker
 	conn *fastcgi.Conn // kept connection, nil when none
+
+	// guarded by Pool.mu
+	busy  bool
+	uri   string
+	since time.Time
 }
 
 type waiter struct {
-	ch   chan *slot // buffered 1; receives the slot, or nil when the pool fails/stops
-	done bool       // a slot or nil was sent
+	ch    chan *slot // buffered 1; receives the slot, or nil when the pool fails/stops
+	done  bool       // a slot or nil was sent, or the request gave up
+	uri   string
+	since time.Time
 }
 
 // NewPool returns a pool for cfg; Run starts it.
@@ -156,8 +174,9 @@ func NewPool(cfg *conf.Pool, env Env) *Pool {
 		argv:    cfg.Command,
 		ready:   make(chan struct{}),
 		exits:   make(chan *worker),
-		refill:  make(chan struct{}, 1),
+		pokes:   make(chan struct{}, 1),
 		workers: make(map[*worker]struct{}),
+		totals:  Totals{Recycled: make(map[string]int64)},
 	}
 	p.penv = workerEnv(cfg, env.Getenv)
 	p.selfLimit = phpSelfLimit(cfg.Command[0], p.penv)
@@ -232,19 +251,13 @@ func (p *Pool) Pids() []int {
 // Run starts the workers and supervises them until ctx is done, then stops
 // them all (SIGTERM, SIGKILL after stop_timeout or as soon as hard is done)
 // and returns once every worker has exited.
+//
+// Run is the pool's owner: only it spawns workers. It acts on worker exits,
+// on pokes from the request path (a request queued, a worker retired) and
+// on a tick, and each time re-decides from the pool's exact numbers.
 func (p *Pool) Run(ctx, hard context.Context) {
-	var retry, probe *time.Timer
-	// refill brings the pool to its target; a worker that cannot start is
-	// a death at birth, retried after backoff.
-	refill := func() {
-		if !p.fill() && retry == nil {
-			p.mu.Lock()
-			n := p.failures
-			p.mu.Unlock()
-			retry = time.NewTimer(backoff(n))
-		}
-	}
-	refill()
+	o := &owner{p: p, tokens: float64(p.spawnBurst()), refilled: time.Now()}
+	o.scale(time.Now())
 	p.mu.Lock()
 	if p.state == Starting {
 		p.state = Running
@@ -252,68 +265,32 @@ func (p *Pool) Run(ctx, hard context.Context) {
 	p.mu.Unlock()
 	close(p.ready)
 
-	retryC := func() <-chan time.Time {
-		if retry == nil {
-			return nil
-		}
-		return retry.C
-	}
-	probeC := func() <-chan time.Time {
-		if probe == nil {
-			return nil
-		}
-		return probe.C
-	}
+	tick := time.NewTicker(p.tickEvery())
+	defer tick.Stop()
 	for {
 		select {
 		case w := <-p.exits:
-			delay, ok := p.onExit(w)
-			if !ok {
-				continue
+			if delay := p.onExit(w); delay > 0 && o.retry == nil {
+				o.retry = time.NewTimer(delay)
 			}
-			if delay == 0 {
-				refill()
-				break
-			}
-			if retry == nil {
-				retry = time.NewTimer(delay)
-			}
-		case <-p.refill:
-			refill()
-		case <-retryC():
-			retry = nil
-			refill()
-			p.mu.Lock()
-			failing := p.state == Failing
-			p.mu.Unlock()
-			if failing && probe == nil {
-				probe = time.NewTimer(minUptime)
-			}
-		case <-probeC():
-			probe = nil
-			// Timers are events re-checked against the current state.
-			p.mu.Lock()
-			if p.state == Failing && p.liveLocked() > 0 && p.failures > 0 && p.oldestLocked() >= minUptime {
-				p.state = Running
-				p.failures = 0
-				p.log.Info("pool recovered")
-			}
-			p.mu.Unlock()
+			o.scale(time.Now())
+		case <-p.pokes:
+			o.scale(time.Now())
+		case <-o.retryC():
+			o.retry = nil
+			o.scale(time.Now())
+		case now := <-tick.C:
+			o.tick(now)
+			o.scale(now)
 		case <-ctx.Done():
-			if retry != nil {
-				retry.Stop()
-			}
-			if probe != nil {
-				probe.Stop()
+			if o.retry != nil {
+				o.retry.Stop()
 			}
 			p.stopAll(hard)
 			return
 		}
 	}
 }
-
-// target is the number of workers the pool keeps.
-func (p *Pool) target() int { return p.cfg.Workers }
 
 func (p *Pool) liveLocked() int {
 	n := 0
@@ -325,52 +302,35 @@ func (p *Pool) liveLocked() int {
 	return n
 }
 
-func (p *Pool) oldestLocked() time.Duration {
-	var d time.Duration
-	for w := range p.workers {
-		if !w.gone {
-			d = max(d, time.Since(w.started))
-		}
-	}
-	return d
-}
-
-// fill spawns workers until the pool has its target; false when one could
-// not be started.
-func (p *Pool) fill() bool {
-	p.mu.Lock()
-	n := p.target() - p.liveLocked()
-	p.mu.Unlock()
-	for range n {
-		if !p.spawn() {
-			return false
-		}
-	}
-	return true
-}
-
-// onExit accounts for an exited worker and says whether and when to
-// replace it.
-func (p *Pool) onExit(w *worker) (delay time.Duration, replace bool) {
+// onExit accounts for an exited worker and returns the backoff before the
+// pool may spawn again (0: at once).
+func (p *Pool) onExit(w *worker) (delay time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.workers, w)
 	p.dropIdleLocked(w)
+	p.totals.Exits++
 	if p.state == Stopping {
-		return 0, false
+		return 0
 	}
 	uptime := time.Since(w.started)
-	if w.killed || w.served > 0 || uptime >= minUptime {
+	if w.killed || w.retiring || w.termed.Load() || w.served > 0 || uptime >= minUptime {
 		p.failures = 0
-		return 0, true
+		return 0
 	}
+	return p.youngDeathLocked()
+}
+
+// youngDeathLocked counts a worker that died at start and returns the
+// backoff; failLimit in a row make the pool failing.
+func (p *Pool) youngDeathLocked() time.Duration {
 	p.failures++
-	if p.failures >= failLimit && p.state != Failing {
+	if p.failures >= failLimit && p.state != Failing && p.state != Stopping {
 		p.state = Failing
 		p.log.Error("pool failing: workers exit at start; backing off", "failures", p.failures, "last", p.lastErr)
 		p.wakeWaitersLocked()
 	}
-	return backoff(p.failures), true
+	return backoff(p.failures)
 }
 
 func backoff(n int) time.Duration {
@@ -386,6 +346,7 @@ func (p *Pool) spawn() bool {
 	p.mu.Lock()
 	p.nextID++
 	id := p.nextID
+	p.totals.Spawns++
 	p.mu.Unlock()
 
 	w, err := p.start(id)
@@ -393,19 +354,21 @@ func (p *Pool) spawn() bool {
 		p.log.Error("start worker", "err", err)
 		p.mu.Lock()
 		p.lastErr = err.Error()
-		p.failures++
-		if p.failures >= failLimit && p.state != Failing && p.state != Stopping {
-			p.state = Failing
-			p.log.Error("pool failing: workers cannot be started; backing off", "failures", p.failures)
-			p.wakeWaitersLocked()
-		}
 		p.mu.Unlock()
 		return false
 	}
+	if l := p.cfg.MaxLifetime; l > 0 {
+		// Spread between 90% and 100% so that a pool's workers do not all
+		// retire at once.
+		w.lifetime = l - time.Duration(rand.Int64N(int64(l)/10+1))
+	}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
+	w.idleSince = w.started
 	for range p.cfg.Concurrency {
-		p.putLocked(&slot{w: w})
+		s := &slot{w: w}
+		w.slots = append(w.slots, s)
+		p.putLocked(s)
 	}
 	p.mu.Unlock()
 	go p.watch(w)
@@ -466,8 +429,15 @@ func (p *Pool) start(id uint64) (*worker, error) {
 	w.log.Debug("worker started", "socket", path)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); logLines(stdoutR, w.log, "stdout") }()
-	go func() { defer wg.Done(); logLines(stderrR, w.log, "stderr") }()
+	go func() { defer wg.Done(); logLines(stdoutR, w.log, "stdout", nil) }()
+	go func() {
+		defer wg.Done()
+		logLines(stderrR, w.log, "stderr", func(line string) {
+			p.mu.Lock()
+			p.lastStderr = line
+			p.mu.Unlock()
+		})
+	}()
 	go func() {
 		// Like exec.Cmd.WaitDelay: a grandchild may hold the pipes open after
 		// the worker died; stop reading a second after its exit.
@@ -486,8 +456,8 @@ func (p *Pool) start(id uint64) (*worker, error) {
 func (p *Pool) watch(w *worker) {
 	<-w.proc.Done()
 	p.mu.Lock()
-	if w.retire != nil {
-		w.retire.Stop()
+	if w.killTimer != nil {
+		w.killTimer.Stop()
 	}
 	w.gone = true
 	p.dropIdleLocked(w)
@@ -496,17 +466,15 @@ func (p *Pool) watch(w *worker) {
 	os.Remove(w.path)
 	st := w.proc.Status()
 	p.mu.Lock()
-	w.gone = true
-	stopping := p.state == Stopping
-	killed := w.killed
-	if !stopping && !killed {
+	expected := p.state == Stopping || w.killed || w.retiring || w.termed.Load() ||
+		(p.selfLimit > 0 && w.served >= p.selfLimit)
+	if !expected {
 		p.lastErr = describe(st)
 	}
 	p.mu.Unlock()
-	switch {
-	case stopping || killed:
+	if expected {
 		w.log.Info("worker exited", "status", describe(st))
-	default:
+	} else {
 		w.log.Warn("worker exited unexpectedly", "status", describe(st), "uptime", time.Since(w.started).Round(time.Millisecond))
 	}
 	p.exits <- w
@@ -571,165 +539,3 @@ func (p *Pool) stopAll(hard context.Context) {
 	}
 }
 
-// putLocked makes s available: to the longest waiting request, or idle.
-func (p *Pool) putLocked(s *slot) {
-	for len(p.waiters) > 0 {
-		wt := p.waiters[0]
-		p.waiters[0] = nil
-		p.waiters = p.waiters[1:]
-		if wt.done {
-			continue
-		}
-		wt.done = true
-		wt.ch <- s
-		return
-	}
-	p.idle = append(p.idle, s)
-}
-
-// wakeWaitersLocked answers every queued request with nil (no slot).
-func (p *Pool) wakeWaitersLocked() {
-	for _, wt := range p.waiters {
-		if !wt.done {
-			wt.done = true
-			wt.ch <- nil
-		}
-	}
-	p.waiters = nil
-}
-
-func (p *Pool) dropIdleLocked(w *worker) {
-	kept := p.idle[:0]
-	for _, s := range p.idle {
-		if s.w == w {
-			if s.conn != nil {
-				s.conn.Close()
-			}
-			continue
-		}
-		kept = append(kept, s)
-	}
-	clear(p.idle[len(kept):])
-	p.idle = kept
-}
-
-// acquire returns a free slot, waiting up to queue_timeout for one. Idle
-// slots are taken last-in first-out (warm workers; spare ones stay idle).
-// For a retry, avoid is the worker the request just failed on: the slot
-// taken is then one of the worker that has served the fewest requests (the
-// least likely to be about to exit by itself), not avoid's if possible.
-func (p *Pool) acquire(ctx context.Context, avoid *worker) (*slot, error) {
-	p.mu.Lock()
-	if err := p.unavailableLocked(); err != nil {
-		p.mu.Unlock()
-		return nil, err
-	}
-	if n := len(p.idle); n > 0 {
-		i := n - 1
-		if avoid != nil {
-			for j, s := range p.idle {
-				if (p.idle[i].w == avoid && s.w != avoid) || (s.w != avoid && s.w.served < p.idle[i].w.served) {
-					i = j
-				}
-			}
-		}
-		s := p.idle[i]
-		copy(p.idle[i:], p.idle[i+1:])
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		p.mu.Unlock()
-		return s, nil
-	}
-	wt := &waiter{ch: make(chan *slot, 1)}
-	p.waiters = append(p.waiters, wt)
-	p.mu.Unlock()
-
-	timer := time.NewTimer(p.cfg.QueueTimeout)
-	defer timer.Stop()
-	var err error
-	select {
-	case s := <-wt.ch:
-		if s != nil {
-			return s, nil
-		}
-		p.mu.Lock()
-		err = p.unavailableLocked()
-		p.mu.Unlock()
-		if err == nil {
-			err = ErrQueueTimeout
-		}
-		return nil, err
-	case <-timer.C:
-		err = ErrQueueTimeout
-	case <-ctx.Done():
-		err = context.Cause(ctx)
-	}
-	p.mu.Lock()
-	if wt.done {
-		// A slot was handed over as we gave up: pass it on.
-		if s := <-wt.ch; s != nil {
-			p.putLocked(s)
-		}
-	}
-	wt.done = true
-	p.mu.Unlock()
-	return nil, err
-}
-
-func (p *Pool) unavailableLocked() error {
-	switch p.state {
-	case Failing:
-		return fmt.Errorf("%w (last: %s)", ErrFailing, p.lastErr)
-	case Stopping:
-		return ErrStopping
-	}
-	return nil
-}
-
-// release returns s to the pool after a request. keep says whether its
-// connection can carry another request.
-func (p *Pool) release(s *slot, keep, served bool) {
-	p.releaseAt(s, keep, served, false)
-}
-
-// releaseAt is release; last puts an idle slot where it is taken last.
-func (p *Pool) releaseAt(s *slot, keep, served, last bool) {
-	if !keep && s.conn != nil {
-		s.conn.Close()
-		s.conn = nil
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if served {
-		s.w.served++
-		if p.selfLimit > 0 && s.w.served >= p.selfLimit && !s.w.gone {
-			p.exitingLocked(s.w)
-		}
-	}
-	if s.w.gone || p.state == Stopping {
-		if s.conn != nil {
-			s.conn.Close()
-			s.conn = nil
-		}
-		return
-	}
-	if last && len(p.waiters) == 0 {
-		p.idle = append(p.idle, nil)
-		copy(p.idle[1:], p.idle)
-		p.idle[0] = s
-		return
-	}
-	p.putLocked(s)
-}
-
-// kill stops w at once (its whole process group) because of how it served
-// a request; it is replaced without counting as a crash.
-func (p *Pool) kill(w *worker, why string) {
-	p.mu.Lock()
-	w.gone = true
-	w.killed = true
-	p.dropIdleLocked(w)
-	p.mu.Unlock()
-	w.log.Warn("killing worker", "reason", why)
-	w.proc.SignalGroup(syscall.SIGKILL)
-}

@@ -231,7 +231,7 @@ func (tp *testPool) get(ctx context.Context, q string) (string, error) {
 		{Name: "CONTENT_LENGTH", Value: "0"},
 	}}
 	var body string
-	err := tp.Serve(ctx, req, func(resp *fastcgi.Response) error {
+	err := tp.Serve(ctx, "/?"+q, req, func(resp *fastcgi.Response) error {
 		b, err := io.ReadAll(resp)
 		if err != nil {
 			return err
@@ -444,7 +444,7 @@ func TestLogLinesSplitsLongLines(t *testing.T) {
 	var b bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&b, nil))
 	long := strings.Repeat("x", maxLine+10)
-	logLines(strings.NewReader("one\n"+long+"\nlast-no-newline"), log, "stdout")
+	logLines(strings.NewReader("one\n"+long+"\nlast-no-newline"), log, "stdout", nil)
 	out := b.String()
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 4 {

@@ -48,7 +48,10 @@ const maxDials = 8
 //
 // Errors: ErrQueueTimeout, ErrFailing, ErrStopping (nothing was sent: 503);
 // ErrTimeout (504); others are worker failures (502) or handle's own.
-func (p *Pool) Serve(ctx context.Context, req *fastcgi.Request, handle func(*fastcgi.Response) error) error {
+//
+// uri names the request in status output.
+func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, handle func(*fastcgi.Response) error) error {
+	p.accepted.Add(1)
 	r := *req
 	var body *replayBody
 	if req.Body != nil {
@@ -58,7 +61,7 @@ func (p *Pool) Serve(ctx context.Context, req *fastcgi.Request, handle func(*fas
 	sent := 0
 	var avoid *worker
 	for dials := 0; ; dials++ {
-		s, err := p.acquire(ctx, avoid)
+		s, err := p.acquire(ctx, uri, avoid)
 		if err != nil {
 			return err
 		}
@@ -139,6 +142,7 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		p.releaseAt(s, false, !unread, unread)
 		switch {
 		case !intime && timedOut.Load():
+			p.timeouts.Add(1)
 			p.kill(w, "request_timeout exceeded before the worker answered")
 			return ErrTimeout, true, false
 		case ctx.Err() != nil:
@@ -156,6 +160,7 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 	switch {
 	case herr != nil && !intime && timedOut.Load():
 		p.release(s, false, false)
+		p.timeouts.Add(1)
 		p.kill(w, "request_timeout exceeded")
 		return fmt.Errorf("%w: %w", ErrTimeout, herr), true, false
 	case errors.Is(herr, fastcgi.ErrProtocol):
@@ -169,21 +174,6 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 	return herr, true, false
 }
 
-// markGone stops handing out slots of w: it refused or dropped a new
-// connection, so it is exiting or broken. Should it still run, it is killed
-// so that it is replaced; its exit is accounted as what it is (a crash at
-// start still backs off).
-func (p *Pool) markGone(w *worker) {
-	p.mu.Lock()
-	already := w.gone
-	w.gone = true
-	p.dropIdleLocked(w)
-	p.mu.Unlock()
-	if !already && !w.proc.Exited() {
-		w.proc.SignalGroup(syscall.SIGKILL)
-	}
-}
-
 // logStderr logs FastCGI stderr records line by line.
 func logStderr(w *worker, b []byte) {
 	for len(b) > 0 {
@@ -193,37 +183,6 @@ func logStderr(w *worker, b []byte) {
 			w.log.Warn(string(line), "stream", "fcgi-stderr")
 		}
 	}
-}
-
-// exitingLocked stops handing out slots of w, which reached the pool's
-// selfLimit and is about to exit by itself (php-cgi after
-// PHP_FCGI_MAX_REQUESTS): a request sent now would race its exit. Should
-// it not exit within stop_timeout, it is stopped.
-func (p *Pool) exitingLocked(w *worker) {
-	if w.gone {
-		return
-	}
-	w.gone = true
-	p.dropIdleLocked(w)
-	w.log.Debug("worker expected to exit by itself", "served", w.served)
-	select {
-	case p.refill <- struct{}{}:
-	default:
-	}
-	stop := p.cfg.StopTimeout
-	w.retire = time.AfterFunc(stop, func() {
-		if w.proc.Exited() {
-			return
-		}
-		w.log.Warn("worker expected to exit by itself did not; stopping it")
-		w.termed.Store(true)
-		w.proc.SignalGroup(syscall.SIGTERM)
-		time.AfterFunc(stop, func() {
-			if !w.proc.Exited() {
-				w.proc.SignalGroup(syscall.SIGKILL)
-			}
-		})
-	})
 }
 
 // replayBody remembers the first replayLimit bytes read so that a request

@@ -1,0 +1,245 @@
+package supervisor
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/fcgivisor/fcgivisor/conf"
+)
+
+// Scaling (DESIGN.md "scaling"):
+//
+//   - static: exactly `workers`; a worker that exits or retires is replaced.
+//   - dynamic: starts `workers`; keeps at least min_idle idle workers and
+//     min_workers in all, spawns one worker per `concurrency` queued
+//     requests, never above max_workers; an idle worker above the floor is
+//     stopped once idle for idle_timeout (above max_idle: after one second).
+//   - ondemand: no worker until a request queues; spawns for the queue;
+//     a worker idle for idle_timeout stops.
+//
+// Decisions use the pool's exact numbers (busy and idle slots, queued
+// requests) and are taken as soon as something changes (a request queues, a
+// worker exits or retires), not only on the tick. Spawning is rate-limited
+// by a token bucket (spawnBurst at once, refilled at spawnBurst per
+// second), so a stampede cannot fork-bomb the machine.
+
+// excessIdleAfter is how long an idle worker above max_idle lives on.
+const excessIdleAfter = time.Second
+
+// spawnBurst is how many workers the pool may start at once.
+func (p *Pool) spawnBurst() int { return max(4, min(p.cfg.MaxWorkers, 32)) }
+
+func (p *Pool) tickEvery() time.Duration {
+	if p.cfg.Scaling == conf.Dynamic || p.cfg.Scaling == conf.OnDemand {
+		return 100 * time.Millisecond
+	}
+	return time.Second
+}
+
+// floor is the number of workers the pool never goes below.
+func (p *Pool) floor() int {
+	switch p.cfg.Scaling {
+	case conf.Dynamic:
+		return p.cfg.MinWorkers
+	case conf.OnDemand:
+		return 0
+	}
+	return p.cfg.Workers
+}
+
+// owner is the state only Run's goroutine touches.
+type owner struct {
+	p        *Pool
+	retry    *time.Timer // backoff after young deaths: no spawn until it fires
+	tokens   float64
+	refilled time.Time
+	lastRSS  time.Time
+	started  bool
+}
+
+func (o *owner) retryC() <-chan time.Time {
+	if o.retry == nil {
+		return nil
+	}
+	return o.retry.C
+}
+
+// want decides how many workers to start now from the pool's numbers.
+func (p *Pool) wantLocked(initial bool) (spawn int, atMax bool) {
+	c := p.cfg
+	live, idleWorkers := 0, 0
+	for w := range p.workers {
+		if w.gone {
+			continue
+		}
+		live++
+		if w.busy == 0 {
+			idleWorkers++
+		}
+	}
+	queued := p.queuedLocked()
+	switch c.Scaling {
+	case conf.Dynamic, conf.OnDemand:
+		need := (queued + c.Concurrency - 1) / c.Concurrency
+		if c.Scaling == conf.Dynamic {
+			need = max(need, c.MinIdle-idleWorkers)
+		}
+		need = max(need, p.floor()-live)
+		if initial && c.Scaling == conf.Dynamic {
+			need = max(need, c.Workers-live)
+		}
+		if room := c.MaxWorkers - live; need > room {
+			return max(room, 0), queued > 0
+		}
+		return max(need, 0), false
+	default:
+		return max(c.Workers-live, 0), false
+	}
+}
+
+// scale starts the workers the pool needs, within the spawn budget, unless
+// a crash-loop backoff is pending.
+func (o *owner) scale(now time.Time) {
+	p := o.p
+	if o.retry != nil {
+		return
+	}
+	o.tokens = min(float64(p.spawnBurst()), o.tokens+now.Sub(o.refilled).Seconds()*float64(p.spawnBurst()))
+	o.refilled = now
+	p.mu.Lock()
+	if p.state == Stopping {
+		p.mu.Unlock()
+		return
+	}
+	n, atMax := p.wantLocked(!o.started)
+	if atMax {
+		p.totals.MaxWorkersReached++
+	}
+	failing := p.state == Failing
+	p.mu.Unlock()
+	o.started = true
+	if failing {
+		// One probe worker at a time while failing.
+		n = min(n, 1)
+	}
+	n = min(n, int(o.tokens))
+	for range n {
+		o.tokens--
+		if !p.spawn() {
+			p.mu.Lock()
+			d := p.youngDeathLocked()
+			p.mu.Unlock()
+			o.retry = time.NewTimer(d)
+			return
+		}
+	}
+}
+
+// tick recycles by age and memory, stops idle workers, and brings a
+// failing pool back once a worker has survived minUptime.
+func (o *owner) tick(now time.Time) {
+	p := o.p
+	sampleRSS := p.cfg.MaxMemory > 0 && now.Sub(o.lastRSS) >= time.Second
+	var rss map[*worker]int64
+	if sampleRSS {
+		o.lastRSS = now
+		rss = make(map[*worker]int64)
+		p.mu.Lock()
+		ws := make([]*worker, 0, len(p.workers))
+		for w := range p.workers {
+			if !w.gone {
+				ws = append(ws, w)
+			}
+		}
+		p.mu.Unlock()
+		for _, w := range ws {
+			if n, err := readRSS(w.proc.Pid); err == nil {
+				rss[w] = n
+			}
+		}
+	}
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state == Failing && p.failures > 0 {
+		for w := range p.workers {
+			if !w.gone && now.Sub(w.started) >= minUptime {
+				p.state = Running
+				p.failures = 0
+				p.log.Info("pool recovered")
+				break
+			}
+		}
+	}
+	var idle []*worker
+	for w := range p.workers {
+		if w.gone {
+			continue
+		}
+		if n, ok := rss[w]; ok {
+			w.rss = n
+			if n > int64(p.cfg.MaxMemory) {
+				p.retireLocked(w, "max_memory")
+				continue
+			}
+		}
+		if w.lifetime > 0 && now.Sub(w.started) >= w.lifetime {
+			p.retireLocked(w, "max_lifetime")
+			continue
+		}
+		if w.busy == 0 {
+			idle = append(idle, w)
+		}
+	}
+	p.stopIdleLocked(now, idle)
+}
+
+// stopIdleLocked stops idle workers above the floor: those above max_idle
+// (dynamic) after excessIdleAfter, the others after idle_timeout.
+func (p *Pool) stopIdleLocked(now time.Time, idle []*worker) {
+	c := p.cfg
+	if c.Scaling != conf.Dynamic && c.Scaling != conf.OnDemand {
+		return
+	}
+	sort.Slice(idle, func(i, j int) bool { return idle[i].idleSince.Before(idle[j].idleSince) })
+	live := p.liveLocked()
+	keepIdle := 0
+	if c.Scaling == conf.Dynamic {
+		keepIdle = c.MinIdle
+	}
+	for i, w := range idle {
+		if live <= p.floor() || len(idle)-i <= keepIdle || p.queuedLocked() > 0 {
+			return
+		}
+		after := c.IdleTimeout
+		if c.Scaling == conf.Dynamic && len(idle)-i > c.MaxIdle {
+			after = min(after, excessIdleAfter)
+		}
+		if now.Sub(w.idleSince) < after {
+			continue
+		}
+		p.retireLocked(w, "idle")
+		live--
+	}
+}
+
+// readRSS reads a process's resident set size from /proc/PID/statm.
+func readRSS(pid int) (int64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0, err
+	}
+	f := bytes.Fields(b)
+	if len(f) < 2 {
+		return 0, fmt.Errorf("statm of %d: %q", pid, b)
+	}
+	pages, err := strconv.ParseInt(string(f[1]), 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return pages * int64(os.Getpagesize()), nil
+}

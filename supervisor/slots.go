@@ -1,0 +1,331 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"time"
+)
+
+// Slots: the request path. Everything here runs under p.mu or takes it, and
+// never blocks on anything but a waiter's own channel.
+
+// putLocked makes s available: to the longest waiting request, or idle.
+func (p *Pool) putLocked(s *slot) {
+	for len(p.waiters) > 0 {
+		wt := p.waiters[0]
+		p.waiters[0] = nil
+		p.waiters = p.waiters[1:]
+		if wt.done {
+			continue
+		}
+		wt.done = true
+		p.busyLocked(s, wt.uri)
+		wt.ch <- s
+		return
+	}
+	p.idle = append(p.idle, s)
+}
+
+// busyLocked marks s as serving uri.
+func (p *Pool) busyLocked(s *slot, uri string) {
+	s.busy = true
+	s.uri = uri
+	s.since = time.Now()
+	s.w.busy++
+}
+
+// freeLocked marks s as no longer serving; a retiring worker whose last
+// request ended is stopped.
+func (p *Pool) freeLocked(s *slot) {
+	if !s.busy {
+		return
+	}
+	s.busy = false
+	s.uri = ""
+	w := s.w
+	w.busy--
+	if w.busy == 0 {
+		w.idleSince = time.Now()
+		if w.retiring && !w.termed.Load() {
+			p.termLocked(w)
+		}
+	}
+}
+
+// wakeWaitersLocked answers every queued request with nil (no slot).
+func (p *Pool) wakeWaitersLocked() {
+	for _, wt := range p.waiters {
+		if !wt.done {
+			wt.done = true
+			wt.ch <- nil
+		}
+	}
+	p.waiters = nil
+}
+
+// queuedLocked is the number of requests waiting for a slot.
+func (p *Pool) queuedLocked() int {
+	n := 0
+	for _, wt := range p.waiters {
+		if !wt.done {
+			n++
+		}
+	}
+	return n
+}
+
+func (p *Pool) oldestWaiterLocked() *waiter {
+	for _, wt := range p.waiters {
+		if !wt.done {
+			return wt
+		}
+	}
+	return nil
+}
+
+func (p *Pool) dropIdleLocked(w *worker) {
+	kept := p.idle[:0]
+	for _, s := range p.idle {
+		if s.w == w {
+			if s.conn != nil {
+				s.conn.Close()
+				s.conn = nil
+			}
+			continue
+		}
+		kept = append(kept, s)
+	}
+	clear(p.idle[len(kept):])
+	p.idle = kept
+}
+
+// poke asks the owner to re-run its scaling decision now.
+func (p *Pool) poke() {
+	select {
+	case p.pokes <- struct{}{}:
+	default:
+	}
+}
+
+// acquire returns a free slot for a request for uri, waiting up to
+// queue_timeout for one. Idle slots are taken last-in first-out (warm
+// workers; spare ones stay idle and can be stopped). For a retry, avoid is
+// the worker the request just failed on: the slot taken is then one of the
+// worker that has served the fewest requests (the least likely to be about
+// to exit by itself), not avoid's if possible.
+func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, error) {
+	p.mu.Lock()
+	if err := p.unavailableLocked(); err != nil {
+		p.mu.Unlock()
+		return nil, err
+	}
+	if n := len(p.idle); n > 0 {
+		i := n - 1
+		if avoid != nil {
+			for j, s := range p.idle {
+				if (p.idle[i].w == avoid && s.w != avoid) || (s.w != avoid && s.w.served < p.idle[i].w.served) {
+					i = j
+				}
+			}
+		}
+		s := p.idle[i]
+		copy(p.idle[i:], p.idle[i+1:])
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.busyLocked(s, uri)
+		p.mu.Unlock()
+		return s, nil
+	}
+	wt := &waiter{ch: make(chan *slot, 1), uri: uri, since: time.Now()}
+	p.waiters = append(p.waiters, wt)
+	p.mu.Unlock()
+	// The scaler decides on exact numbers, at once rather than at its next
+	// tick: a queued request is the signal to spawn.
+	p.poke()
+
+	var timeout <-chan time.Time
+	if p.cfg.QueueTimeout > 0 {
+		timer := time.NewTimer(p.cfg.QueueTimeout)
+		defer timer.Stop()
+		timeout = timer.C
+	} else {
+		timeout = closedTime
+	}
+	var err error
+	select {
+	case s := <-wt.ch:
+		if s != nil {
+			return s, nil
+		}
+		p.mu.Lock()
+		err = p.unavailableLocked()
+		p.mu.Unlock()
+		if err == nil {
+			err = ErrQueueTimeout
+		}
+		return nil, err
+	case <-timeout:
+		err = ErrQueueTimeout
+	case <-ctx.Done():
+		err = context.Cause(ctx)
+	}
+	p.mu.Lock()
+	if wt.done {
+		// A slot was handed over as we gave up: pass it on.
+		if s := <-wt.ch; s != nil {
+			p.freeLocked(s)
+			if !s.w.gone {
+				p.putLocked(s)
+			}
+		}
+	}
+	wt.done = true
+	p.mu.Unlock()
+	return nil, err
+}
+
+// closedTime is a channel that is always ready: queue_timeout 0 means no
+// waiting at all.
+var closedTime = func() <-chan time.Time {
+	c := make(chan time.Time)
+	close(c)
+	return c
+}()
+
+func (p *Pool) unavailableLocked() error {
+	switch p.state {
+	case Failing:
+		return fmt.Errorf("%w (last: %s)", ErrFailing, p.lastErr)
+	case Stopping:
+		return ErrStopping
+	}
+	return nil
+}
+
+// release returns s to the pool after a request. keep says whether its
+// connection can carry another request; served whether the worker handled
+// (or may have handled) the request, which counts toward its limits.
+func (p *Pool) release(s *slot, keep, served bool) {
+	p.releaseAt(s, keep, served, false)
+}
+
+// releaseAt is release; last puts an idle slot where it is taken last.
+func (p *Pool) releaseAt(s *slot, keep, served, last bool) {
+	if !keep && s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := s.w
+	if served {
+		w.served++
+		switch {
+		case p.cfg.MaxRequests > 0 && w.served >= int64(p.cfg.MaxRequests):
+			p.retireLocked(w, "max_requests")
+		case p.selfLimit > 0 && w.served >= p.selfLimit:
+			p.selfRetireLocked(w)
+		}
+	}
+	p.freeLocked(s)
+	if w.gone || p.state == Stopping {
+		if s.conn != nil {
+			s.conn.Close()
+			s.conn = nil
+		}
+		return
+	}
+	if last && len(p.waiters) == 0 {
+		p.idle = append(p.idle, nil)
+		copy(p.idle[1:], p.idle)
+		p.idle[0] = s
+		return
+	}
+	p.putLocked(s)
+}
+
+// retireLocked recycles w gracefully: it gets no new request, the owner
+// starts its replacement where the pool needs the capacity, and w is
+// stopped (SIGTERM, SIGKILL past stop_timeout) once its requests in
+// progress are done.
+func (p *Pool) retireLocked(w *worker, cause string) {
+	if w.gone {
+		return
+	}
+	w.gone = true
+	w.retiring = true
+	p.dropIdleLocked(w)
+	p.totals.Recycled[cause]++
+	w.log.Info("recycling worker", "cause", cause, "requests", w.served, "age", time.Since(w.started).Round(time.Millisecond))
+	if w.busy == 0 {
+		p.termLocked(w)
+	}
+	p.poke()
+}
+
+// termLocked sends SIGTERM to w's group and arms the SIGKILL.
+func (p *Pool) termLocked(w *worker) {
+	w.termed.Store(true)
+	w.proc.SignalGroup(syscall.SIGTERM)
+	w.killTimer = time.AfterFunc(p.cfg.StopTimeout, func() {
+		if !w.proc.Exited() {
+			w.log.Warn("worker did not stop within stop_timeout; killing it")
+			w.proc.SignalGroup(syscall.SIGKILL)
+		}
+	})
+}
+
+// selfRetireLocked stops handing out slots of w, which reached the pool's
+// selfLimit and is about to exit by itself (php-cgi after
+// PHP_FCGI_MAX_REQUESTS): a request sent now would race its exit. Its
+// replacement starts at once. Should it not exit within stop_timeout, it
+// is stopped.
+func (p *Pool) selfRetireLocked(w *worker) {
+	if w.gone {
+		return
+	}
+	w.gone = true
+	p.dropIdleLocked(w)
+	p.totals.Recycled["self_limit"]++
+	w.log.Debug("worker expected to exit by itself", "served", w.served)
+	w.killTimer = time.AfterFunc(p.cfg.StopTimeout, func() {
+		if w.proc.Exited() {
+			return
+		}
+		w.log.Warn("worker expected to exit by itself did not; stopping it")
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.termLocked(w)
+	})
+	p.poke()
+}
+
+// kill stops w at once (its whole process group) because of how it served
+// a request; it is replaced without counting as a crash.
+func (p *Pool) kill(w *worker, why string) {
+	p.mu.Lock()
+	w.gone = true
+	w.killed = true
+	p.dropIdleLocked(w)
+	p.mu.Unlock()
+	w.log.Warn("killing worker", "reason", why)
+	w.proc.SignalGroup(syscall.SIGKILL)
+	p.poke()
+}
+
+// markGone stops handing out slots of w: it refused or dropped a new
+// connection, so it is exiting or broken. Should it still run, it is killed
+// so that it is replaced; its exit is accounted as what it is (a crash at
+// start still backs off).
+func (p *Pool) markGone(w *worker) {
+	p.mu.Lock()
+	already := w.gone
+	w.gone = true
+	p.dropIdleLocked(w)
+	p.mu.Unlock()
+	if !already && !w.proc.Exited() {
+		w.proc.SignalGroup(syscall.SIGKILL)
+	}
+	p.poke()
+}
