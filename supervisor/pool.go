@@ -538,4 +538,3 @@ func (p *Pool) stopAll(hard context.Context) {
 		}
 	}
 }
-
