@@ -71,6 +71,13 @@ func helperWorker(kind string) {
 		if q.Has("exit") {
 			os.Exit(3)
 		}
+		if q.Has("grow") {
+			b := make([]byte, 64<<20)
+			for i := range b {
+				b[i] = 1
+			}
+			hoard = append(hoard, b)
+		}
 		if q.Has("echo") {
 			io.Copy(w, r.Body)
 			return
@@ -78,6 +85,9 @@ func helperWorker(kind string) {
 		fmt.Fprintf(w, "pid=%d", os.Getpid())
 	}))
 }
+
+// hoard keeps what ?grow allocated: a worker whose memory grows.
+var hoard [][]byte
 
 // rawWorker is a FastCGI responder written by hand. keep=false answers each
 // request and closes the connection whatever FCGI_KEEP_CONN says, as Ruby's
