@@ -188,7 +188,8 @@ func (s *Server) serveFastCGI(w http.ResponseWriter, r *http.Request, rt *route,
 		code = 502
 		s.log.Warn("worker failed mid-response", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
 		panic(http.ErrAbortHandler)
-	case errors.Is(err, supervisor.ErrQueueTimeout), errors.Is(err, supervisor.ErrFailing), errors.Is(err, supervisor.ErrStopping):
+	case errors.Is(err, supervisor.ErrQueueTimeout), errors.Is(err, supervisor.ErrFailing), errors.Is(err, supervisor.ErrStopping),
+		errors.Is(err, supervisor.ErrNotAccepted):
 		s.log.Warn("pool cannot serve", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)

@@ -64,6 +64,9 @@ var (
 	ErrQueueTimeout = errors.New("no worker slot free within queue_timeout")
 	ErrFailing      = errors.New("pool is failing: its workers crash at start")
 	ErrStopping     = errors.New("pool is stopping")
+	// ErrNotAccepted: no worker could be connected to (they were exiting
+	// or crashing at start); the request was not sent.
+	ErrNotAccepted = errors.New("no worker accepted the request")
 )
 
 // ErrTimeout is returned when a request ran past request_timeout; the

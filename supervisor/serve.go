@@ -73,7 +73,16 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 		if wasSent {
 			sent++
 		}
-		if !retry || dials+1 >= maxDials || sent > 1 || (wasSent && body != nil && !body.rewind()) {
+		if !retry {
+			return err
+		}
+		if dials+1 >= maxDials || sent > 1 || (wasSent && body != nil && !body.rewind()) {
+			if sent == 0 {
+				// No worker could even be reached: the pool cannot serve.
+				return fmt.Errorf("%w: %w", ErrNotAccepted, err)
+			}
+			// A reset may also come from a worker that read part of the
+			// request and crashed: not proof enough for a 503.
 			return err
 		}
 		avoid = s.w
