@@ -46,8 +46,9 @@ const maxDials = 8
 // re-send goes to another worker when one has a free slot, on a fresh
 // connection.
 //
-// Errors: ErrQueueTimeout, ErrFailing, ErrStopping (nothing was sent: 503);
-// ErrTimeout (504); others are worker failures (502) or handle's own.
+// Errors: ErrQueueTimeout, ErrFailing, ErrStopping, ErrNotAccepted
+// (nothing was sent: 503); ErrTimeout (504); others are worker failures
+// (502) or handle's own.
 //
 // uri names the request in status output.
 func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, handle func(*fastcgi.Response) error) error {
