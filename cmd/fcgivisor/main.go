@@ -5,16 +5,24 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"text/tabwriter"
+	"time"
+	"unicode"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
@@ -55,6 +63,14 @@ func main() {
 				Usage:  "validate the config; print every error and exit 1, or a summary and exit 0",
 				Flags:  []cli.Flag{configFlag()},
 				Action: func(c *cli.Context) error { return check(c.App.Writer, configPath(c)) },
+			},
+			{
+				Name:  "status",
+				Usage: "show the pools and workers of the running instance",
+				Flags: []cli.Flag{configFlag(), &cli.BoolFlag{Name: "json", Usage: "print the status JSON as the admin endpoint sends it"}},
+				Action: func(c *cli.Context) error {
+					return status(c.App.Writer, configPath(c), c.Bool("json"))
+				},
 			},
 			{
 				Name:  "version",
@@ -168,6 +184,13 @@ func run(path string) error {
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
+	adminListener, err := listenAdmin(cfg)
+	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return &exitError{code: 1, err: err}
+	}
 
 	reaper, err := spawner.NewReaper()
 	if err != nil {
@@ -192,6 +215,11 @@ func run(path string) error {
 		go func() { defer poolsDone.Done(); p.Run(poolCtx, hardCtx) }()
 	}
 	stopAllPools := func() { stopPools(); poolsDone.Wait() }
+	// The admin endpoint answers from here until the pools have stopped, so
+	// that /status shows the start-up and the drain.
+	poolList := slices.Collect(maps.Values(pools))
+	stopAdmin := serveAdmin(adminListener, front.NewAdmin(func() []*supervisor.Pool { return poolList }, log), log)
+	defer stopAdmin()
 	for _, p := range pools {
 		<-p.Ready()
 	}
@@ -207,7 +235,7 @@ func run(path string) error {
 	actions := signals.Notify(sigCtx)
 	srv.Serve(listeners)
 	log.Info("fcgivisor running", "version", fullVersion(), "pid", os.Getpid(), "config", cfg.File,
-		"listen", strings.Join(cfg.HTTP.Listen, ","), "pools", len(pools))
+		"listen", strings.Join(cfg.HTTP.Listen, ","), "admin", cfg.Admin.Listen, "pools", len(pools))
 
 	// Wait for a stop signal; other actions come with later issues.
 	var immediate bool
@@ -241,6 +269,7 @@ func run(path string) error {
 		log.Warn("in-flight requests cut at shutdown", "err", err)
 	}
 	stopAllPools()
+	stopAdmin()
 	stopSignals()
 	log.Info("stopped")
 	return nil
@@ -266,4 +295,194 @@ func listen(cfg *conf.Config) ([]net.Listener, error) {
 		return nil, fmt.Errorf("http.listen[%d] %q: %w", i, a, err)
 	}
 	return ls, nil
+}
+
+// listenAdmin opens admin.listen before any worker starts. A Unix socket
+// gets mode 0600: the admin endpoint is for fcgivisor's own user (and root).
+func listenAdmin(cfg *conf.Config) (net.Listener, error) {
+	network, address, err := conf.ParseAddr(cfg.Admin.Listen)
+	if err == nil {
+		var l net.Listener
+		if l, err = socket.Listen(network, address, 0o600); err == nil {
+			return l, nil
+		}
+	}
+	return nil, fmt.Errorf("admin.listen %q: %w", cfg.Admin.Listen, err)
+}
+
+// serveAdmin serves h on l with its own http.Server; the returned func
+// (idempotent) shuts it down and waits for it.
+func serveAdmin(l net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("admin listener failed", "addr", l.Addr().String(), "err", err)
+		}
+	}()
+	return sync.OnceFunc(func() {
+		// Admin answers are small: give those in progress a moment, then cut.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if srv.Shutdown(ctx) != nil {
+			srv.Close()
+		}
+		<-done
+	})
+}
+
+// status is `fcgivisor status`: GET /status from the running instance and
+// print it as a table, or as the JSON received.
+func status(w io.Writer, path string, asJSON bool) error {
+	cfg, err := conf.Load(path)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("%s\nconfig is invalid", err)}
+	}
+	body, err := adminGet(cfg.Admin.Listen, "/status")
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	if asJSON {
+		_, err := w.Write(body)
+		return err
+	}
+	var doc front.AdminStatus
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("fcgivisor at %s answered /status with something that is not status JSON: %w", cfg.Admin.Listen, err)}
+	}
+	writeStatusTable(w, &doc)
+	return nil
+}
+
+// adminGet GETs path from the admin endpoint at addr ("unix:/path" or
+// "host:port") and returns the body of a 200 answer.
+func adminGet(addr, path string) ([]byte, error) {
+	network, address, err := conf.ParseAddr(addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin.listen: %w", err)
+	}
+	var d net.Dialer
+	client := &http.Client{
+		Timeout: 10 * time.Second,
+		Transport: &http.Transport{ // no Proxy: never via $http_proxy
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, address)
+			},
+			DisableKeepAlives: true,
+		},
+	}
+	resp, err := client.Get("http://fcgivisor-admin" + path)
+	if err != nil {
+		var op *net.OpError
+		switch {
+		case errors.Is(err, os.ErrPermission):
+			return nil, fmt.Errorf("cannot reach fcgivisor at %s: permission denied (the admin socket has mode 0600: run this as the user fcgivisor runs as, or as root)", addr)
+		case errors.As(err, &op) && op.Op == "dial":
+			return nil, fmt.Errorf("cannot reach fcgivisor at %s: is it running? (%v)", addr, op.Err)
+		}
+		return nil, fmt.Errorf("cannot reach fcgivisor at %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read the answer of fcgivisor at %s: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fcgivisor at %s answered GET %s with %s: %s", addr, path, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// writeStatusTable prints one block per pool: a headline (name, mode,
+// state, workers, queue), the totals, and a row per worker.
+func writeStatusTable(w io.Writer, doc *front.AdminStatus) {
+	if len(doc.Pools) == 0 {
+		fmt.Fprintln(w, "no pools")
+		return
+	}
+	for i, p := range doc.Pools {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		live, retiring := 0, 0
+		for _, ws := range p.Workers {
+			if ws.State == "retiring" {
+				retiring++
+			} else {
+				live++
+			}
+		}
+		fmt.Fprintf(w, "pool %s (%s, %s): workers %d/%d", printable(p.Name), p.Mode, p.State, live, p.MaxWorkers)
+		if retiring > 0 {
+			fmt.Fprintf(w, " +%d retiring", retiring)
+		}
+		fmt.Fprintf(w, ", slots %d busy %d idle, queue %d", p.BusySlots, p.IdleSlots, p.Queue)
+		if p.Queue > 0 {
+			fmt.Fprintf(w, " (oldest %.1fs)", p.OldestQueuedSeconds)
+		}
+		fmt.Fprintln(w)
+
+		t := p.Totals
+		var recycled int64
+		var causes []string
+		for _, c := range slices.Sorted(maps.Keys(t.Recycled)) {
+			recycled += t.Recycled[c]
+			causes = append(causes, fmt.Sprintf("%s %d", c, t.Recycled[c]))
+		}
+		fmt.Fprintf(w, "  totals: accepted %d, 5xx %d, timeouts %d, spawns %d, exits %d, recycled %d", t.Accepted, t.Responses5xx, t.Timeouts, t.Spawns, t.Exits, recycled)
+		if len(causes) > 0 {
+			fmt.Fprintf(w, " (%s)", strings.Join(causes, ", "))
+		}
+		fmt.Fprintf(w, ", max_workers reached %d\n", t.MaxWorkersReached)
+		if len(t.Responses) > 0 {
+			var codes []string
+			for _, c := range slices.Sorted(maps.Keys(t.Responses)) {
+				codes = append(codes, fmt.Sprintf("%d: %d", c, t.Responses[c]))
+			}
+			fmt.Fprintf(w, "  responses: %s\n", strings.Join(codes, ", "))
+		}
+		if p.LastExit != "" {
+			fmt.Fprintf(w, "  last exit: %s\n", printable(p.LastExit))
+		}
+		if p.LastStderr != "" {
+			fmt.Fprintf(w, "  last stderr: %s\n", printable(p.LastStderr))
+		}
+
+		if len(p.Workers) == 0 {
+			fmt.Fprintln(w, "  no workers")
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  PID\tSTATE\tREQUESTS\tAGE\tRSS\tREQUEST")
+		for _, ws := range p.Workers {
+			rss, req := "-", "-"
+			if ws.RSSBytes > 0 {
+				rss = fmt.Sprintf("%.1f MiB", float64(ws.RSSBytes)/(1<<20))
+			}
+			if ws.Request != nil {
+				req = fmt.Sprintf("%s (%.1fs)", printable(ws.Request.URI), ws.Request.Seconds)
+			}
+			age := time.Duration(ws.AgeSeconds * float64(time.Second)).Round(time.Second)
+			fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\t%s\t%s\n", ws.Pid, ws.State, ws.Requests, age, rss, req)
+		}
+		tw.Flush()
+	}
+}
+
+// printable returns s, or s quoted when it holds characters that are not
+// printable: request URIs and worker output must not drive the terminal.
+func printable(s string) string {
+	for _, r := range s {
+		if !unicode.IsPrint(r) {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }

@@ -1,0 +1,431 @@
+package front
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/supervisor"
+)
+
+// testStatuses is a snapshot of two pools: one serving, with a busy, an idle
+// and a retiring worker; one failing, with no worker and a name that needs
+// escaping in a label.
+func testStatuses() []supervisor.Status {
+	return []supervisor.Status{
+		{
+			Name: "php", Mode: "dynamic", State: "running",
+			Queue: 3, OldestQueuedSeconds: 1.25,
+			MinWorkers: 1, MaxWorkers: 8, Concurrency: 1,
+			BusySlots: 1, IdleSlots: 1,
+			Workers: []supervisor.WorkerStatus{
+				{Pid: 101, State: "busy", Requests: 42, AgeSeconds: 61.5, RSSBytes: 10 << 20,
+					Request: &supervisor.RequestStatus{URI: "/slow.php?x=1", Seconds: 0.75}},
+				{Pid: 102, State: "idle", Requests: 7, AgeSeconds: 3, RSSBytes: 9 << 20},
+				{Pid: 103, State: "retiring", Requests: 1000, AgeSeconds: 600, RSSBytes: 12 << 20},
+			},
+			Totals: supervisor.Totals{
+				Accepted:          1049,
+				Responses:         map[int]int64{200: 1000, 404: 9, 502: 2, 504: 1},
+				Timeouts:          1,
+				Recycled:          map[string]int64{"max_requests": 4, "weird cause": 1},
+				Spawns:            8,
+				Exits:             5,
+				MaxWorkersReached: 2,
+			},
+		},
+		{
+			Name: "a\"b\\c\nd", Mode: "static", State: "failing",
+			MaxWorkers: 2, Concurrency: 1,
+			LastExit: "exit status 1",
+			Totals:   supervisor.Totals{Spawns: 3, Exits: 3},
+		},
+	}
+}
+
+func renderMetrics(t *testing.T, sts []supervisor.Status) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := writeMetrics(&b, sts); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestWriteMetricsLines(t *testing.T) {
+	text := renderMetrics(t, testStatuses())
+	lines := strings.Split(text, "\n")
+	const esc = `a\"b\\c\nd` // the second pool's name, escaped
+	for _, want := range []string{
+		`# HELP fcgivisor_workers Worker processes by state.`,
+		`# TYPE fcgivisor_workers gauge`,
+		`fcgivisor_workers{pool="php",state="busy"} 1`,
+		`fcgivisor_workers{pool="php",state="idle"} 1`,
+		`fcgivisor_workers{pool="php",state="retiring"} 1`,
+		`fcgivisor_workers{pool="` + esc + `",state="busy"} 0`,
+		`fcgivisor_workers{pool="` + esc + `",state="idle"} 0`,
+		`fcgivisor_workers{pool="` + esc + `",state="retiring"} 0`,
+		`fcgivisor_pool_state{pool="php",state="starting"} 0`,
+		`fcgivisor_pool_state{pool="php",state="running"} 1`,
+		`fcgivisor_pool_state{pool="php",state="failing"} 0`,
+		`fcgivisor_pool_state{pool="php",state="stopping"} 0`,
+		`fcgivisor_pool_state{pool="` + esc + `",state="failing"} 1`,
+		`fcgivisor_pool_state{pool="` + esc + `",state="running"} 0`,
+		`fcgivisor_max_workers{pool="php"} 8`,
+		`fcgivisor_slots{pool="php",state="busy"} 1`,
+		`fcgivisor_slots{pool="php",state="idle"} 1`,
+		`# TYPE fcgivisor_queue_length gauge`,
+		`fcgivisor_queue_length{pool="php"} 3`,
+		`fcgivisor_queue_length{pool="` + esc + `"} 0`,
+		`fcgivisor_queue_oldest_seconds{pool="php"} 1.25`,
+		`fcgivisor_worker_rss_bytes{pool="php",pid="101"} 10485760`,
+		`fcgivisor_worker_rss_bytes{pool="php",pid="103"} 12582912`,
+		`# TYPE fcgivisor_requests_accepted_total counter`,
+		`fcgivisor_requests_accepted_total{pool="php"} 1049`,
+		`# TYPE fcgivisor_requests_total counter`,
+		`fcgivisor_requests_total{pool="php",code="200"} 1000`,
+		`fcgivisor_requests_total{pool="php",code="404"} 9`,
+		`fcgivisor_requests_total{pool="php",code="502"} 2`,
+		`fcgivisor_requests_total{pool="php",code="504"} 1`,
+		`fcgivisor_request_timeouts_total{pool="php"} 1`,
+		`fcgivisor_workers_recycled_total{pool="php",cause="max_requests"} 4`,
+		`fcgivisor_workers_recycled_total{pool="php",cause="idle"} 0`,
+		`fcgivisor_workers_recycled_total{pool="php",cause="weird cause"} 1`,
+		`fcgivisor_workers_recycled_total{pool="` + esc + `",cause="max_memory"} 0`,
+		`fcgivisor_worker_spawns_total{pool="php"} 8`,
+		`fcgivisor_worker_spawns_total{pool="` + esc + `"} 3`,
+		`fcgivisor_worker_exits_total{pool="php"} 5`,
+		`fcgivisor_max_workers_reached_total{pool="php"} 2`,
+		`# TYPE fcgivisor_max_workers_reached_total counter`,
+	} {
+		if !slices.Contains(lines, want) {
+			t.Errorf("metrics lack the line %s", want)
+		}
+	}
+	// The failing pool answered nothing and has no worker: no sample
+	// invents a code or a pid for it.
+	for _, prefix := range []string{
+		`fcgivisor_requests_total{pool="` + esc + `"`,
+		`fcgivisor_worker_rss_bytes{pool="` + esc + `"`,
+	} {
+		for _, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				t.Errorf("unexpected sample %s", l)
+			}
+		}
+	}
+	if t.Failed() {
+		t.Logf("metrics:\n%s", text)
+	}
+}
+
+// TestWriteMetricsWellFormed checks the whole output against the text
+// format: each family once, HELP then TYPE then its samples, every sample
+// named after its family, well-formed, and no series twice.
+func TestWriteMetricsWellFormed(t *testing.T) {
+	text := renderMetrics(t, testStatuses())
+	if !strings.HasSuffix(text, "\n") {
+		t.Fatalf("output does not end in a line feed")
+	}
+	labelValue := `"(?:[^"\\\n]|\\[\\"n])*"`
+	sampleRE := regexp.MustCompile(`^(fcgivisor_[a-z_]+)\{pool=` + labelValue + `(?:,[a-z_]+=` + labelValue + `)*\} (-?[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)$`)
+	helpRE := regexp.MustCompile(`^# HELP (fcgivisor_[a-z_]+) \S.*$`)
+	typeRE := regexp.MustCompile(`^# TYPE (fcgivisor_[a-z_]+) (gauge|counter)$`)
+	families := map[string]bool{}
+	series := map[string]bool{}
+	var current string
+	var typ string
+	for i, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		switch {
+		case helpRE.MatchString(l):
+			name := helpRE.FindStringSubmatch(l)[1]
+			if families[name] {
+				t.Errorf("line %d: family %s appears twice", i+1, name)
+			}
+			families[name] = true
+			current, typ = name, ""
+		case typeRE.MatchString(l):
+			m := typeRE.FindStringSubmatch(l)
+			if m[1] != current || typ != "" {
+				t.Errorf("line %d: %q not right after the HELP of %s", i+1, l, m[1])
+			}
+			typ = m[2]
+		case sampleRE.MatchString(l):
+			name := sampleRE.FindStringSubmatch(l)[1]
+			if name != current || typ == "" {
+				t.Errorf("line %d: sample %q outside its family (current %s)", i+1, l, current)
+			}
+			if typ == "counter" && !strings.HasSuffix(name, "_total") {
+				t.Errorf("line %d: counter %s does not end in _total", i+1, name)
+			}
+			key := l[:strings.LastIndexByte(l, ' ')]
+			if series[key] {
+				t.Errorf("line %d: series %s twice", i+1, key)
+			}
+			series[key] = true
+		default:
+			t.Errorf("line %d is not in the text format: %q", i+1, l)
+		}
+	}
+	if len(families) < 14 {
+		t.Errorf("%d families, want 14 or more", len(families))
+	}
+}
+
+func TestWriteMetricsNoPools(t *testing.T) {
+	text := renderMetrics(t, nil)
+	for _, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if !strings.HasPrefix(l, "# ") {
+			t.Errorf("sample %q without any pool", l)
+		}
+	}
+}
+
+func TestEscapeLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"php":        "php",
+		`a"b`:        `a\"b`,
+		`a\b`:        `a\\b`,
+		"a\nb":       `a\nb`,
+		`\"` + "\n":  `\\\"\n`,
+		"tab\tstays": "tab\tstays",
+		"ünïcode":    "ünïcode",
+	} {
+		if got := escapeLabel(in); got != want {
+			t.Errorf("escapeLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestFormatValue(t *testing.T) {
+	for _, tc := range []struct {
+		v    float64
+		want string
+	}{
+		{0, "0"}, {42, "42"}, {10485760, "10485760"}, {1.25, "1.25"}, {0.001, "0.001"},
+	} {
+		if got := formatValue(tc.v); got != tc.want {
+			t.Errorf("formatValue(%v) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}
+
+// keys returns the keys of the JSON object v, sorted.
+func keys(t *testing.T, what string, v any) []string {
+	t.Helper()
+	m, ok := v.(map[string]any)
+	if !ok {
+		t.Fatalf("%s is %T, want an object", what, v)
+	}
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func hasKeys(t *testing.T, what string, v any, want ...string) map[string]any {
+	t.Helper()
+	got := keys(t, what, v)
+	for _, k := range want {
+		if !slices.Contains(got, k) {
+			t.Errorf("%s lacks key %q (has %v)", what, k, got)
+		}
+	}
+	return v.(map[string]any)
+}
+
+func TestWriteStatusShape(t *testing.T) {
+	var b bytes.Buffer
+	if err := writeStatus(&b, testStatuses()); err != nil {
+		t.Fatal(err)
+	}
+	var doc any
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatalf("status is not JSON: %v\n%s", err, b.String())
+	}
+	if got := keys(t, "document", doc); !slices.Equal(got, []string{"pools"}) {
+		t.Fatalf("document keys %v, want [pools]", got)
+	}
+	pools, ok := doc.(map[string]any)["pools"].([]any)
+	if !ok || len(pools) != 2 {
+		t.Fatalf("pools = %v, want a list of 2", doc.(map[string]any)["pools"])
+	}
+	php := hasKeys(t, "pools[0]", pools[0], "name", "mode", "state", "queue", "workers", "totals")
+	if php["name"] != "php" || php["mode"] != "dynamic" || php["state"] != "running" || php["queue"] != 3.0 {
+		t.Errorf("pools[0] = %v", php)
+	}
+	workers := php["workers"].([]any)
+	if len(workers) != 3 {
+		t.Fatalf("pools[0].workers has %d entries, want 3", len(workers))
+	}
+	w := hasKeys(t, "workers[0]", workers[0], "pid", "state", "requests", "age_seconds", "rss_bytes", "request")
+	if w["pid"] != 101.0 || w["state"] != "busy" || w["requests"] != 42.0 || w["age_seconds"] != 61.5 || w["rss_bytes"] != float64(10<<20) {
+		t.Errorf("workers[0] = %v", w)
+	}
+	req := hasKeys(t, "workers[0].request", w["request"], "uri", "seconds")
+	if req["uri"] != "/slow.php?x=1" || req["seconds"] != 0.75 {
+		t.Errorf("workers[0].request = %v", req)
+	}
+	if _, ok := workers[1].(map[string]any)["request"]; ok {
+		t.Errorf("idle worker has a request: %v", workers[1])
+	}
+	tot := hasKeys(t, "totals", php["totals"], "accepted", "responses", "5xx", "timeouts", "recycled", "spawns", "exits", "max_workers_reached")
+	if tot["accepted"] != 1049.0 || tot["5xx"] != 3.0 || tot["timeouts"] != 1.0 || tot["spawns"] != 8.0 || tot["max_workers_reached"] != 2.0 {
+		t.Errorf("totals = %v", tot)
+	}
+	if r := tot["responses"].(map[string]any); r["200"] != 1000.0 || r["502"] != 2.0 {
+		t.Errorf("totals.responses = %v", r)
+	}
+	if r := tot["recycled"].(map[string]any); r["max_requests"] != 4.0 {
+		t.Errorf("totals.recycled = %v", r)
+	}
+
+	// The empty pool: [] and {}, not null; the name round-trips unescaped.
+	empty := pools[1].(map[string]any)
+	if empty["name"] != "a\"b\\c\nd" || empty["last_exit"] != "exit status 1" {
+		t.Errorf("pools[1] = %v", empty)
+	}
+	if ws, ok := empty["workers"].([]any); !ok || len(ws) != 0 {
+		t.Errorf("pools[1].workers = %#v, want []", empty["workers"])
+	}
+	et := empty["totals"].(map[string]any)
+	for _, k := range []string{"responses", "recycled"} {
+		if m, ok := et[k].(map[string]any); !ok || len(m) != 0 {
+			t.Errorf("pools[1].totals.%s = %#v, want {}", k, et[k])
+		}
+	}
+	if et["5xx"] != 0.0 {
+		t.Errorf("pools[1].totals.5xx = %v, want 0", et["5xx"])
+	}
+
+	// The CLI decodes the same document into AdminStatus.
+	var typed AdminStatus
+	if err := json.Unmarshal(b.Bytes(), &typed); err != nil {
+		t.Fatal(err)
+	}
+	if len(typed.Pools) != 2 || typed.Pools[0].Totals.Responses5xx != 3 || typed.Pools[0].Totals.Responses[200] != 1000 ||
+		typed.Pools[0].Workers[0].Request == nil || typed.Pools[0].Workers[0].Request.URI != "/slow.php?x=1" {
+		t.Errorf("decoded AdminStatus = %+v", typed)
+	}
+}
+
+// newTestPool is a real pool that was never started: no worker, state
+// starting, but its counters work.
+func newTestPool(name string) *supervisor.Pool {
+	return supervisor.NewPool(&conf.Pool{
+		Name: name, Command: []string{"/bin/false"}, Scaling: conf.Static,
+		Workers: 2, MaxWorkers: 2, Concurrency: 1,
+	}, supervisor.Env{Logger: slog.New(slog.DiscardHandler), Getenv: func(string) (string, bool) { return "", false }})
+}
+
+func TestAdminHandler(t *testing.T) {
+	zeta, alpha := newTestPool("zeta"), newTestPool("alpha")
+	for range 3 {
+		alpha.Observe(200)
+	}
+	alpha.Observe(503)
+	pools := []*supervisor.Pool{zeta, alpha}
+	calls := 0
+	h := NewAdmin(func() []*supervisor.Pool { calls++; return pools }, slog.New(slog.DiscardHandler))
+
+	do := func(method, path string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+		return rec
+	}
+
+	if rec := do("GET", "/ping"); rec.Code != 200 || rec.Body.String() != "pong\n" {
+		t.Errorf("GET /ping: %d %q, want 200 \"pong\\n\"", rec.Code, rec.Body.String())
+	}
+	if calls != 0 {
+		t.Errorf("/ping took a status snapshot (%d calls)", calls)
+	}
+
+	rec := do("GET", "/status")
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("GET /status: %d %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	var doc AdminStatus
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatalf("GET /status: %v\n%s", err, rec.Body.String())
+	}
+	var names []string
+	for _, p := range doc.Pools {
+		names = append(names, p.Name)
+	}
+	if !slices.Equal(names, []string{"alpha", "zeta"}) {
+		t.Errorf("/status pools %v, want [alpha zeta] (sorted by name)", names)
+	}
+	if a := doc.Pools[0]; a.Mode != "static" || a.State != "starting" || a.MaxWorkers != 2 ||
+		a.Totals.Responses[200] != 3 || a.Totals.Responses5xx != 1 || len(a.Workers) != 0 {
+		t.Errorf("/status pool alpha = %+v", a)
+	}
+
+	rec = do("GET", "/metrics")
+	if ct := rec.Header().Get("Content-Type"); rec.Code != 200 || ct != "text/plain; version=0.0.4; charset=utf-8" {
+		t.Fatalf("GET /metrics: %d %q", rec.Code, ct)
+	}
+	body := rec.Body.String()
+	for _, want := range []string{
+		`fcgivisor_requests_total{pool="alpha",code="200"} 3`,
+		`fcgivisor_requests_total{pool="alpha",code="503"} 1`,
+		`fcgivisor_pool_state{pool="zeta",state="starting"} 1`,
+	} {
+		if !slices.Contains(strings.Split(body, "\n"), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if strings.Index(body, `{pool="alpha"`) > strings.Index(body, `{pool="zeta"`) {
+		t.Errorf("/metrics lists zeta before alpha")
+	}
+
+	// HEAD is GET without a body.
+	if rec := do("HEAD", "/status"); rec.Code != 200 {
+		t.Errorf("HEAD /status: %d, want 200", rec.Code)
+	}
+	for _, m := range []string{"POST", "PUT", "DELETE"} {
+		for _, p := range []string{"/status", "/metrics", "/ping"} {
+			rec := do(m, p)
+			if rec.Code != http.StatusMethodNotAllowed || rec.Header().Get("Allow") != "GET, HEAD" {
+				t.Errorf("%s %s: %d (Allow %q), want 405 (Allow \"GET, HEAD\")", m, p, rec.Code, rec.Header().Get("Allow"))
+			}
+		}
+	}
+	for _, p := range []string{"/", "/status/", "/statusx", "/metrics/x", "/Ping"} {
+		if rec := do("GET", p); rec.Code != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, rec.Code)
+		}
+	}
+	if rec := do("POST", "/nope"); rec.Code != http.StatusNotFound {
+		t.Errorf("POST /nope: %d, want 404", rec.Code)
+	}
+}
+
+// TestAdminHandlerServes runs the handler behind a real server, as main
+// does: the answer carries its length and arrives whole.
+func TestAdminHandlerServes(t *testing.T) {
+	srv := httptest.NewServer(NewAdmin(func() []*supervisor.Pool { return []*supervisor.Pool{newTestPool("p")} }, slog.New(slog.DiscardHandler)))
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(data)) || !strings.Contains(string(data), `fcgivisor_workers{pool="p",state="idle"} 0`) {
+		t.Errorf("GET /metrics: %d, length %d for %d bytes:\n%s", resp.StatusCode, resp.ContentLength, len(data), data)
+	}
+}
