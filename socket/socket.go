@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
@@ -107,17 +108,48 @@ func Listen(network, address string, mode os.FileMode) (net.Listener, error) {
 	if err := removeStale(address); err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("unix", address)
+	if mode == 0 {
+		l, err := net.Listen("unix", address)
+		if err != nil {
+			return nil, fmt.Errorf("listen unix:%s: %w", address, err)
+		}
+		return l, nil
+	}
+	// Bind under a temporary name, set the mode, then rename into place:
+	// no client can connect while the socket still has the umask's mode.
+	tmp := fmt.Sprintf("%s.%d.tmp", address, os.Getpid())
+	os.Remove(tmp)
+	l, err := net.Listen("unix", tmp)
 	if err != nil {
 		return nil, fmt.Errorf("listen unix:%s: %w", address, err)
 	}
-	if mode != 0 {
-		if err := os.Chmod(address, mode); err != nil {
-			l.Close()
-			return nil, fmt.Errorf("chmod %s: %w", address, err)
-		}
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false)
+	if err := os.Chmod(tmp, mode); err != nil {
+		l.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("chmod %s: %w", address, err)
 	}
-	return l, nil
+	if err := os.Rename(tmp, address); err != nil {
+		l.Close()
+		os.Remove(tmp)
+		return nil, fmt.Errorf("listen unix:%s: %w", address, err)
+	}
+	return &unixListener{UnixListener: ul, path: address}, nil
+}
+
+// unixListener removes its socket file on Close (the one the net package
+// would remove is the temporary name).
+type unixListener struct {
+	*net.UnixListener
+	path string
+	once sync.Once
+}
+
+func (l *unixListener) Close() error {
+	err := l.UnixListener.Close()
+	l.once.Do(func() { os.Remove(l.path) })
+	return err
 }
 
 // removeStale removes path if it is a Unix socket nobody accepts on.

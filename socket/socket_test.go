@@ -85,9 +85,16 @@ func TestListenUnixStaleAndInUse(t *testing.T) {
 	if _, err := Listen("unix", path, 0); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("listen on live socket: %v, want in-use error", err)
 	}
-	// Leave the socket file behind as a killed process would.
-	l.(*net.UnixListener).SetUnlinkOnClose(false)
 	l.Close()
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Fatalf("socket file left after Close: %v", err)
+	}
+	// A socket file left behind as a killed process would.
+	f, err := WorkerListener(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
 	l2, err := Listen("unix", path, 0)
 	if err != nil {
 		t.Fatalf("stale socket not reclaimed: %v", err)
