@@ -46,16 +46,38 @@ type AdminTotals struct {
 
 // NewAdmin returns the admin handler. pools is called on every request, so
 // that a reload can swap the pools it reports.
-func NewAdmin(pools func() []*supervisor.Pool, log *slog.Logger) http.Handler {
-	return &admin{pools: pools, log: log}
+//
+// control, when set, also serves POST /stop (graceful stop, for
+// `fcgivisor stop`).
+func NewAdmin(pools func() []*supervisor.Pool, control Control, log *slog.Logger) http.Handler {
+	return &admin{pools: pools, control: control, log: log}
+}
+
+// Control is what the admin endpoint may ask of the running instance.
+type Control interface {
+	// Stop starts a graceful stop, as SIGTERM does.
+	Stop()
 }
 
 type admin struct {
-	pools func() []*supervisor.Pool
-	log   *slog.Logger
+	pools   func() []*supervisor.Pool
+	control Control
+	log     *slog.Logger
 }
 
 func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/stop" && a.control != nil {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		a.log.Info("stop requested through the admin endpoint")
+		a.control.Stop()
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "stopping\n")
+		return
+	}
 	var render func(io.Writer, []supervisor.Status) error
 	var contentType string
 	switch r.URL.Path {

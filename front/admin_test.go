@@ -336,7 +336,7 @@ func TestAdminHandler(t *testing.T) {
 	alpha.Observe(503)
 	pools := []*supervisor.Pool{zeta, alpha}
 	calls := 0
-	h := NewAdmin(func() []*supervisor.Pool { calls++; return pools }, slog.New(slog.DiscardHandler))
+	h := NewAdmin(func() []*supervisor.Pool { calls++; return pools }, nil, slog.New(slog.DiscardHandler))
 
 	do := func(method, path string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
@@ -414,7 +414,7 @@ func TestAdminHandler(t *testing.T) {
 // TestAdminHandlerServes runs the handler behind a real server, as main
 // does: the answer carries its length and arrives whole.
 func TestAdminHandlerServes(t *testing.T) {
-	srv := httptest.NewServer(NewAdmin(func() []*supervisor.Pool { return []*supervisor.Pool{newTestPool("p")} }, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(NewAdmin(func() []*supervisor.Pool { return []*supervisor.Pool{newTestPool("p")} }, nil, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {
@@ -427,5 +427,30 @@ func TestAdminHandlerServes(t *testing.T) {
 	}
 	if resp.StatusCode != 200 || resp.ContentLength != int64(len(data)) || !strings.Contains(string(data), `fcgivisor_workers{pool="p",state="idle"} 0`) {
 		t.Errorf("GET /metrics: %d, length %d for %d bytes:\n%s", resp.StatusCode, resp.ContentLength, len(data), data)
+	}
+}
+
+type stopRecorder struct{ stops int }
+
+func (s *stopRecorder) Stop() { s.stops++ }
+
+func TestAdminStop(t *testing.T) {
+	ctl := &stopRecorder{}
+	h := NewAdmin(func() []*supervisor.Pool { return nil }, ctl, slog.New(slog.DiscardHandler))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/stop", nil))
+	if rec.Code != http.StatusMethodNotAllowed || ctl.stops != 0 {
+		t.Fatalf("GET /stop: %d, %d stops", rec.Code, ctl.stops)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/stop", nil))
+	if rec.Code != http.StatusOK || ctl.stops != 1 || rec.Body.String() != "stopping\n" {
+		t.Fatalf("POST /stop: %d %q, %d stops", rec.Code, rec.Body.String(), ctl.stops)
+	}
+	// Without a control, /stop does not exist.
+	rec = httptest.NewRecorder()
+	NewAdmin(func() []*supervisor.Pool { return nil }, nil, slog.New(slog.DiscardHandler)).ServeHTTP(rec, httptest.NewRequest("POST", "/stop", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("POST /stop without control: %d", rec.Code)
 	}
 }

@@ -329,3 +329,16 @@ func (p *Pool) markGone(w *worker) {
 	}
 	p.poke()
 }
+
+// Roll recycles every worker of the pool (SIGUSR2): each gets no new
+// request, its replacement starts first, and it stops once idle.
+func (p *Pool) Roll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state == Stopping {
+		return
+	}
+	for w := range p.workers {
+		p.retireLocked(w, "restart")
+	}
+}

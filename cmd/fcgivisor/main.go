@@ -73,6 +73,12 @@ func main() {
 				},
 			},
 			{
+				Name:   "stop",
+				Usage:  "stop the running instance gracefully (as SIGTERM)",
+				Flags:  []cli.Flag{configFlag()},
+				Action: func(c *cli.Context) error { return stop(c.App.Writer, configPath(c)) },
+			},
+			{
 				Name:  "version",
 				Usage: "print the version",
 				Action: func(c *cli.Context) error {
@@ -131,16 +137,17 @@ func check(w io.Writer, path string) error {
 	return nil
 }
 
-// newLogger builds the one logger of the process from [server].
-func newLogger(s *conf.Server) (*slog.Logger, io.Closer, error) {
+// newLogger builds the one logger of the process from [server]. With a
+// log_file, the returned logFile reopens it on SIGUSR1 (logrotate).
+func newLogger(s *conf.Server) (*slog.Logger, *logFile, error) {
 	var out io.Writer = os.Stderr
-	var closer io.Closer = io.NopCloser(nil)
+	var lf *logFile
 	if s.LogFile != "" {
-		f, err := os.OpenFile(s.LogFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
-		if err != nil {
+		lf = &logFile{path: s.LogFile}
+		if err := lf.Reopen(); err != nil {
 			return nil, nil, fmt.Errorf("server.log_file: %w", err)
 		}
-		out, closer = f, f
+		out = lf
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(s.LogLevel)); err != nil {
@@ -153,7 +160,57 @@ func newLogger(s *conf.Server) (*slog.Logger, io.Closer, error) {
 	} else {
 		h = slog.NewTextHandler(out, opts)
 	}
-	return slog.New(h), closer, nil
+	return slog.New(h), lf, nil
+}
+
+// logFile is the log_file, reopened by name on SIGUSR1 so that logrotate
+// can move it away.
+type logFile struct {
+	path string
+	mu   sync.Mutex
+	f    *os.File
+}
+
+func (l *logFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Write(p)
+}
+
+// Reopen opens the path anew and closes the previous file.
+func (l *logFile) Reopen() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f = f
+	l.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// Close closes the file; nil-safe.
+func (l *logFile) Close() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}
+
+// control turns admin requests into actions for run's loop.
+type control chan signals.Action
+
+func (c control) Stop() {
+	select {
+	case c <- signals.Stop:
+	default:
+	}
 }
 
 // run is `fcgivisor run`: start pools, then the front; on SIGTERM/SIGINT
@@ -163,11 +220,11 @@ func run(path string) error {
 	if err != nil {
 		return &exitError{code: 1, err: fmt.Errorf("%s\nconfig is invalid", err)}
 	}
-	log, logCloser, err := newLogger(&cfg.Server)
+	log, logFile, err := newLogger(&cfg.Server)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
-	defer logCloser.Close()
+	defer logFile.Close()
 
 	// Orphaned grandchildren of workers are reparented to us, not to init,
 	// and reaped by the Reaper; workers never outlive fcgivisor.
@@ -218,7 +275,8 @@ func run(path string) error {
 	// The admin endpoint answers from here until the pools have stopped, so
 	// that /status shows the start-up and the drain.
 	poolList := slices.Collect(maps.Values(pools))
-	stopAdmin := serveAdmin(adminListener, front.NewAdmin(func() []*supervisor.Pool { return poolList }, log), log)
+	ctl := make(control, 1)
+	stopAdmin := serveAdmin(adminListener, front.NewAdmin(func() []*supervisor.Pool { return poolList }, ctl, log), log)
 	defer stopAdmin()
 	for _, p := range pools {
 		<-p.Ready()
@@ -233,19 +291,47 @@ func run(path string) error {
 	sigCtx, stopSignals := context.WithCancel(context.Background())
 	defer stopSignals()
 	actions := signals.Notify(sigCtx)
+	if pf := cfg.Server.PIDFile; pf != "" {
+		if err := os.WriteFile(pf, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+			stopHard()
+			stopAllPools()
+			return &exitError{code: 1, err: fmt.Errorf("server.pid_file: %w", err)}
+		}
+		defer os.Remove(pf)
+	}
 	srv.Serve(listeners)
 	log.Info("fcgivisor running", "version", fullVersion(), "pid", os.Getpid(), "config", cfg.File,
 		"listen", strings.Join(cfg.HTTP.Listen, ","), "admin", cfg.Admin.Listen, "pools", len(pools))
 
-	// Wait for a stop signal; other actions come with later issues.
-	var immediate bool
-	for a := range actions {
-		if a == signals.Stop || a == signals.StopNow {
-			immediate = a == signals.StopNow
-			log.Info("stopping", "signal", a.String())
-			break
+	immediate := false
+loop:
+	for {
+		var a signals.Action
+		select {
+		case a = <-actions:
+		case a = <-ctl:
 		}
-		log.Warn("signal action not supported yet", "action", a.String())
+		switch a {
+		case signals.Stop, signals.StopNow:
+			immediate = a == signals.StopNow
+			log.Info("stopping", "action", a.String())
+			break loop
+		case signals.Roll:
+			log.Info("rolling restart of every worker")
+			for _, p := range poolList {
+				p.Roll()
+			}
+		case signals.Reopen:
+			if logFile != nil {
+				if err := logFile.Reopen(); err != nil {
+					log.Error("reopen log file", "err", err)
+				} else {
+					log.Info("log file reopened")
+				}
+			}
+		default:
+			log.Warn("signal action not supported yet", "action", a.String())
+		}
 	}
 
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
@@ -363,7 +449,25 @@ func status(w io.Writer, path string, asJSON bool) error {
 
 // adminGet GETs path from the admin endpoint at addr ("unix:/path" or
 // "host:port") and returns the body of a 200 answer.
-func adminGet(addr, path string) ([]byte, error) {
+func adminGet(addr, path string) ([]byte, error) { return adminDo(http.MethodGet, addr, path) }
+
+// stop is `fcgivisor stop`: a graceful stop through the admin endpoint.
+func stop(w io.Writer, path string) error {
+	cfg, err := conf.Load(path)
+	if err != nil {
+		fmt.Fprintln(w, err)
+		return &exitError{code: 1, err: errors.New("config is invalid")}
+	}
+	body, err := adminDo(http.MethodPost, cfg.Admin.Listen, "/stop")
+	if err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	fmt.Fprint(w, string(body))
+	return nil
+}
+
+// adminDo sends a request to the running instance's admin endpoint.
+func adminDo(method, addr, path string) ([]byte, error) {
 	network, address, err := conf.ParseAddr(addr)
 	if err != nil {
 		return nil, fmt.Errorf("admin.listen: %w", err)
@@ -378,7 +482,11 @@ func adminGet(addr, path string) ([]byte, error) {
 			DisableKeepAlives: true,
 		},
 	}
-	resp, err := client.Get("http://fcgivisor-admin" + path)
+	req, err := http.NewRequest(method, "http://fcgivisor-admin"+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		var op *net.OpError
 		switch {
@@ -395,7 +503,7 @@ func adminGet(addr, path string) ([]byte, error) {
 		return nil, fmt.Errorf("read the answer of fcgivisor at %s: %w", addr, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fcgivisor at %s answered GET %s with %s: %s", addr, path, resp.Status, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("fcgivisor at %s answered %s %s with %s: %s", addr, method, path, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return body, nil
 }
