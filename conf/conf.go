@@ -210,3 +210,34 @@ func plural(n int, what string) string {
 	}
 	return strconv.Itoa(n) + " " + what + "s"
 }
+
+// AdminAddress finds the admin.listen address in a config file even when
+// the file is otherwise invalid, so that `fcgivisor reload` can reach the
+// running instance and hand it the file to refuse. Only [server]
+// runtime_dir and [admin] listen are read, leniently.
+func AdminAddress(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var f struct {
+		Server struct {
+			RuntimeDir string `toml:"runtime_dir"`
+		} `toml:"server"`
+		Admin struct {
+			Listen string `toml:"listen"`
+		} `toml:"admin"`
+	}
+	if _, err := toml.Decode(string(data), &f); err != nil {
+		return "", fmt.Errorf("%s: cannot find admin.listen: %w", path, err)
+	}
+	base := baseDir(path)
+	if f.Admin.Listen != "" {
+		return resolveAddr(base, f.Admin.Listen), nil
+	}
+	dir := f.Server.RuntimeDir
+	if dir == "" {
+		dir = defaultRuntimeDir
+	}
+	return "unix:" + filepath.Join(resolve(base, dir), "admin.sock"), nil
+}

@@ -699,3 +699,25 @@ func TestFileMode(t *testing.T) {
 		t.Errorf("Perm() = %v", p)
 	}
 }
+
+func TestAdminAddressFromInvalidFile(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ body, want string }{
+		{"[server]\nruntime_dir = \"run\"\n[pool.x]\nworkerz = 1\n", "unix:" + filepath.Join(dir, "run", "admin.sock")},
+		{"[admin]\nlisten = \"127.0.0.1:9180\"\n[http]\nbogus = true\n", "127.0.0.1:9180"},
+		{"[admin]\nlisten = \"unix:a.sock\"\n", "unix:" + filepath.Join(dir, "a.sock")},
+		{"[pool.x]\ncommand = []\n", "unix:/run/fcgivisor/admin.sock"},
+	} {
+		p := filepath.Join(dir, "f.toml")
+		os.WriteFile(p, []byte(tc.body), 0o644)
+		got, err := AdminAddress(p)
+		if err != nil || got != tc.want {
+			t.Errorf("AdminAddress(%q) = %q, %v; want %q", tc.body, got, err, tc.want)
+		}
+	}
+	p := filepath.Join(dir, "broken.toml")
+	os.WriteFile(p, []byte("[server\n"), 0o644)
+	if _, err := AdminAddress(p); err == nil {
+		t.Error("no error for a file that is not TOML")
+	}
+}

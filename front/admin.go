@@ -57,6 +57,9 @@ func NewAdmin(pools func() []*supervisor.Pool, control Control, log *slog.Logger
 type Control interface {
 	// Stop starts a graceful stop, as SIGTERM does.
 	Stop()
+	// Reload reloads the config file, as SIGHUP does, and returns why it
+	// was refused.
+	Reload() error
 }
 
 type admin struct {
@@ -66,16 +69,26 @@ type admin struct {
 }
 
 func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/stop" && a.control != nil {
+	if (r.URL.Path == "/stop" || r.URL.Path == "/reload") && a.control != nil {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
 			http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		a.log.Info("stop requested through the admin endpoint")
-		a.control.Stop()
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "stopping\n")
+		if r.URL.Path == "/stop" {
+			a.log.Info("stop requested through the admin endpoint")
+			a.control.Stop()
+			io.WriteString(w, "stopping\n")
+			return
+		}
+		a.log.Info("reload requested through the admin endpoint")
+		if err := a.control.Reload(); err != nil {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			fmt.Fprintf(w, "reload refused; the running config is unchanged:\n%v\n", err)
+			return
+		}
+		io.WriteString(w, "reloaded\n")
 		return
 	}
 	var render func(io.Writer, []supervisor.Status) error

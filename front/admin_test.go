@@ -3,6 +3,7 @@ package front
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -430,9 +431,13 @@ func TestAdminHandlerServes(t *testing.T) {
 	}
 }
 
-type stopRecorder struct{ stops int }
+type stopRecorder struct {
+	stops, reloads int
+	err            error
+}
 
-func (s *stopRecorder) Stop() { s.stops++ }
+func (s *stopRecorder) Stop()         { s.stops++ }
+func (s *stopRecorder) Reload() error { s.reloads++; return s.err }
 
 func TestAdminStop(t *testing.T) {
 	ctl := &stopRecorder{}
@@ -452,5 +457,21 @@ func TestAdminStop(t *testing.T) {
 	NewAdmin(func() []*supervisor.Pool { return nil }, nil, slog.New(slog.DiscardHandler)).ServeHTTP(rec, httptest.NewRequest("POST", "/stop", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Fatalf("POST /stop without control: %d", rec.Code)
+	}
+}
+
+func TestAdminReload(t *testing.T) {
+	ctl := &stopRecorder{}
+	h := NewAdmin(func() []*supervisor.Pool { return nil }, ctl, slog.New(slog.DiscardHandler))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/reload", nil))
+	if rec.Code != http.StatusOK || rec.Body.String() != "reloaded\n" || ctl.reloads != 1 {
+		t.Fatalf("POST /reload: %d %q", rec.Code, rec.Body.String())
+	}
+	ctl.err = errors.New("f.toml:3: pool.x.workerz: unknown key")
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/reload", nil))
+	if rec.Code != http.StatusUnprocessableEntity || !strings.Contains(rec.Body.String(), "workerz: unknown key") {
+		t.Fatalf("refused reload: %d %q", rec.Code, rec.Body.String())
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fcgivisor/fcgivisor/conf"
@@ -30,13 +31,47 @@ const spoolInMemory = 1 << 20
 
 // Server is the HTTP front.
 type Server struct {
-	cfg      *conf.HTTP
-	routes   []*route
+	table    atomic.Pointer[table] // swapped whole by Update (reload)
 	log      *slog.Logger
 	software string
 	srv      *http.Server
 	wg       sync.WaitGroup
 	bufs     sync.Pool // *buffers
+}
+
+// table is what a request is served by: the [http] settings and the
+// routes bound to their pools. A reload swaps it in one store, so a request
+// sees the old table or the new one, never a mix.
+type table struct {
+	cfg    *conf.HTTP
+	routes []*route
+}
+
+func newTable(cfg *conf.Config, pools map[string]*supervisor.Pool) (*table, error) {
+	t := &table{cfg: &cfg.HTTP}
+	for _, rc := range cfg.HTTP.Routes {
+		rt := &route{cfg: rc}
+		if rc.Pool != "" {
+			rt.pool = pools[rc.Pool]
+			if rt.pool == nil {
+				return nil, fmt.Errorf("route %s: no pool %q", rc.Prefix, rc.Pool)
+			}
+		}
+		t.routes = append(t.routes, rt)
+	}
+	return t, nil
+}
+
+// Update swaps in the routes and [http] settings of a reloaded config.
+// read_header_timeout, idle_timeout and max_header_bytes belong to the
+// HTTP server and change at the next restart.
+func (s *Server) Update(cfg *conf.Config, pools map[string]*supervisor.Pool) error {
+	t, err := newTable(cfg, pools)
+	if err != nil {
+		return err
+	}
+	s.table.Store(t)
+	return nil
 }
 
 // buffers are reused from request to request.
@@ -48,16 +83,9 @@ type buffers struct {
 
 // New builds the front for cfg; pools holds every pool by name.
 func New(cfg *conf.Config, pools map[string]*supervisor.Pool, log *slog.Logger, software string) (*Server, error) {
-	s := &Server{cfg: &cfg.HTTP, log: log, software: software}
-	for _, rc := range cfg.HTTP.Routes {
-		rt := &route{cfg: rc}
-		if rc.Pool != "" {
-			rt.pool = pools[rc.Pool]
-			if rt.pool == nil {
-				return nil, fmt.Errorf("route %s: no pool %q", rc.Prefix, rc.Pool)
-			}
-		}
-		s.routes = append(s.routes, rt)
+	s := &Server{log: log, software: software}
+	if err := s.Update(cfg, pools); err != nil {
+		return nil, err
 	}
 	s.bufs.New = func() any {
 		return &buffers{br: bufio.NewReaderSize(nil, 8<<10), copy: make([]byte, 64<<10)}
@@ -78,7 +106,8 @@ func (s *Server) Serve(ls []net.Listener) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			err := s.srv.Serve(l)
+			if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				s.log.Error("http listener failed", "addr", l.Addr().String(), "err", err)
 			}
 		}()
@@ -97,30 +126,31 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if !s.cfg.AccessLog {
-		s.serve(w, r)
+	t := s.table.Load()
+	if !t.cfg.AccessLog {
+		s.serve(t, w, r)
 		return
 	}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	s.serve(sw, r)
+	s.serve(t, sw, r)
 	s.log.Info("access", "method", r.Method, "uri", r.RequestURI, "status", sw.status, "bytes", sw.n,
 		"remote", r.RemoteAddr, "duration", time.Since(start))
 }
 
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 	if escapes(r.URL.Path) {
 		http.Error(w, "Not Found", http.StatusNotFound)
 		return
 	}
-	for _, rt := range s.routes {
+	for _, rt := range t.routes {
 		scriptName, pathInfo, ok := rt.match(r.URL.Path)
 		if !ok {
 			continue
 		}
 		switch {
 		case rt.pool != nil:
-			s.serveFastCGI(w, r, rt, scriptName, pathInfo)
+			s.serveFastCGI(t.cfg, w, r, rt, scriptName, pathInfo)
 		default:
 			// cgi and static routes are the subject of a later issue.
 			http.Error(w, "Not Implemented", http.StatusNotImplemented)
@@ -130,8 +160,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	http.Error(w, "Not Found", http.StatusNotFound)
 }
 
-func (s *Server) serveFastCGI(w http.ResponseWriter, r *http.Request, rt *route, scriptName, pathInfo string) {
-	body, length, status := s.body(r)
+func (s *Server) serveFastCGI(cfg *conf.HTTP, w http.ResponseWriter, r *http.Request, rt *route, scriptName, pathInfo string) {
+	body, length, status := readBody(cfg, r, s.log)
 	if status != 0 {
 		http.Error(w, http.StatusText(status), status)
 		return
@@ -143,7 +173,7 @@ func (s *Server) serveFastCGI(w http.ResponseWriter, r *http.Request, rt *route,
 		r:              r,
 		scriptName:     scriptName,
 		pathInfo:       pathInfo,
-		documentRoot:   s.cfg.DocumentRoot,
+		documentRoot:   cfg.DocumentRoot,
 		contentLength:  length,
 		serverSoftware: s.software,
 	}
@@ -208,8 +238,8 @@ func (s *Server) serveFastCGI(w http.ResponseWriter, r *http.Request, rt *route,
 // body returns the request body to stream and its length. A body without
 // Content-Length is spooled (memory, then a temporary file) to learn it.
 // status is non-zero when the request must be refused (413).
-func (s *Server) body(r *http.Request) (body io.Reader, length int64, status int) {
-	limit := int64(s.cfg.MaxBodyBytes)
+func readBody(cfg *conf.HTTP, r *http.Request, log *slog.Logger) (body io.Reader, length int64, status int) {
+	limit := int64(cfg.MaxBodyBytes)
 	switch {
 	case r.ContentLength > limit:
 		return nil, 0, http.StatusRequestEntityTooLarge
@@ -237,7 +267,7 @@ func (s *Server) body(r *http.Request) (body io.Reader, length int64, status int
 	}
 	f, err := os.CreateTemp("", "fcgivisor-body-")
 	if err != nil {
-		s.log.Error("spool request body", "err", err)
+		log.Error("spool request body", "err", err)
 		return nil, 0, http.StatusInternalServerError
 	}
 	os.Remove(f.Name())

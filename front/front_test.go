@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -185,11 +186,12 @@ func TestReadCGIResponse(t *testing.T) {
 }
 
 func TestBodyLimitsAndSpooling(t *testing.T) {
-	s := &Server{cfg: &conf.HTTP{MaxBodyBytes: 2 << 20}}
+	cfg := &conf.HTTP{MaxBodyBytes: 2 << 20}
+	log := slog.New(slog.DiscardHandler)
 	// Declared too large: refused before anything is read.
 	r := httptest.NewRequest("POST", "/", strings.NewReader("x"))
 	r.ContentLength = 3 << 20
-	if _, _, status := s.body(r); status != http.StatusRequestEntityTooLarge {
+	if _, _, status := readBody(cfg, r, log); status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("status %d, want 413", status)
 	}
 	// Chunked (unknown length) bodies are spooled to learn their length:
@@ -197,7 +199,7 @@ func TestBodyLimitsAndSpooling(t *testing.T) {
 	for _, n := range []int{10, spoolInMemory + 5, 2 << 20} {
 		r := httptest.NewRequest("POST", "/", io.NopCloser(strings.NewReader(strings.Repeat("y", n))))
 		r.ContentLength = -1
-		body, length, status := s.body(r)
+		body, length, status := readBody(cfg, r, log)
 		if status != 0 || length != int64(n) {
 			t.Fatalf("n=%d: length %d status %d", n, length, status)
 		}
@@ -211,7 +213,7 @@ func TestBodyLimitsAndSpooling(t *testing.T) {
 	}
 	r = httptest.NewRequest("POST", "/", io.NopCloser(strings.NewReader(strings.Repeat("z", 2<<20+1))))
 	r.ContentLength = -1
-	if _, _, status := s.body(r); status != http.StatusRequestEntityTooLarge {
+	if _, _, status := readBody(cfg, r, log); status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("chunked over the limit: status %d, want 413", status)
 	}
 }

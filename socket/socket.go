@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -27,6 +28,7 @@ const workerBacklog = 128
 type RuntimeDir struct {
 	Path string
 	lock *os.File
+	seq  atomic.Uint64 // worker socket numbers, unique for the instance
 }
 
 // OpenRuntimeDir creates dir if needed (mode 0700), locks it against a
@@ -67,9 +69,11 @@ func OpenRuntimeDir(dir string) (*RuntimeDir, error) {
 // Close releases the lock. Worker sockets are removed by their owners.
 func (d *RuntimeDir) Close() error { return d.lock.Close() }
 
-// WorkerPath is the socket path of a worker.
-func (d *RuntimeDir) WorkerPath(pool string, id uint64) string {
-	return filepath.Join(d.Path, "w", fmt.Sprintf("%s-%d.sock", pool, id))
+// NewWorkerPath returns a socket path for a new worker of pool, never used
+// before by this instance: generations of a pool across reloads must not
+// share one (the exit of an old worker removes its path).
+func (d *RuntimeDir) NewWorkerPath(pool string) string {
+	return filepath.Join(d.Path, "w", fmt.Sprintf("%s-%d.sock", pool, d.seq.Add(1)))
 }
 
 // WorkerListener creates a listening Unix socket at path for one worker and

@@ -29,12 +29,15 @@ func TestRuntimeDirLockAndStaleCleanup(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("runtime dir mode %v, %v; want 0700", fi.Mode(), err)
 	}
+	if a, b := rd.NewWorkerPath("php"), rd.NewWorkerPath("php"); a == b {
+		t.Fatalf("two workers got the socket path %s", a)
+	}
 	// A second instance on the same dir is refused, not allowed to steal it.
 	if _, err := OpenRuntimeDir(dir); err == nil || !strings.Contains(err.Error(), "in use by another running fcgivisor") {
 		t.Fatalf("second open: %v, want in-use error", err)
 	}
 	// A socket left behind by a killed run...
-	stale := rd.WorkerPath("php", 7)
+	stale := rd.NewWorkerPath("php")
 	f, err := WorkerListener(stale)
 	if err != nil {
 		t.Fatal(err)

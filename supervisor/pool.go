@@ -27,6 +27,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,13 +96,14 @@ type Env struct {
 
 // Pool is a set of worker processes running one command.
 type Pool struct {
-	cfg  *conf.Pool
+	cfgp atomic.Pointer[conf.Pool] // swapped by Update; see conf()
 	env  Env
 	log  *slog.Logger
 	argv []string
 	penv []string // the workers' whole environment
 
 	ready chan struct{} // closed once the initial workers were spawned
+	done  chan struct{} // closed when Run returns
 	exits chan *worker  // worker watchers → owner
 	pokes chan struct{} // buffered 1: ask the owner to re-run its scaling decision
 
@@ -112,12 +114,17 @@ type Pool struct {
 	// once.
 	selfLimit int64
 
+	// next, once set by Drain, takes every new request: this pool only
+	// finishes what it has.
+	next atomic.Pointer[Pool]
+
 	codes    [600]atomic.Int64 // HTTP responses by status code (Observe)
 	accepted atomic.Int64
 	timeouts atomic.Int64
 
 	mu         sync.Mutex
 	state      State
+	draining   bool // Drain: no spawning; workers stop once idle; Run returns when none is left
 	workers    map[*worker]struct{}
 	idle       []*slot // free slots, used LIFO
 	waiters    []*waiter
@@ -171,16 +178,17 @@ type waiter struct {
 // NewPool returns a pool for cfg; Run starts it.
 func NewPool(cfg *conf.Pool, env Env) *Pool {
 	p := &Pool{
-		cfg:     cfg,
 		env:     env,
 		log:     env.Logger.With("pool", cfg.Name),
 		argv:    cfg.Command,
 		ready:   make(chan struct{}),
+		done:    make(chan struct{}),
 		exits:   make(chan *worker),
 		pokes:   make(chan struct{}, 1),
 		workers: make(map[*worker]struct{}),
 		totals:  Totals{Recycled: make(map[string]int64)},
 	}
+	p.cfgp.Store(cfg)
 	p.penv = workerEnv(cfg, env.Getenv)
 	p.selfLimit = phpSelfLimit(cfg.Command[0], p.penv)
 	return p
@@ -224,8 +232,35 @@ func workerEnv(cfg *conf.Pool, getenv func(string) (string, bool)) []string {
 	return env
 }
 
+// conf is the pool's current configuration. Update may replace it with one
+// that differs only in live settings (NeedsRestart false).
+func (p *Pool) conf() *conf.Pool { return p.cfgp.Load() }
+
+// NeedsRestart reports whether moving a pool from old to new settings needs
+// new workers: anything that shapes the worker process (command, env, dir,
+// user, concurrency, limits) does; scaling limits and timeouts do not.
+func NeedsRestart(old, new *conf.Pool) bool {
+	a, b := *old, *new
+	for _, c := range []*conf.Pool{&a, &b} {
+		c.Scaling, c.Workers, c.MinWorkers, c.MaxWorkers, c.MinIdle, c.MaxIdle = "", 0, 0, 0, 0, 0
+		c.IdleTimeout, c.RequestTimeout, c.QueueTimeout, c.StopTimeout, c.MaxLifetime = 0, 0, 0, 0, 0
+		c.MaxRequests, c.MaxMemory, c.CGIFallback = 0, 0, false
+	}
+	return !reflect.DeepEqual(a, b)
+}
+
+// Update applies settings that do not need new workers (scaling limits,
+// timeouts, recycling limits); the owner re-decides at once.
+func (p *Pool) Update(cfg *conf.Pool) {
+	p.cfgp.Store(cfg)
+	p.poke()
+}
+
 // Name is the pool's name.
-func (p *Pool) Name() string { return p.cfg.Name }
+func (p *Pool) Name() string { return p.conf().Name }
+
+// Done is closed when Run has returned: every worker has exited.
+func (p *Pool) Done() <-chan struct{} { return p.done }
 
 // Ready is closed once the initial workers were spawned (or failed to).
 func (p *Pool) Ready() <-chan struct{} { return p.ready }
@@ -259,6 +294,7 @@ func (p *Pool) Pids() []int {
 // on pokes from the request path (a request queued, a worker retired) and
 // on a tick, and each time re-decides from the pool's exact numbers.
 func (p *Pool) Run(ctx, hard context.Context) {
+	defer close(p.done)
 	o := &owner{p: p, tokens: float64(p.spawnBurst()), refilled: time.Now()}
 	o.scale(time.Now())
 	p.mu.Lock()
@@ -268,9 +304,12 @@ func (p *Pool) Run(ctx, hard context.Context) {
 	p.mu.Unlock()
 	close(p.ready)
 
-	tick := time.NewTicker(p.tickEvery())
+	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
 	for {
+		if p.drained() {
+			return
+		}
 		select {
 		case w := <-p.exits:
 			if delay := p.onExit(w); delay > 0 && o.retry == nil {
@@ -293,6 +332,35 @@ func (p *Pool) Run(ctx, hard context.Context) {
 			return
 		}
 	}
+}
+
+// Drain winds the pool down after a reload removed or replaced it: new
+// requests go to next (when not nil); requests already here are served;
+// each worker stops once idle and no request waits; no worker is started;
+// Run returns when the last worker has exited.
+func (p *Pool) Drain(next *Pool) {
+	p.mu.Lock()
+	if next != nil {
+		p.next.Store(next)
+		// Queued requests move to the successor at once.
+		p.wakeWaitersLocked()
+	}
+	p.draining = true
+	p.mu.Unlock()
+	p.poke()
+}
+
+// drained reports whether a draining pool has no worker left; it is then
+// stopping.
+func (p *Pool) drained() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.draining || len(p.workers) > 0 {
+		return false
+	}
+	p.state = Stopping
+	p.wakeWaitersLocked()
+	return true
 }
 
 func (p *Pool) liveLocked() int {
@@ -360,7 +428,7 @@ func (p *Pool) spawn() bool {
 		p.mu.Unlock()
 		return false
 	}
-	if l := p.cfg.MaxLifetime; l > 0 {
+	if l := p.conf().MaxLifetime; l > 0 {
 		// Spread between 90% and 100% so that a pool's workers do not all
 		// retire at once.
 		w.lifetime = l - time.Duration(rand.Int64N(int64(l)/10+1))
@@ -368,7 +436,7 @@ func (p *Pool) spawn() bool {
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
 	w.idleSince = w.started
-	for range p.cfg.Concurrency {
+	for range p.conf().Concurrency {
 		s := &slot{w: w}
 		w.slots = append(w.slots, s)
 		p.putLocked(s)
@@ -380,14 +448,14 @@ func (p *Pool) spawn() bool {
 
 // start creates the worker's socket and process.
 func (p *Pool) start(id uint64) (*worker, error) {
-	path := p.env.Runtime.WorkerPath(p.cfg.Name, id)
+	path := p.env.Runtime.NewWorkerPath(p.conf().Name)
 	ln, err := socket.WorkerListener(path)
 	if err != nil {
 		return nil, err
 	}
 	defer ln.Close() // the worker holds its own copy; the socket dies with it
 	fcgivisorPath, _ := p.env.Getenv("PATH")
-	exe, err := spawner.Resolve(p.argv[0], p.cfg.Dir, p.penv, fcgivisorPath)
+	exe, err := spawner.Resolve(p.argv[0], p.conf().Dir, p.penv, fcgivisorPath)
 	if err != nil {
 		os.Remove(path)
 		return nil, fmt.Errorf("command %q: %w", p.argv[0], err)
@@ -407,7 +475,7 @@ func (p *Pool) start(id uint64) (*worker, error) {
 	proc, err := p.env.Reaper.Start(spawner.Spec{
 		Path:   exe,
 		Args:   p.argv,
-		Dir:    p.cfg.Dir,
+		Dir:    p.conf().Dir,
 		Env:    p.penv,
 		Stdin:  ln,
 		Stdout: stdoutW,
@@ -516,7 +584,7 @@ func (p *Pool) stopAll(hard context.Context) {
 		w.termed.Store(true)
 		w.proc.SignalGroup(syscall.SIGTERM)
 	}
-	kill := time.NewTimer(p.cfg.StopTimeout)
+	kill := time.NewTimer(p.conf().StopTimeout)
 	defer kill.Stop()
 	hardC := hard.Done()
 	for n := len(live); n > 0; {

@@ -31,24 +31,20 @@ import (
 const excessIdleAfter = time.Second
 
 // spawnBurst is how many workers the pool may start at once.
-func (p *Pool) spawnBurst() int { return max(4, min(p.cfg.MaxWorkers, 32)) }
+func (p *Pool) spawnBurst() int { return max(4, min(p.conf().MaxWorkers, 32)) }
 
-func (p *Pool) tickEvery() time.Duration {
-	if p.cfg.Scaling == conf.Dynamic || p.cfg.Scaling == conf.OnDemand {
-		return 100 * time.Millisecond
-	}
-	return time.Second
-}
+// tickEvery is how often the owner re-checks ages, memory and idleness.
+const tickEvery = 100 * time.Millisecond
 
 // floor is the number of workers the pool never goes below.
 func (p *Pool) floor() int {
-	switch p.cfg.Scaling {
+	switch p.conf().Scaling {
 	case conf.Dynamic:
-		return p.cfg.MinWorkers
+		return p.conf().MinWorkers
 	case conf.OnDemand:
 		return 0
 	}
-	return p.cfg.Workers
+	return p.conf().Workers
 }
 
 // owner is the state only Run's goroutine touches.
@@ -70,7 +66,7 @@ func (o *owner) retryC() <-chan time.Time {
 
 // want decides how many workers to start now from the pool's numbers.
 func (p *Pool) wantLocked(initial bool) (spawn int, atMax bool) {
-	c := p.cfg
+	c := p.conf()
 	live, idleWorkers := 0, 0
 	for w := range p.workers {
 		if w.gone {
@@ -115,6 +111,17 @@ func (o *owner) scale(now time.Time) {
 		p.mu.Unlock()
 		return
 	}
+	if p.draining {
+		if p.queuedLocked() == 0 {
+			for w := range p.workers {
+				if w.busy == 0 {
+					p.retireLocked(w, "reload")
+				}
+			}
+		}
+		p.mu.Unlock()
+		return
+	}
 	n, atMax := p.wantLocked(!o.started)
 	if atMax {
 		p.totals.MaxWorkersReached++
@@ -143,7 +150,7 @@ func (o *owner) scale(now time.Time) {
 // failing pool back once a worker has survived minUptime.
 func (o *owner) tick(now time.Time) {
 	p := o.p
-	sampleRSS := p.cfg.MaxMemory > 0 && now.Sub(o.lastRSS) >= time.Second
+	sampleRSS := p.conf().MaxMemory > 0 && now.Sub(o.lastRSS) >= time.Second
 	var rss map[*worker]int64
 	if sampleRSS {
 		o.lastRSS = now
@@ -182,7 +189,7 @@ func (o *owner) tick(now time.Time) {
 		}
 		if n, ok := rss[w]; ok {
 			w.rss = n
-			if n > int64(p.cfg.MaxMemory) {
+			if n > int64(p.conf().MaxMemory) {
 				p.retireLocked(w, "max_memory")
 				continue
 			}
@@ -201,7 +208,7 @@ func (o *owner) tick(now time.Time) {
 // stopIdleLocked stops idle workers above the floor: those above max_idle
 // (dynamic) after excessIdleAfter, the others after idle_timeout.
 func (p *Pool) stopIdleLocked(now time.Time, idle []*worker) {
-	c := p.cfg
+	c := p.conf()
 	if c.Scaling != conf.Dynamic && c.Scaling != conf.OnDemand {
 		return
 	}

@@ -52,6 +52,10 @@ const maxDials = 8
 //
 // uri names the request in status output.
 func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, handle func(*fastcgi.Response) error) error {
+	if next := p.next.Load(); next != nil {
+		// Replaced by a reload: the new generation takes new requests.
+		return next.Serve(ctx, uri, req, handle)
+	}
 	p.accepted.Add(1)
 	r := *req
 	var body *replayBody
@@ -63,6 +67,11 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 	var avoid *worker
 	for dials := 0; ; dials++ {
 		s, err := p.acquire(ctx, uri, avoid)
+		if errors.Is(err, errRedirect) {
+			// Not sent here (or re-sendable, body rewound): the new
+			// generation serves it.
+			return p.next.Load().Serve(ctx, uri, &r, handle)
+		}
 		if err != nil {
 			return err
 		}
@@ -127,8 +136,8 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 
 	var timedOut atomic.Bool
 	var timer *time.Timer
-	if p.cfg.RequestTimeout > 0 { // 0: no limit
-		timer = time.AfterFunc(p.cfg.RequestTimeout, func() {
+	if p.conf().RequestTimeout > 0 { // 0: no limit
+		timer = time.AfterFunc(p.conf().RequestTimeout, func() {
 			timedOut.Store(true)
 			conn.Close()
 		})

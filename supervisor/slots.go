@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"syscall"
 	"time"
@@ -49,6 +50,9 @@ func (p *Pool) freeLocked(s *slot) {
 		w.idleSince = time.Now()
 		if w.retiring && !w.termed.Load() {
 			p.termLocked(w)
+		}
+		if p.draining {
+			p.poke()
 		}
 	}
 }
@@ -120,6 +124,11 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 		p.mu.Unlock()
 		return nil, err
 	}
+	if len(p.idle) == 0 && p.next.Load() != nil {
+		// Draining, with a successor: do not queue here.
+		p.mu.Unlock()
+		return nil, errRedirect
+	}
 	if n := len(p.idle); n > 0 {
 		i := n - 1
 		if avoid != nil {
@@ -145,8 +154,8 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 	p.poke()
 
 	var timeout <-chan time.Time
-	if p.cfg.QueueTimeout > 0 {
-		timer := time.NewTimer(p.cfg.QueueTimeout)
+	if p.conf().QueueTimeout > 0 {
+		timer := time.NewTimer(p.conf().QueueTimeout)
 		defer timer.Stop()
 		timeout = timer.C
 	} else {
@@ -157,6 +166,9 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 	case s := <-wt.ch:
 		if s != nil {
 			return s, nil
+		}
+		if p.next.Load() != nil {
+			return nil, errRedirect
 		}
 		p.mu.Lock()
 		err = p.unavailableLocked()
@@ -184,6 +196,10 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 	p.mu.Unlock()
 	return nil, err
 }
+
+// errRedirect tells Serve that a draining pool hands the request to its
+// successor.
+var errRedirect = errors.New("pool replaced by a reload")
 
 // closedTime is a channel that is always ready: queue_timeout 0 means no
 // waiting at all.
@@ -222,7 +238,7 @@ func (p *Pool) releaseAt(s *slot, keep, served, last bool) {
 	if served {
 		w.served++
 		switch {
-		case p.cfg.MaxRequests > 0 && w.served >= int64(p.cfg.MaxRequests):
+		case p.conf().MaxRequests > 0 && w.served >= int64(p.conf().MaxRequests):
 			p.retireLocked(w, "max_requests")
 		case p.selfLimit > 0 && w.served >= p.selfLimit:
 			p.selfRetireLocked(w)
@@ -268,7 +284,7 @@ func (p *Pool) retireLocked(w *worker, cause string) {
 func (p *Pool) termLocked(w *worker) {
 	w.termed.Store(true)
 	w.proc.SignalGroup(syscall.SIGTERM)
-	w.killTimer = time.AfterFunc(p.cfg.StopTimeout, func() {
+	w.killTimer = time.AfterFunc(p.conf().StopTimeout, func() {
 		if !w.proc.Exited() {
 			w.log.Warn("worker did not stop within stop_timeout; killing it")
 			w.proc.SignalGroup(syscall.SIGKILL)
@@ -289,7 +305,7 @@ func (p *Pool) selfRetireLocked(w *worker) {
 	p.dropIdleLocked(w)
 	p.totals.Recycled["self_limit"]++
 	w.log.Debug("worker expected to exit by itself", "served", w.served)
-	w.killTimer = time.AfterFunc(p.cfg.StopTimeout, func() {
+	w.killTimer = time.AfterFunc(p.conf().StopTimeout, func() {
 		if w.proc.Exited() {
 			return
 		}

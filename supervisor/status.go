@@ -75,13 +75,13 @@ func (p *Pool) Status() Status {
 	now := time.Now()
 	p.mu.Lock()
 	st := Status{
-		Name:        p.cfg.Name,
-		Mode:        string(p.cfg.Scaling),
+		Name:        p.conf().Name,
+		Mode:        string(p.conf().Scaling),
 		State:       p.state.String(),
 		Queue:       p.queuedLocked(),
 		MinWorkers:  p.floor(),
-		MaxWorkers:  p.cfg.MaxWorkers,
-		Concurrency: p.cfg.Concurrency,
+		MaxWorkers:  p.conf().MaxWorkers,
+		Concurrency: p.conf().Concurrency,
 		LastExit:    p.lastErr,
 		LastStderr:  p.lastStderr,
 		Totals:      p.totals,

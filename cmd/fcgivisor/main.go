@@ -73,10 +73,16 @@ func main() {
 				},
 			},
 			{
+				Name:   "reload",
+				Usage:  "ask the running instance to reload its config; exit 1 if it refused the new config",
+				Flags:  []cli.Flag{configFlag()},
+				Action: func(c *cli.Context) error { return adminCommand(c.App.Writer, configPath(c), "/reload") },
+			},
+			{
 				Name:   "stop",
 				Usage:  "stop the running instance gracefully (as SIGTERM)",
 				Flags:  []cli.Flag{configFlag()},
-				Action: func(c *cli.Context) error { return stop(c.App.Writer, configPath(c)) },
+				Action: func(c *cli.Context) error { return adminCommand(c.App.Writer, configPath(c), "/stop") },
 			},
 			{
 				Name:  "version",
@@ -203,18 +209,29 @@ func (l *logFile) Close() error {
 	return l.f.Close()
 }
 
-// control turns admin requests into actions for run's loop.
-type control chan signals.Action
+// control turns admin requests into requests to run's loop.
+type control struct {
+	stop    chan struct{}   // buffered 1
+	reloads chan chan error // a reload request and where its outcome goes
+}
 
 func (c control) Stop() {
 	select {
-	case c <- signals.Stop:
+	case c.stop <- struct{}{}:
 	default:
 	}
 }
 
-// run is `fcgivisor run`: start pools, then the front; on SIGTERM/SIGINT
-// drain in-flight requests up to shutdown_timeout, stop the workers, exit 0.
+// Reload asks run's loop to reload and waits for the outcome.
+func (c control) Reload() error {
+	reply := make(chan error, 1)
+	c.reloads <- reply
+	return <-reply
+}
+
+// run is `fcgivisor run`: start pools, then the front; reload on SIGHUP or
+// `fcgivisor reload`; on SIGTERM/SIGINT drain in-flight requests up to
+// shutdown_timeout, stop the workers, exit 0.
 func run(path string) error {
 	cfg, err := conf.Load(path)
 	if err != nil {
@@ -237,7 +254,7 @@ func run(path string) error {
 	}
 	defer rt.Close()
 
-	listeners, err := listen(cfg)
+	listeners, err := openListeners(cfg, nil)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -259,33 +276,33 @@ func run(path string) error {
 	go func() { defer reaperDone.Done(); reaper.Run(reaperCtx) }()
 	defer func() { stopReaper(); reaperDone.Wait() }()
 
-	env := supervisor.Env{Reaper: reaper, Runtime: rt, Logger: log, Getenv: os.LookupEnv}
-	poolCtx, stopPools := context.WithCancel(context.Background())
 	hardCtx, stopHard := context.WithCancel(context.Background())
 	defer stopHard()
-	pools := make(map[string]*supervisor.Pool)
-	var poolsDone sync.WaitGroup
-	for _, pc := range cfg.Pools() {
-		p := supervisor.NewPool(pc, env)
-		pools[pc.Name] = p
-		poolsDone.Add(1)
-		go func() { defer poolsDone.Done(); p.Run(poolCtx, hardCtx) }()
+	in := &instance{
+		path:      path,
+		log:       log,
+		env:       supervisor.Env{Reaper: reaper, Runtime: rt, Logger: log, Getenv: os.LookupEnv},
+		hard:      hardCtx,
+		cfg:       cfg,
+		listeners: listeners,
+		pools:     make(map[string]*poolRun),
 	}
-	stopAllPools := func() { stopPools(); poolsDone.Wait() }
+	for _, pc := range cfg.Pools() {
+		in.pools[pc.Name] = in.startPool(pc)
+	}
 	// The admin endpoint answers from here until the pools have stopped, so
 	// that /status shows the start-up and the drain.
-	poolList := slices.Collect(maps.Values(pools))
-	ctl := make(control, 1)
-	stopAdmin := serveAdmin(adminListener, front.NewAdmin(func() []*supervisor.Pool { return poolList }, ctl, log), log)
+	ctl := control{stop: make(chan struct{}, 1), reloads: make(chan chan error)}
+	stopAdmin := serveAdmin(adminListener, front.NewAdmin(in.poolList, ctl, log), log)
 	defer stopAdmin()
-	for _, p := range pools {
-		<-p.Ready()
+	for _, pr := range in.pools {
+		<-pr.pool.Ready()
 	}
 
-	srv, err := front.New(cfg, pools, log, "fcgivisor/"+fullVersion())
+	in.srv, err = front.New(cfg, poolMap(in.pools), log, "fcgivisor/"+fullVersion())
 	if err != nil {
 		stopHard()
-		stopAllPools()
+		in.stopPools()
 		return &exitError{code: 1, err: err}
 	}
 	sigCtx, stopSignals := context.WithCancel(context.Background())
@@ -294,31 +311,43 @@ func run(path string) error {
 	if pf := cfg.Server.PIDFile; pf != "" {
 		if err := os.WriteFile(pf, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
 			stopHard()
-			stopAllPools()
+			in.stopPools()
 			return &exitError{code: 1, err: fmt.Errorf("server.pid_file: %w", err)}
 		}
 		defer os.Remove(pf)
 	}
-	srv.Serve(listeners)
+	in.srv.Serve(slices.Collect(maps.Values(listeners)))
 	log.Info("fcgivisor running", "version", fullVersion(), "pid", os.Getpid(), "config", cfg.File,
-		"listen", strings.Join(cfg.HTTP.Listen, ","), "admin", cfg.Admin.Listen, "pools", len(pools))
+		"listen", strings.Join(cfg.HTTP.Listen, ","), "admin", cfg.Admin.Listen, "pools", len(in.pools))
 
 	immediate := false
 loop:
 	for {
 		var a signals.Action
+		var reply chan error
 		select {
 		case a = <-actions:
-		case a = <-ctl:
+		case <-ctl.stop:
+			a = signals.Stop
+		case reply = <-ctl.reloads:
+			a = signals.Reload
 		}
 		switch a {
 		case signals.Stop, signals.StopNow:
 			immediate = a == signals.StopNow
 			log.Info("stopping", "action", a.String())
 			break loop
+		case signals.Reload:
+			err := in.reload()
+			if err != nil {
+				log.Error("reload refused; the running config is unchanged", "err", err)
+			}
+			if reply != nil {
+				reply <- err
+			}
 		case signals.Roll:
 			log.Info("rolling restart of every worker")
-			for _, p := range poolList {
+			for _, p := range in.poolList() {
 				p.Roll()
 			}
 		case signals.Reopen:
@@ -329,58 +358,42 @@ loop:
 					log.Info("log file reopened")
 				}
 			}
-		default:
-			log.Warn("signal action not supported yet", "action", a.String())
 		}
 	}
 
-	drainCtx, cancelDrain := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout)
+	drainCtx, cancelDrain := context.WithTimeout(context.Background(), in.cfg.Server.ShutdownTimeout)
 	defer cancelDrain()
 	if immediate {
 		cancelDrain()
 		stopHard()
 	}
-	// A second TERM/INT, or a QUIT, during the drain stops at once.
+	// A second TERM/INT, or a QUIT, during the drain stops at once; reload
+	// requests are refused.
 	go func() {
-		for a := range actions {
-			if a == signals.Stop || a == signals.StopNow {
-				log.Info("stopping immediately", "signal", a.String())
-				cancelDrain()
-				stopHard()
-				return
+		for {
+			select {
+			case a, ok := <-actions:
+				if !ok {
+					return
+				}
+				if a == signals.Stop || a == signals.StopNow {
+					log.Info("stopping immediately", "signal", a.String())
+					cancelDrain()
+					stopHard()
+				}
+			case reply := <-ctl.reloads:
+				reply <- errors.New("fcgivisor is stopping")
 			}
 		}
 	}()
-	if err := srv.Shutdown(drainCtx); err != nil {
+	if err := in.srv.Shutdown(drainCtx); err != nil {
 		log.Warn("in-flight requests cut at shutdown", "err", err)
 	}
-	stopAllPools()
+	in.stopPools()
 	stopAdmin()
 	stopSignals()
 	log.Info("stopped")
 	return nil
-}
-
-// listen opens every http.listen address before any worker starts, so that
-// an address in use fails the start at once.
-func listen(cfg *conf.Config) ([]net.Listener, error) {
-	var ls []net.Listener
-	for i, a := range cfg.HTTP.Listen {
-		network, address, err := conf.ParseAddr(a)
-		if err == nil {
-			var l net.Listener
-			l, err = socket.Listen(network, address, 0o666)
-			if err == nil {
-				ls = append(ls, l)
-				continue
-			}
-		}
-		for _, l := range ls {
-			l.Close()
-		}
-		return nil, fmt.Errorf("http.listen[%d] %q: %w", i, a, err)
-	}
-	return ls, nil
 }
 
 // listenAdmin opens admin.listen before any worker starts. A Unix socket
@@ -427,11 +440,11 @@ func serveAdmin(l net.Listener, h http.Handler, log *slog.Logger) (stop func()) 
 // status is `fcgivisor status`: GET /status from the running instance and
 // print it as a table, or as the JSON received.
 func status(w io.Writer, path string, asJSON bool) error {
-	cfg, err := conf.Load(path)
+	addr, err := conf.AdminAddress(path)
 	if err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("%s\nconfig is invalid", err)}
+		return &exitError{code: 1, err: err}
 	}
-	body, err := adminGet(cfg.Admin.Listen, "/status")
+	body, err := adminGet(addr, "/status")
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -441,7 +454,7 @@ func status(w io.Writer, path string, asJSON bool) error {
 	}
 	var doc front.AdminStatus
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return &exitError{code: 1, err: fmt.Errorf("fcgivisor at %s answered /status with something that is not status JSON: %w", cfg.Admin.Listen, err)}
+		return &exitError{code: 1, err: fmt.Errorf("fcgivisor at %s answered /status with something that is not status JSON: %w", addr, err)}
 	}
 	writeStatusTable(w, &doc)
 	return nil
@@ -451,14 +464,18 @@ func status(w io.Writer, path string, asJSON bool) error {
 // "host:port") and returns the body of a 200 answer.
 func adminGet(addr, path string) ([]byte, error) { return adminDo(http.MethodGet, addr, path) }
 
-// stop is `fcgivisor stop`: a graceful stop through the admin endpoint.
-func stop(w io.Writer, path string) error {
-	cfg, err := conf.Load(path)
+// adminCommand is `fcgivisor stop` and `fcgivisor reload`: a POST to the
+// admin endpoint, whose answer is printed.
+//
+// The running instance is found through admin.listen even when the file is
+// otherwise invalid: a reload of an invalid file is the instance's to
+// refuse, with every error, and a stop must work whatever the file says.
+func adminCommand(w io.Writer, path, endpoint string) error {
+	addr, err := conf.AdminAddress(path)
 	if err != nil {
-		fmt.Fprintln(w, err)
-		return &exitError{code: 1, err: errors.New("config is invalid")}
+		return &exitError{code: 1, err: err}
 	}
-	body, err := adminDo(http.MethodPost, cfg.Admin.Listen, "/stop")
+	body, err := adminDo(http.MethodPost, addr, endpoint)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}

@@ -1,0 +1,204 @@
+package integration
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// rewrite replaces the instance's config file with one built from o (same
+// runtime dir and port).
+func (in *instance) rewrite(t *testing.T, o options) {
+	t.Helper()
+	if err := os.WriteFile(in.configPath, []byte(renderConfig(&o, in.runtimeDir, in.port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reloadCmd runs `fcgivisor reload` and returns its output and error.
+func (in *instance) reloadCmd() (string, error) {
+	out, err := exec.Command(fcgivisorBin, "reload", "-c", in.configPath).CombinedOutput()
+	return string(out), err
+}
+
+func pidSet(ws []procID) map[int]bool {
+	m := map[int]bool{}
+	for _, w := range ws {
+		m[w.pid] = true
+	}
+	return m
+}
+
+func TestReloadRollsOnlyTheChangedPool(t *testing.T) {
+	c, goLang := lang{"c"}, lang{"go"}
+	c.need(t)
+	t.Parallel()
+	o := options{langs: []string{"c", "go"}, pool: func(l lang, p *poolOpts) {
+		if l.name == "c" {
+			p.env = map[string]string{"GEN": "1"}
+		}
+	}}
+	in := start(t, o)
+	cBefore, goBefore := pidSet(in.poolWorkers(c)), pidSet(in.poolWorkers(goLang))
+	o.pool = func(l lang, p *poolOpts) {
+		if l.name == "c" {
+			p.env = map[string]string{"GEN": "2"}
+		}
+	}
+	in.rewrite(t, o)
+	if out, err := in.reloadCmd(); err != nil || strings.TrimSpace(out) != "reloaded" {
+		t.Fatalf("fcgivisor reload: %v %q", err, out)
+	}
+	resp, body, err := in.do(context.Background(), http.MethodGet, c.path("/x?penv"), nil, nil)
+	if err != nil || resp.StatusCode != 200 || !strings.Contains(string(body), "GEN=2") {
+		t.Fatalf("c pool after reload: %v %v %q", err, resp, body)
+	}
+	if !waitFor(10*time.Second, func() bool {
+		now := pidSet(in.poolWorkers(c))
+		for pid := range now {
+			if cBefore[pid] {
+				return false
+			}
+		}
+		return len(now) == len(cBefore)
+	}) {
+		t.Fatalf("c workers %v after the reload, before %v: want all new", pidSet(in.poolWorkers(c)), cBefore)
+	}
+	goAfter := pidSet(in.poolWorkers(goLang))
+	if len(goAfter) != len(goBefore) {
+		t.Fatalf("go workers changed: %v -> %v", goBefore, goAfter)
+	}
+	for pid := range goBefore {
+		if !goAfter[pid] {
+			t.Fatalf("unchanged go pool lost worker %d in the reload", pid)
+		}
+	}
+}
+
+func TestInvalidReloadChangesNothing(t *testing.T) {
+	c := lang{"c"}
+	c.need(t)
+	t.Parallel()
+	in := start(t, options{langs: []string{"c"}})
+	before := pidSet(in.poolWorkers(c))
+	good, _ := os.ReadFile(in.configPath)
+	bad := strings.Replace(string(good), "[pool.c]", "[pool.c]\nworkerz = 3", 1)
+	os.WriteFile(in.configPath, []byte(bad), 0o644)
+	out, err := in.reloadCmd()
+	if err == nil || !strings.Contains(out, "workerz") || !strings.Contains(out, "unknown key") {
+		t.Fatalf("fcgivisor reload of an invalid file: %v %q; want exit 1 naming the key", err, out)
+	}
+	// SIGHUP with the same file: refused and logged, still serving.
+	in.signal(syscall.SIGHUP)
+	if !waitFor(5*time.Second, func() bool { return strings.Count(in.out.String(), "reload refused") >= 2 }) {
+		t.Fatal("SIGHUP with an invalid file was not logged as refused")
+	}
+	for range 5 {
+		if resp, _, err := in.do(context.Background(), http.MethodGet, c.path("/x"), nil, nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("serving after a refused reload: %v %v", err, resp)
+		}
+	}
+	after := pidSet(in.poolWorkers(c))
+	for pid := range before {
+		if !after[pid] {
+			t.Fatalf("a refused reload replaced worker %d", pid)
+		}
+	}
+}
+
+func TestReloadAddsAndRemovesPoolsAndRoutes(t *testing.T) {
+	c, goLang := lang{"c"}, lang{"go"}
+	c.need(t)
+	t.Parallel()
+	in := start(t, options{langs: []string{"c"}})
+	if resp, _, _ := in.do(context.Background(), http.MethodGet, goLang.path("/x"), nil, nil); resp == nil || resp.StatusCode != 404 {
+		t.Fatalf("go route before it exists: %v", resp)
+	}
+	in.rewrite(t, options{langs: []string{"c", "go"}})
+	if out, err := in.reloadCmd(); err != nil {
+		t.Fatalf("reload: %v %q", err, out)
+	}
+	resp, body, err := in.do(context.Background(), http.MethodGet, goLang.path("/x"), nil, nil)
+	if err != nil || resp.StatusCode != 200 || string(body) != "hello from go\n" {
+		t.Fatalf("added go pool: %v %v %q", err, resp, body)
+	}
+	cWorkers := in.poolWorkers(c)
+	in.rewrite(t, options{langs: []string{"go"}})
+	if out, err := in.reloadCmd(); err != nil {
+		t.Fatalf("reload: %v %q", err, out)
+	}
+	if resp, _, _ := in.do(context.Background(), http.MethodGet, c.path("/x"), nil, nil); resp == nil || resp.StatusCode != 404 {
+		t.Fatalf("removed c route: %v", resp)
+	}
+	if !waitFor(10*time.Second, func() bool { return len(in.poolWorkers(c)) == 0 }) {
+		t.Fatalf("removed pool's workers %v still running (were %v)", in.poolWorkers(c), cWorkers)
+	}
+}
+
+// 20 reloads, SIGHUP and `fcgivisor reload` mixed, each giving the C pool
+// a new generation, while 8 clients send 5 ms requests: none fails.
+func TestReloadUnderLoadLosesNothing(t *testing.T) {
+	c := lang{"c"}
+	c.need(t)
+	t.Parallel()
+	gen := 0
+	o := func() options {
+		g := strconv.Itoa(gen)
+		return options{langs: []string{"c"}, pool: func(l lang, p *poolOpts) {
+			p.workers = 4
+			p.env = map[string]string{"GEN": g}
+		}}
+	}
+	in := start(t, o())
+	var ok, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, body, err := in.do(context.Background(), http.MethodGet, c.path("/x?sleep=5"), nil, nil)
+				if err != nil || resp.StatusCode != 200 {
+					failed.Add(1)
+					t.Logf("failed: %v %v %q", err, resp, body)
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	for i := range 20 {
+		time.Sleep(250 * time.Millisecond)
+		gen++
+		in.rewrite(t, o())
+		if i%2 == 0 {
+			in.signal(syscall.SIGHUP)
+		} else if out, err := in.reloadCmd(); err != nil {
+			t.Errorf("reload %d: %v %q", i, err, out)
+		}
+	}
+	time.Sleep(250 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests ok, %d failed during 20 reloads", ok.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Fatalf("%d requests failed during reloads", failed.Load())
+	}
+	if n := strings.Count(in.out.String(), `"msg":"reloaded"`); n != 20 {
+		t.Fatalf("%d reloads logged, want 20", n)
+	}
+}
