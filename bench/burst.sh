@@ -1,0 +1,362 @@
+#!/usr/bin/env bash
+# burst.sh: a burst from idle to 64 clients against a php-cgi/php-fpm pool of
+# at most 16 workers; how soon the pool has 16 workers serving, and what the
+# clients see meanwhile. Four stacks, each started fresh for every run:
+#
+#   fv-dynamic    bench/burst -> fcgivisor run (HTTP front) -> php-cgi, scaling = "dynamic"
+#   fpm-dynamic   bench/burst -> nginx (1 worker) -> php-fpm pm = dynamic
+#   fv-ondemand   bench/burst -> fcgivisor run (HTTP front) -> php-cgi, scaling = "ondemand"
+#   fpm-ondemand  bench/burst -> nginx (1 worker) -> php-fpm pm = ondemand
+#
+# Same limits everywhere: at most 16 workers; dynamic starts 2 and keeps 1..3
+# spare (fcgivisor workers/min_idle/max_idle, php-fpm start_servers/
+# min_spare_servers/max_spare_servers); ondemand starts none and stops a
+# worker idle for 10 s. PHP_FCGI_MAX_REQUESTS=0 / pm.max_requests=0.
+#
+# Every run: start the stack, wait until it listens (no request is sent, so
+# ondemand pools stay empty), SETTLE seconds, then bench/burst: CLIENTS
+# clients at once, each looping GET /?sleep=SLEEP_MS&pid for DURATION, every
+# request with its own TIMEOUT (a timeout, error or non-200 is a failure).
+# Requests, req/s, latencies and failures are over the requests started in
+# those DURATION; if MAX_WORKERS workers have not all served by then, the
+# clients go on (MAX_RUN in all at most) so that tN still gets a figure. Then
+# the stack is stopped. ROUNDS rounds, the four stacks in the order
+# above in each; the table shows the median over rounds per stack, and the
+# t16 ratios the issue sets targets for (median of per-round ratios). Before
+# the rounds, a reference: MAX_WORKERS php-cgi cold starts at once with no
+# load (the floor for any manager that must exec php-cgi).
+#
+# Run from anywhere after `make build` (bin/fcgivisor):
+#   bench/burst.sh
+# Environment:
+#   FCGIVISOR=bin/fcgivisor PHP_CGI=/usr/bin/php-cgi PHP_FPM=(/usr/sbin/php-fpm*)   binaries
+#   ROUNDS=3 DURATION=5s SETTLE=2 CLIENTS=64 SLEEP_MS=10 TIMEOUT=5s MAX_WORKERS=16 the measurement
+#   MAX_RUN=30s                     how long a burst may go on past DURATION waiting for tN
+#   STACKS="fv-dynamic fpm-dynamic fv-ondemand fpm-ondemand"                       which stacks, in this order
+#   LOG_LEVEL=info                  fcgivisor's log_level (debug for a diagnostic run)
+#   KEEP=1                          keep the temp dir (configs, logs, per-request CSVs)
+# Needs go, nginx, php-cgi, php-fpm, awk, ss (iproute2). php-fpm runs as the
+# invoking user (-R when root) from its own config in the temp dir; no system
+# service is touched.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+FCGIVISOR=${FCGIVISOR:-bin/fcgivisor}
+PHP_CGI=${PHP_CGI:-/usr/bin/php-cgi}
+PHP_FPM=${PHP_FPM:-$(compgen -G '/usr/sbin/php-fpm*' | sort -V | tail -1 || true)}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-5s}
+SETTLE=${SETTLE:-2}
+CLIENTS=${CLIENTS:-64}
+SLEEP_MS=${SLEEP_MS:-10}
+TIMEOUT=${TIMEOUT:-5s}
+MAX_RUN=${MAX_RUN:-30s}
+MAX_WORKERS=${MAX_WORKERS:-16}
+read -ra STACKS <<<"${STACKS:-fv-dynamic fpm-dynamic fv-ondemand fpm-ondemand}"
+LOG_LEVEL=${LOG_LEVEL:-info}
+KEEP=${KEEP:-}
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
+SCRIPT_DIR=$ROOT/bench/burst # document root; the script is burst.php
+
+abs() { case $1 in /*) echo "$1" ;; *) echo "$ROOT/$1" ;; esac; }
+FCGIVISOR=$(abs "$FCGIVISOR")
+
+die() { echo "burst: $*" >&2; exit 1; }
+for tool in nginx awk ss getconf; do
+	command -v "$tool" >/dev/null || die "$tool not found (Debian: apt-get install nginx iproute2)"
+done
+[[ -x $GO ]] || die "go not found (set GO)"
+[[ -x $PHP_CGI ]] || die "$PHP_CGI missing (Debian: apt-get install php-cgi)"
+[[ -n $PHP_FPM && -x $PHP_FPM ]] || die "php-fpm missing (Debian: apt-get install php-fpm; or set PHP_FPM)"
+[[ -x $FCGIVISOR ]] || die "$FCGIVISOR missing: run 'make build' (or set FCGIVISOR)"
+
+TMP=$(mktemp -d /tmp/fv-burst.XXXXXX) # short: worker socket paths must stay < 108 bytes
+chmod 755 "$TMP"                      # nginx's worker and php-fpm's children read/connect in here
+RUN_PIDS=()                           # the current stack's processes (leaders), killed by pid
+
+# stop_stack: SIGTERM to every process of the current stack, SIGKILL past
+# 10 s; then the workers they had (collected before, by parent pid) if any
+# outlived their parent.
+stop_stack() {
+	local p children=()
+	for p in "${RUN_PIDS[@]}"; do
+		mapfile -t -O "${#children[@]}" children < <(ps --ppid "$p" -o pid= 2>/dev/null | tr -d ' ' || true)
+	done
+	for p in "${RUN_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${RUN_PIDS[@]}"; do
+		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+		kill -9 "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	for p in "${children[@]}"; do
+		if [[ -n $p ]]; then kill -9 "$p" 2>/dev/null || true; fi
+	done
+	RUN_PIDS=()
+}
+cleanup() {
+	stop_stack
+	if [[ -n $KEEP ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# free_port prints a loopback TCP port nobody listens on.
+free_port() {
+	local p
+	for _ in $(seq 100); do
+		p=$((20000 + RANDOM % 30000))
+		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
+			echo "$p"
+			return
+		fi
+	done
+	die "no free port found"
+}
+
+# wait_listen PORT NAME PID: wait until 127.0.0.1:PORT accepts a TCP
+# connection (nothing is sent: an ondemand pool stays empty).
+wait_listen() {
+	local port=$1 name=$2 pid=$3
+	for _ in $(seq 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+		kill -0 "$pid" 2>/dev/null || { KEEP=1; die "$name exited at start; see $TMP"; }
+		sleep 0.1
+	done
+	KEEP=1
+	die "$name does not listen on $port; see $TMP"
+}
+
+# wait_file PATH NAME PID
+wait_file() {
+	for _ in $(seq 100); do
+		[[ -S $1 ]] && return 0
+		kill -0 "$3" 2>/dev/null || { KEEP=1; die "$2 exited at start; see $TMP"; }
+		sleep 0.1
+	done
+	KEEP=1
+	die "$2 did not create $1; see $TMP"
+}
+
+# start_fv MODE TAG: fcgivisor with a php-cgi pool; sets PORT and WORKER_PARENT.
+start_fv() {
+	local mode=$1 tag=$2 scaling
+	PORT=$(free_port)
+	case $mode in
+	dynamic) scaling="scaling      = \"dynamic\"
+workers      = 2
+min_idle     = 1
+max_idle     = 3" ;;
+	ondemand) scaling='scaling      = "ondemand"' ;;
+	esac
+	mkdir -p "$TMP/rt-$tag"
+	cat >"$TMP/$tag.toml" <<EOF
+[server]
+runtime_dir = "$TMP/rt-$tag"
+log_level   = "$LOG_LEVEL"
+
+[http]
+listen        = ["127.0.0.1:$PORT"]
+document_root = "$SCRIPT_DIR"
+
+[[http.route]]
+prefix = "/"
+script = "/burst.php"
+pool   = "php"
+
+[pool.php]
+command      = ["$PHP_CGI"]
+env          = { PHP_FCGI_MAX_REQUESTS = "0" }
+$scaling
+max_workers  = $MAX_WORKERS
+idle_timeout = "10s"
+EOF
+	"$FCGIVISOR" run -c "$TMP/$tag.toml" >"$TMP/$tag.log" 2>&1 &
+	RUN_PIDS+=($!)
+	WORKER_PARENT=$!
+	wait_listen "$PORT" fcgivisor "$!"
+}
+
+# start_fpm MODE TAG: php-fpm (own config, pid, log, socket) behind nginx; sets PORT and WORKER_PARENT.
+start_fpm() {
+	local mode=$1 tag=$2 pm
+	PORT=$(free_port)
+	case $mode in
+	dynamic) pm="pm = dynamic
+pm.start_servers = 2
+pm.min_spare_servers = 1
+pm.max_spare_servers = 3" ;;
+	ondemand) pm="pm = ondemand
+pm.process_idle_timeout = 10s" ;;
+	esac
+	cat >"$TMP/$tag-fpm.conf" <<EOF
+[global]
+pid = $TMP/$tag-fpm.pid
+error_log = $TMP/$tag-fpm.log
+daemonize = no
+
+[burst]
+listen = $TMP/$tag-fpm.sock
+$pm
+pm.max_children = $MAX_WORKERS
+pm.max_requests = 0
+EOF
+	local fpm_flags=(-F -y "$TMP/$tag-fpm.conf")
+	if [[ $EUID -eq 0 ]]; then fpm_flags+=(-R); fi # user/group unset: the children run as root
+	"$PHP_FPM" "${fpm_flags[@]}" >"$TMP/$tag-fpm.out" 2>&1 &
+	RUN_PIDS+=($!)
+	WORKER_PARENT=$!
+	wait_file "$TMP/$tag-fpm.sock" php-fpm "$!"
+
+	mkdir -p "$TMP/nginx-$tag"
+	{
+		# As root, nginx workers would run as nobody and could not reach
+		# php-fpm's socket (root, 0660).
+		if [[ $EUID -eq 0 ]]; then echo "user $(id -un) $(id -gn);"; fi
+		cat <<EOF
+daemon off;
+worker_processes 1;
+pid $TMP/$tag-nginx.pid;
+error_log $TMP/$tag-nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $TMP/nginx-$tag/client_body;
+    proxy_temp_path $TMP/nginx-$tag/proxy;
+    fastcgi_temp_path $TMP/nginx-$tag/fastcgi;
+    uwsgi_temp_path $TMP/nginx-$tag/uwsgi;
+    scgi_temp_path $TMP/nginx-$tag/scgi;
+    server {
+        listen 127.0.0.1:$PORT;
+        location / {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME $SCRIPT_DIR/burst.php;
+            fastcgi_pass unix:$TMP/$tag-fpm.sock;   # fastcgi_keep_conn off, as shipped
+        }
+    }
+}
+EOF
+	} >"$TMP/$tag-nginx.conf"
+	nginx -p "$TMP/nginx-$tag" -c "$TMP/$tag-nginx.conf" -e "$TMP/$tag-nginx-error.log" &
+	RUN_PIDS+=($!)
+	wait_listen "$PORT" nginx "$!"
+}
+
+nworkers() { { ps --ppid "$1" -o pid= 2>/dev/null || true; } | wc -l; }
+
+# run STACK ROUND: one fresh stack, one burst; appends
+# "STACK ROUND before=N after=N <burst summary>" to $TMP/results.
+run() {
+	local stack=$1 round=$2 tag=$1-$2 line before after notes=""
+	case $stack in
+	fv-*) start_fv "${stack#fv-}" "$tag" ;;
+	fpm-*) start_fpm "${stack#fpm-}" "$tag" ;;
+	*) die "unknown stack $stack" ;;
+	esac
+	sleep "$SETTLE"
+	before=$(nworkers "$WORKER_PARENT")
+	line=$("$TMP/burst" -url "http://127.0.0.1:$PORT/?sleep=$SLEEP_MS&pid" -c "$CLIENTS" -d "$DURATION" -max "$MAX_RUN" \
+		-timeout "$TIMEOUT" -workers "$MAX_WORKERS" -hz "$(getconf CLK_TCK)" -label "$stack" -raw "$TMP/$tag.csv")
+	after=$(nworkers "$WORKER_PARENT")
+	stop_stack
+	# What the manager logged about itself (worker output lines aside).
+	case $stack in
+	fv-*) notes=$(grep -E 'level=(WARN|ERROR)' "$TMP/$tag.log" | grep -v -E ' (stdout|stderr)=' | sed -E 's/^time=[^ ]+ //' | sort | uniq -c | sort -rn | head -5 || true) ;;
+	fpm-*) notes=$(grep -E 'WARNING|ERROR' "$TMP/$tag-fpm.log" | sed -E 's/^\[[^]]*\] //' | sort | uniq -c | sort -rn | head -5 || true) ;;
+	esac
+	echo "$stack $round before=$before after=$after ${line#"$stack" }" >>"$TMP/results"
+	echo "  round $round ${line} (workers before=$before after=$after)" >&2
+	if [[ -n $notes ]]; then sed 's/^/      log: /' <<<"$notes" >&2; fi
+	sleep 1 # let the stopped stack's CPU settle
+}
+
+"$GO" build -o "$TMP/burst" ./bench/burst
+
+echo "burst: $(nproc) CPUs, $(uname -r); $("$FCGIVISOR" version 2>&1 | head -1); $("$PHP_FPM" -v | head -1 | awk '{print "php-fpm " $2}'); $("$PHP_CGI" -v | head -1 | awk '{print "php-cgi " $2}'); $(nginx -v 2>&1 | sed 's/^nginx version: //')" >&2
+echo "burst: $CLIENTS clients x GET /?sleep=$SLEEP_MS&pid for $DURATION from idle (settle ${SETTLE}s), timeout $TIMEOUT, max $MAX_WORKERS workers, $ROUNDS rounds, fcgivisor log_level=$LOG_LEVEL" >&2
+# The floor of exec-based spawning on this machine: MAX_WORKERS php-cgi cold
+# starts at once (each runs an empty script and exits), wall time, median of 5.
+echo '<?php' >"$TMP/empty.php"
+floor=$(for _ in 1 2 3 4 5; do
+	t=$(date +%s%N)
+	(
+		for _ in $(seq "$MAX_WORKERS"); do "$PHP_CGI" -q "$TMP/empty.php" >/dev/null & done
+		wait
+	)
+	echo $((($(date +%s%N) - t) / 1000000))
+done | sort -n | paste -sd ' ')
+FLOOR_MS=$(awk '{ print $3 }' <<<"$floor")
+echo "burst: $MAX_WORKERS php-cgi cold starts in parallel (no load): median $FLOOR_MS ms ($floor)" >&2
+
+: >"$TMP/results"
+for round in $(seq "$ROUNDS"); do
+	for stack in "${STACKS[@]}"; do
+		run "$stack" "$round"
+	done
+done
+
+# --- report --------------------------------------------------------------------
+N=$MAX_WORKERS
+# val STACK KEY: that key's value for each round of STACK, one per line.
+val() { awk -v s="$1" -v k="$2" '$1 == s { for (i = 3; i <= NF; i++) if (index($i, k "=") == 1) print substr($i, length(k) + 2) }' "$TMP/results"; }
+# median of the numbers on stdin ("never" sorts last).
+median() { awk '{ print ($1 == "never" ? 1e18 : $1) }' | sort -g | awk '{ v[NR] = $1 } END {
+	if (NR == 0) { print "-"; exit }
+	m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+	print (m >= 1e17 ? "never" : m) }'; }
+sum() { awk '{ n += $1 } END { print n + 0 }'; }
+# failures STACK: the sum over rounds, and those after the window if any.
+failures() {
+	local n after
+	n=$(val "$1" failures | sum)
+	after=$(val "$1" failures_after | sum)
+	if [[ $after -gt 0 ]]; then echo "$n (+$after after ${DURATION})"; else echo "$n"; fi
+}
+fmtnum() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "never" || v == "-") print v; else printf f "\n", v }'; }
+
+echo
+echo "burst from idle: $CLIENTS clients, GET /?sleep=$SLEEP_MS for $DURATION, max $MAX_WORKERS workers; median of $ROUNDS runs per stack (failures: sum)"
+echo
+echo "| stack | t$N ms | spawn$N ms | requests | req/s | p50 ms | p99 ms | max ms | failures | t$N per round ms |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+for stack in "${STACKS[@]}"; do
+	case $stack in
+	fv-dynamic) name='fcgivisor dynamic (php-cgi)' ;;
+	fpm-dynamic) name='PHP-FPM pm=dynamic (nginx)' ;;
+	fv-ondemand) name='fcgivisor ondemand (php-cgi)' ;;
+	fpm-ondemand) name='PHP-FPM pm=ondemand (nginx)' ;;
+	esac
+	printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" \
+		"$(fmtnum "$(val "$stack" "t$N" | median)" %.0f)" "$(fmtnum "$(val "$stack" "spawn$N" | median)" %.0f)" \
+		"$(fmtnum "$(val "$stack" requests | median)" %.0f)" "$(fmtnum "$(val "$stack" rps | median)" %.0f)" \
+		"$(fmtnum "$(val "$stack" p50 | median)" %.1f)" "$(fmtnum "$(val "$stack" p99 | median)" %.1f)" \
+		"$(fmtnum "$(val "$stack" max | median)" %.0f)" "$(failures "$stack")" \
+		"$(val "$stack" "t$N" | awk '{ printf "%s%s", (NR > 1 ? " / " : ""), ($1 == "never" ? $1 : int($1 + 0.5)) }')"
+done
+echo
+echo "Ramp: distinct workers that had served by 50, 100, 200, 500 ms, 1, 2, 3, 4, 5, 10 s (each round)"
+for stack in "${STACKS[@]}"; do
+	printf '  %-13s %s\n' "$stack" "$(val "$stack" ramp | paste -sd ' ' | sed 's/ / | /g')"
+done
+if grep -q 'failed=' "$TMP/results"; then
+	echo
+	echo "Failures:"
+	awk '{ for (i = 3; i <= NF; i++) if (index($i, "failed=") == 1) print "  " $1 " round " $2 ": " substr($i, 8) }' "$TMP/results"
+fi
+
+# ratio A B: median over rounds of tN(A)/tN(B) in the same round.
+ratio() {
+	awk -v a="$1" -v b="$2" -v k="t$N=" '{ for (i = 3; i <= NF; i++) if (index($i, k) == 1) t[$2, $1] = substr($i, length(k) + 1); r[$2] = 1 }
+		END { for (i in r) { x = t[i, a]; y = t[i, b]; if (x == "" || y == "") continue
+			if (x == "never" || y == "never") print "never"; else if (y + 0 > 0) print x / y } }' "$TMP/results" | median
+}
+have() { [[ " ${STACKS[*]} " == *" $1 "* ]]; }
+echo
+if have fpm-dynamic && have fv-dynamic; then
+	printf 't%s PHP-FPM dynamic / fcgivisor dynamic (median of per-round ratios): %s (target >= 5x)\n' "$N" "$(fmtnum "$(ratio fpm-dynamic fv-dynamic)" %.1fx)"
+fi
+if have fv-ondemand && have fpm-ondemand; then
+	printf 't%s fcgivisor ondemand / PHP-FPM ondemand (median of per-round ratios): %s (target <= 2x)\n' "$N" "$(fmtnum "$(ratio fv-ondemand fpm-ondemand)" %.2fx)"
+fi
+echo "reference: $MAX_WORKERS php-cgi cold starts in parallel, no load: median $FLOOR_MS ms ($floor)"
