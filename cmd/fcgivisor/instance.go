@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/fcgivisor/fcgivisor/front"
 	"github.com/fcgivisor/fcgivisor/socket"
 	"github.com/fcgivisor/fcgivisor/supervisor"
+	"github.com/fcgivisor/fcgivisor/systemd"
 )
 
 // instance is the running configuration: pools, the front and its
@@ -28,6 +30,7 @@ type instance struct {
 	cfg       *conf.Config
 	srv       *front.Server
 	listeners map[string]net.Listener // by "network address"
+	inherited []systemd.Listener      // socket activation: kept for reloads
 
 	mu    sync.Mutex          // guards current for the admin endpoint
 	pools map[string]*poolRun // current generation, by name
@@ -93,8 +96,10 @@ func listenerKey(addr string) (string, error) {
 }
 
 // openListeners opens the http.listen addresses not in have; it returns
-// the new ones by key. On error nothing stays open.
-func openListeners(cfg *conf.Config, have map[string]net.Listener) (map[string]net.Listener, error) {
+// the new ones by key. A socket systemd passed (socket activation) for an
+// address is used instead of opening one; it stays open in inherited for
+// later reloads. On error nothing stays open.
+func openListeners(cfg *conf.Config, have map[string]net.Listener, inherited []systemd.Listener) (map[string]net.Listener, error) {
 	opened := make(map[string]net.Listener)
 	for i, a := range cfg.HTTP.Listen {
 		key, err := listenerKey(a)
@@ -104,7 +109,11 @@ func openListeners(cfg *conf.Config, have map[string]net.Listener) (map[string]n
 			}
 			network, address, _ := conf.ParseAddr(a)
 			var l net.Listener
-			l, err = socket.Listen(network, address, 0o666)
+			if sl, ok := systemd.Match(inherited, network, address); ok {
+				l, err = net.FileListener(sl.File) // a dup: closing it leaves systemd's socket alone
+			} else {
+				l, err = socket.Listen(network, address, 0o666)
+			}
 			if err == nil {
 				opened[key] = l
 				continue
@@ -143,7 +152,7 @@ func (in *instance) reload() error {
 		key, _ := listenerKey(a)
 		wanted[key] = true
 	}
-	opened, err := openListeners(cfg, in.listeners)
+	opened, err := openListeners(cfg, in.listeners, in.inherited)
 	if err != nil {
 		return err
 	}
@@ -222,6 +231,16 @@ func (in *instance) reload() error {
 	in.log.Info("reloaded", "kept", kept, "updated", updated, "new_generation", renewed, "started", started,
 		"removed", removed, "duration", time.Since(start).Round(time.Microsecond))
 	return nil
+}
+
+// summary is the one-line STATUS= for systemd.
+func (in *instance) summary() string {
+	workers := 0
+	for _, p := range in.poolList() {
+		st := p.Status()
+		workers += len(st.Workers)
+	}
+	return fmt.Sprintf("%d pools, %d workers, listening on %s", len(in.cfg.Pools()), workers, strings.Join(in.cfg.HTTP.Listen, ", "))
 }
 
 // reap forgets pools whose Run has returned (drained).

@@ -33,6 +33,7 @@ import (
 	"github.com/fcgivisor/fcgivisor/socket"
 	"github.com/fcgivisor/fcgivisor/spawner"
 	"github.com/fcgivisor/fcgivisor/supervisor"
+	"github.com/fcgivisor/fcgivisor/systemd"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -243,6 +244,23 @@ func run(path string) error {
 	}
 	defer logFile.Close()
 
+	// systemd: read its variables once, then unset them so that nothing
+	// (not even inherit_env) passes them on to a worker.
+	notifier, err := systemd.NewNotifier(os.Getenv("NOTIFY_SOCKET"))
+	if err != nil {
+		log.Warn("sd_notify disabled", "err", err)
+		notifier, _ = systemd.NewNotifier("")
+	}
+	defer notifier.Close()
+	wdEvery, wdOn := systemd.WatchdogInterval(os.Getenv("WATCHDOG_USEC"), os.Getenv("WATCHDOG_PID"), os.Getpid())
+	inherited, err := systemd.Inherited(os.Getenv("LISTEN_PID"), os.Getenv("LISTEN_FDS"), os.Getenv("LISTEN_FDNAMES"), os.Getpid())
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("socket activation: %w", err)}
+	}
+	for _, k := range []string{"LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "LISTEN_PIDFDID", "WATCHDOG_USEC", "WATCHDOG_PID", "NOTIFY_SOCKET"} {
+		os.Unsetenv(k)
+	}
+
 	// Orphaned grandchildren of workers are reparented to us, not to init,
 	// and reaped by the Reaper; workers never outlive fcgivisor.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -254,7 +272,7 @@ func run(path string) error {
 	}
 	defer rt.Close()
 
-	listeners, err := openListeners(cfg, nil)
+	listeners, err := openListeners(cfg, nil, inherited)
 	if err != nil {
 		return &exitError{code: 1, err: err}
 	}
@@ -285,6 +303,7 @@ func run(path string) error {
 		hard:      hardCtx,
 		cfg:       cfg,
 		listeners: listeners,
+		inherited: inherited,
 		pools:     make(map[string]*poolRun),
 	}
 	for _, pc := range cfg.Pools() {
@@ -319,6 +338,45 @@ func run(path string) error {
 	in.srv.Serve(slices.Collect(maps.Values(listeners)))
 	log.Info("fcgivisor running", "version", fullVersion(), "pid", os.Getpid(), "config", cfg.File,
 		"listen", strings.Join(cfg.HTTP.Listen, ","), "admin", cfg.Admin.Listen, "pools", len(in.pools))
+	for _, l := range inherited {
+		if _, ok := in.listeners[mustKey(l)]; !ok {
+			log.Warn("a socket passed by systemd matches no http.listen address", "name", l.Name, "addr", l.Addr)
+		}
+	}
+	// READY=1 only now: pools have their initial workers and the front
+	// accepts.
+	if err := notifier.ReadyWithStatus(in.summary()); err != nil {
+		log.Warn("sd_notify", "err", err)
+	}
+	health := make(chan chan struct{})
+	wdCtx, stopWatchdog := context.WithCancel(context.Background())
+	var wdDone sync.WaitGroup
+	if wdOn {
+		wdDone.Add(1)
+		go func() {
+			defer wdDone.Done()
+			// Healthy: the supervisor loop answers within half the interval.
+			systemd.RunWatchdog(wdCtx, notifier, wdEvery, func() bool {
+				reply := make(chan struct{})
+				t := time.NewTimer(wdEvery / 2)
+				defer t.Stop()
+				select {
+				case health <- reply:
+				case <-t.C:
+					return false
+				case <-wdCtx.Done():
+					return false
+				}
+				select {
+				case <-reply:
+					return true
+				case <-t.C:
+					return false
+				}
+			})
+		}()
+	}
+	defer func() { stopWatchdog(); wdDone.Wait() }()
 
 	immediate := false
 loop:
@@ -331,16 +389,28 @@ loop:
 			a = signals.Stop
 		case reply = <-ctl.reloads:
 			a = signals.Reload
+		case r := <-health:
+			close(r)
+			continue
 		}
 		switch a {
 		case signals.Stop, signals.StopNow:
 			immediate = a == signals.StopNow
 			log.Info("stopping", "action", a.String())
+			if err := notifier.Stopping(); err != nil {
+				log.Warn("sd_notify", "err", err)
+			}
 			break loop
 		case signals.Reload:
+			// RELOADING=1 with MONOTONIC_USEC taken after the signal, then
+			// READY=1: systemctl reload (Type=notify-reload) waits for it.
+			notifier.Reloading()
 			err := in.reload()
 			if err != nil {
 				log.Error("reload refused; the running config is unchanged", "err", err)
+				notifier.ReloadFailed(err)
+			} else {
+				notifier.ReadyWithStatus(in.summary())
 			}
 			if reply != nil {
 				reply <- err
@@ -610,4 +680,18 @@ func printable(s string) string {
 		}
 	}
 	return s
+}
+
+// mustKey is the listener key of an inherited socket ("" when it has no
+// usable address).
+func mustKey(l systemd.Listener) string {
+	if l.Network != "tcp" && l.Network != "unix" {
+		return ""
+	}
+	addr := l.Addr
+	if l.Network == "unix" {
+		addr = "unix:" + addr
+	}
+	k, _ := listenerKey(addr)
+	return k
 }
