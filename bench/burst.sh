@@ -167,6 +167,7 @@ pool   = "php"
 [pool.php]
 command      = ["$PHP_CGI"]
 env          = { PHP_FCGI_MAX_REQUESTS = "0" }
+user         = "root"        # the bench runs as root; workers as root by choice
 $scaling
 max_workers  = $MAX_WORKERS
 idle_timeout = "10s"

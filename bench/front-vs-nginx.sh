@@ -147,6 +147,7 @@ pool   = "c"
 
 [pool.c]
 command = ["$C_WORKER"]
+user    = "root"   # the bench runs as root; workers as root by choice
 scaling = "static"
 workers = 4
 EOF

@@ -77,6 +77,12 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	// Workers running as another user (TestPoolRunsAsItsUser) exec the
+	// binaries built here, as they would from /usr/local/bin.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 
 	build := func(what string, args ...string) error {
 		cmd := exec.Command(args[0], args[1:]...)
@@ -320,8 +326,14 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 		if p.inheritEnv != nil {
 			fmt.Fprintf(&b, "inherit_env = %s\n", tomlStrings(p.inheritEnv))
 		}
+		hasUser := false
 		for _, e := range p.extra {
 			b.WriteString(e + "\n")
+			hasUser = hasUser || strings.HasPrefix(e, "user ")
+		}
+		if !hasUser {
+			// As root, fcgivisor runs workers as root only when told so.
+			b.WriteString("user = \"root\"\n")
 		}
 	}
 	return b.String()

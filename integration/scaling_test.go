@@ -124,6 +124,7 @@ pool = "crash"
 
 [pool.crash]
 command = ["/bin/false"]
+user = "root"
 queue_timeout = "3s"
 `})
 	start := time.Now()

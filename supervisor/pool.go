@@ -92,6 +92,12 @@ type Env struct {
 	Logger  *slog.Logger
 	// Getenv reads fcgivisor's own environment (for inherit_env and PATH).
 	Getenv func(string) (string, bool)
+	// Privileged: fcgivisor runs as root, so pools' user and group apply
+	// (PHP-FPM ignores them otherwise, and so does fcgivisor).
+	Privileged bool
+	// Self is fcgivisor's executable, re-exec'ed to apply rlimit_nofile
+	// (spawner.WithLimits); "" leaves rlimits alone.
+	Self string
 }
 
 // Pool is a set of worker processes running one command.
@@ -113,6 +119,7 @@ type Pool struct {
 	// moment it closes its connection and exits; its replacement starts at
 	// once.
 	selfLimit int64
+	cred      *syscall.Credential // user/group of the workers; nil: fcgivisor's own
 
 	// next, once set by Drain, takes every new request: this pool only
 	// finishes what it has.
@@ -190,8 +197,36 @@ func NewPool(cfg *conf.Pool, env Env) *Pool {
 	}
 	p.cfgp.Store(cfg)
 	p.penv = workerEnv(cfg, env.Getenv)
+	if env.Privileged {
+		// main has checked that these resolve (CheckPrivileges).
+		p.cred, _ = spawner.Credential(cfg.User, cfg.Group)
+	}
 	p.selfLimit = phpSelfLimit(cfg.Command[0], p.penv)
 	return p
+}
+
+// CheckPrivileges checks a pool's user and group against how fcgivisor
+// runs: as root, a pool must name its user (user = "root" to mean it), and
+// the user and group must exist; as another user, they are ignored with a
+// warning, as PHP-FPM does. Errors name the key.
+func CheckPrivileges(cfg *conf.Pool, privileged bool, log *slog.Logger) error {
+	if !privileged {
+		if cfg.User != "" || cfg.Group != "" {
+			log.Warn("user and group are ignored: fcgivisor does not run as root", "pool", cfg.Name)
+		}
+		return nil
+	}
+	if cfg.User == "" {
+		return fmt.Errorf("pool.%s.user: fcgivisor runs as root and refuses to run workers as root unless the pool says so: set user (e.g. \"www-data\"), or user = \"root\"", cfg.Name)
+	}
+	if _, err := spawner.Credential(cfg.User, cfg.Group); err != nil {
+		key := "user"
+		if _, uerr := spawner.Credential(cfg.User, ""); uerr == nil {
+			key = "group"
+		}
+		return fmt.Errorf("pool.%s.%s: %w", cfg.Name, key, err)
+	}
+	return nil
 }
 
 // phpSelfLimit is the number of requests after which php-cgi exits by
@@ -472,15 +507,20 @@ func (p *Pool) start(id uint64) (*worker, error) {
 		os.Remove(path)
 		return nil, err
 	}
-	proc, err := p.env.Reaper.Start(spawner.Spec{
-		Path:   exe,
-		Args:   p.argv,
-		Dir:    p.conf().Dir,
-		Env:    p.penv,
-		Stdin:  ln,
-		Stdout: stdoutW,
-		Stderr: stderrW,
-	})
+	spec := spawner.Spec{
+		Path:       exe,
+		Args:       p.argv,
+		Dir:        p.conf().Dir,
+		Env:        p.penv,
+		Stdin:      ln,
+		Stdout:     stdoutW,
+		Stderr:     stderrW,
+		Credential: p.cred,
+	}
+	if n := p.conf().RlimitNofile; n > 0 && p.env.Self != "" {
+		spec = spawner.WithLimits(spec, p.env.Self, n)
+	}
+	proc, err := p.env.Reaper.Start(spec)
 	stdoutW.Close()
 	stderrW.Close()
 	if err != nil {

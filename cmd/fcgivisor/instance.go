@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -147,6 +148,9 @@ func (in *instance) reload() error {
 		cfg.Server.LogLevel != in.cfg.Server.LogLevel || cfg.Server.PIDFile != in.cfg.Server.PIDFile {
 		in.log.Warn("reload: [server] and [admin] settings other than shutdown_timeout take effect at the next restart")
 	}
+	if err := in.checkPrivileges(cfg); err != nil {
+		return err
+	}
 	wanted := make(map[string]bool)
 	for _, a := range cfg.HTTP.Listen {
 		key, _ := listenerKey(a)
@@ -241,6 +245,17 @@ func (in *instance) summary() string {
 		workers += len(st.Workers)
 	}
 	return fmt.Sprintf("%d pools, %d workers, listening on %s", len(in.cfg.Pools()), workers, strings.Join(in.cfg.HTTP.Listen, ", "))
+}
+
+// checkPrivileges checks every pool's user and group (all errors at once).
+func (in *instance) checkPrivileges(cfg *conf.Config) error {
+	var errs []error
+	for _, pc := range cfg.Pools() {
+		if err := supervisor.CheckPrivileges(pc, in.env.Privileged, in.log); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", cfg.File, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // reap forgets pools whose Run has returned (drained).

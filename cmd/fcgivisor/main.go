@@ -48,6 +48,12 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == spawner.LimitsArg {
+		// A worker being started with rlimits (spawner.WithLimits).
+		err := spawner.ExecWithLimits(os.Args[2:])
+		fmt.Fprintln(os.Stderr, "fcgivisor:", err)
+		os.Exit(127)
+	}
 	app := &cli.App{
 		Name:  "fcgivisor",
 		Usage: "FastCGI process manager for any language",
@@ -294,17 +300,25 @@ func run(path string) error {
 	go func() { defer reaperDone.Done(); reaper.Run(reaperCtx) }()
 	defer func() { stopReaper(); reaperDone.Wait() }()
 
+	self, err := os.Executable()
+	if err != nil {
+		log.Warn("rlimit_nofile cannot be applied: fcgivisor cannot find its own executable", "err", err)
+	}
 	hardCtx, stopHard := context.WithCancel(context.Background())
 	defer stopHard()
 	in := &instance{
 		path:      path,
 		log:       log,
-		env:       supervisor.Env{Reaper: reaper, Runtime: rt, Logger: log, Getenv: os.LookupEnv},
+		env:       supervisor.Env{Reaper: reaper, Runtime: rt, Logger: log, Getenv: os.LookupEnv, Privileged: os.Geteuid() == 0, Self: self},
 		hard:      hardCtx,
 		cfg:       cfg,
 		listeners: listeners,
 		inherited: inherited,
 		pools:     make(map[string]*poolRun),
+	}
+	if err := in.checkPrivileges(cfg); err != nil {
+		stopHard()
+		return &exitError{code: 1, err: err}
 	}
 	for _, pc := range cfg.Pools() {
 		in.pools[pc.Name] = in.startPool(pc)
