@@ -181,8 +181,9 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 			}
 		}()
 	}
+	// 20 reloads spread over 10 s, as the issue asks.
 	for i := range 20 {
-		time.Sleep(250 * time.Millisecond)
+		time.Sleep(500 * time.Millisecond)
 		gen++
 		in.rewrite(t, o())
 		if i%2 == 0 {

@@ -173,3 +173,32 @@ queue_timeout = "3s"
 		t.Fatalf("healthy pool: %v %v", err, resp)
 	}
 }
+
+// max_memory: a worker whose RSS grows past it is recycled (replacement
+// first), without failing the request that made it grow or the next ones.
+func TestMaxMemoryRecyclesGrowingWorker(t *testing.T) {
+	goLang := lang{"go"}
+	goLang.need(t)
+	t.Parallel()
+	in := start(t, options{langs: []string{"go"}, pool: func(l lang, p *poolOpts) {
+		p.extra = append(p.extra, `max_memory = "64MiB"`)
+	}})
+	_, body, err := in.do(context.Background(), http.MethodGet, goLang.path("/x?pid"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := strings.TrimSpace(string(body))
+	resp, body, err := in.do(context.Background(), http.MethodGet, goLang.path("/x?grow=96"), nil, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("grow: %v %v %q", err, resp, body)
+	}
+	if !waitFor(10*time.Second, func() bool {
+		_, body, err := in.do(context.Background(), http.MethodGet, goLang.path("/x?pid"), nil, nil)
+		return err == nil && strings.TrimSpace(string(body)) != first
+	}) {
+		t.Fatalf("worker %s over max_memory was not replaced", first)
+	}
+	if !strings.Contains(in.out.String(), `"cause":"max_memory"`) {
+		t.Fatal("no max_memory recycling in the log")
+	}
+}

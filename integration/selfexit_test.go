@@ -13,6 +13,7 @@ import (
 // kept connection. Under a concurrent loop that costs no failed request:
 // fcgivisor stops sending to a worker at its limit and starts its
 // replacement (and re-sends the rare request a worker dropped unread).
+// The issue: 5 s of a concurrent loop, zero failed requests.
 func TestPHPExitingByItselfLosesNothing(t *testing.T) {
 	php := lang{"php"}
 	php.need(t)
@@ -23,7 +24,7 @@ func TestPHPExitingByItselfLosesNothing(t *testing.T) {
 	}})
 	var ok, failed atomic.Int64
 	pids := sync.Map{}
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	var wg sync.WaitGroup
 	for range 6 {
 		wg.Add(1)
@@ -52,7 +53,7 @@ func TestPHPExitingByItselfLosesNothing(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d requests failed while workers exited by themselves", failed.Load())
 	}
-	if ok.Load() < 30 || int64(n) < ok.Load()/3 {
+	if ok.Load() < 100 || int64(n) < ok.Load()/3 {
 		t.Fatalf("%d requests by %d workers: want every worker to serve at most 3", ok.Load(), n)
 	}
 }

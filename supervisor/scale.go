@@ -24,14 +24,19 @@ import (
 // Decisions use the pool's exact numbers (busy and idle slots, queued
 // requests) and are taken as soon as something changes (a request queues, a
 // worker exits or retires), not only on the tick. Spawning is rate-limited
-// by a token bucket (spawnBurst at once, refilled at spawnBurst per
+// by a token bucket (spawnBurst at once, refilled spawnRefill times a
 // second), so a stampede cannot fork-bomb the machine.
 
 // excessIdleAfter is how long an idle worker above max_idle lives on.
 const excessIdleAfter = time.Second
 
-// spawnBurst is how many workers the pool may start at once.
-func (p *Pool) spawnBurst() int { return max(4, min(p.conf().MaxWorkers, 32)) }
+// spawnBurst is how many workers the pool may start at once; the budget
+// refills at spawnRefill bursts a second. Growth is capped by max_workers
+// and crash loops by backoff; this bounds the fork rate of a pool whose
+// workers come and go fast (a tiny max_requests under load).
+func (p *Pool) spawnBurst() int { return max(8, min(p.conf().MaxWorkers, 64)) }
+
+const spawnRefill = 10
 
 // tickEvery is how often the owner re-checks ages, memory and idleness.
 const tickEvery = 100 * time.Millisecond
@@ -104,7 +109,7 @@ func (o *owner) scale(now time.Time) {
 	if o.retry != nil {
 		return
 	}
-	o.tokens = min(float64(p.spawnBurst()), o.tokens+now.Sub(o.refilled).Seconds()*float64(p.spawnBurst()))
+	o.tokens = min(float64(p.spawnBurst()), o.tokens+now.Sub(o.refilled).Seconds()*spawnRefill*float64(p.spawnBurst()))
 	o.refilled = now
 	p.mu.Lock()
 	if p.state == Stopping {

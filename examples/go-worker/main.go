@@ -42,6 +42,9 @@ func main() {
 	}
 }
 
+// hoard keeps what ?grow=MB allocated.
+var hoard [][]byte
+
 func serve(w http.ResponseWriter, r *http.Request) {
 	params := requestParams(r)
 	key, val := firstQueryParam(lookup(params, "QUERY_STRING", r.URL.RawQuery))
@@ -54,6 +57,13 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		}
 	case "penv":
 		penv(w)
+	case "grow":
+		// Memory that stays: for max_memory recycling tests.
+		mb, _ := strconv.Atoi(val)
+		b := bytes.Repeat([]byte{1}, mb<<20)
+		hoard = append(hoard, b)
+		text(w)
+		fmt.Fprintf(w, "grew %d MiB\n", mb)
 	case "echo":
 		w.Header().Set("Content-Type", "application/octet-stream")
 		buf := make([]byte, 64<<10)
