@@ -38,8 +38,11 @@ func procIDs(t *testing.T, pid int) (uid, gid, groups string) {
 // As root, a pool with user = "nobody" runs its workers as nobody (uid,
 // primary gid, supplementary groups), with rlimit_nofile applied.
 func TestPoolRunsAsItsUser(t *testing.T) {
-	php := lang{"php"}
-	php.need(t)
+	// The C worker is built into the harness's world-readable temp dir; a
+	// script in the repository may not be readable by nobody (a clone
+	// under /root).
+	c := lang{"c"}
+	c.need(t)
 	if os.Geteuid() != 0 {
 		t.Skip("requires root: workers can only change user when fcgivisor runs as root")
 	}
@@ -48,10 +51,10 @@ func TestPoolRunsAsItsUser(t *testing.T) {
 		t.Skip("no user nobody here: ", err)
 	}
 	t.Parallel()
-	in := start(t, options{langs: []string{"php"}, pool: func(l lang, p *poolOpts) {
+	in := start(t, options{langs: []string{"c"}, pool: func(l lang, p *poolOpts) {
 		p.extra = append(p.extra, `user = "nobody"`, `rlimit_nofile = 777`)
 	}})
-	resp, body, err := in.do(context.Background(), http.MethodGet, php.path("/x?pid"), nil, nil)
+	resp, body, err := in.do(context.Background(), http.MethodGet, c.path("/x?pid"), nil, nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("%v %v %q", err, resp, body)
 	}
