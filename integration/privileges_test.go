@@ -48,7 +48,7 @@ func TestPoolRunsAsItsUser(t *testing.T) {
 	}
 	nobody, err := user.Lookup("nobody")
 	if err != nil {
-		t.Skip("no user nobody here: ", err)
+		t.Skip("user nobody not found: ", err)
 	}
 	t.Parallel()
 	in := start(t, options{langs: []string{"c"}, pool: func(l lang, p *poolOpts) {
