@@ -12,6 +12,7 @@ import (
 	"net/http/fcgi"
 	"net/textproto"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -1068,4 +1069,40 @@ func BenchmarkKeepConn(b *testing.B) {
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
+}
+
+// Go's net/http/fcgi answers GET_VALUES with FCGI_MPXS_CONNS=1; the Conn
+// then still carries requests.
+func TestGetValuesAgainstGoServer(t *testing.T) {
+	l := newValuesServer(t)
+	nc, err := net.Dial("unix", l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewConn(nc)
+	defer c.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	v, err := c.GetValues("FCGI_MPXS_CONNS", "FCGI_MAX_CONNS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v["FCGI_MPXS_CONNS"] != "1" {
+		t.Fatalf("values %v, want FCGI_MPXS_CONNS=1", v)
+	}
+}
+
+func newValuesServer(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "v.sock")
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fcgi.Serve(l, http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	}()
+	t.Cleanup(func() { l.Close(); <-done })
+	return path
 }

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -332,6 +333,20 @@ func (p *Pool) Run(ctx, hard context.Context) {
 	defer close(p.done)
 	o := &owner{p: p, tokens: float64(p.spawnBurst()), refilled: time.Now()}
 	o.scale(time.Now())
+	// Ready once the initial workers serve (answered the probe) or died:
+	// a new generation takes over from an old one only then.
+	p.mu.Lock()
+	initial := make([]*worker, 0, len(p.workers))
+	for w := range p.workers {
+		initial = append(initial, w)
+	}
+	p.mu.Unlock()
+	var probes sync.WaitGroup
+	for _, w := range initial {
+		probes.Add(1)
+		go func() { defer probes.Done(); w.probe() }()
+	}
+	probes.Wait()
 	p.mu.Lock()
 	if p.state == Starting {
 		p.state = Running
@@ -561,6 +576,31 @@ func (p *Pool) start(id uint64) (*worker, error) {
 		close(w.outDone)
 	}()
 	return w, nil
+}
+
+// probeTimeout bounds how long a pool's initial worker may take to answer
+// the readiness probe; past it the worker counts as ready anyway (it may
+// not implement FCGI_GET_VALUES: the spec asks it to, every library does).
+const probeTimeout = 2 * time.Second
+
+// probe connects to one of the pool's initial workers and waits for its
+// answer to FCGI_GET_VALUES: then the worker accepts and reads
+// connections, it serves. Pool.Ready waits for it, so that a new
+// generation takes over from an old one (reload) or systemd hears READY=1
+// only once workers serve. The probe's connection is closed at once; it is
+// no request. A worker that dies ends the probe (its socket resets).
+func (w *worker) probe() {
+	nc, err := net.DialTimeout("unix", w.path, probeTimeout)
+	if err != nil {
+		return
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(probeTimeout))
+	if _, err := fastcgi.NewConn(nc).GetValues("FCGI_MPXS_CONNS"); err != nil {
+		w.log.Warn("worker did not answer the readiness probe (FCGI_GET_VALUES); taking it as ready", "err", err)
+		return
+	}
+	w.log.Debug("worker serves", "after", time.Since(w.started).Round(time.Microsecond))
 }
 
 // watch waits for w to exit and reports it to the owner.

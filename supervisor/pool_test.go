@@ -51,6 +51,8 @@ func helperWorker(kind string) {
 		signal.Ignore(syscall.SIGTERM)
 	case "crash":
 		os.Exit(1)
+	case "slowstart":
+		time.Sleep(300 * time.Millisecond) // a php-cgi loading its extensions
 	case "closer":
 		rawWorker(false, 0)
 		return
@@ -112,6 +114,10 @@ func rawWorker(keep bool, max int) {
 			}
 			n := int(binary.BigEndian.Uint16(h[4:6])) + int(h[6])
 			io.CopyN(io.Discard, br, int64(n))
+			if h[1] == 9 { // GET_VALUES: an empty GET_VALUES_RESULT
+				c.Write([]byte{1, 10, 0, 0, 0, 0, 0, 0})
+				continue
+			}
 			if h[1] != 5 || binary.BigEndian.Uint16(h[4:6]) != 0 {
 				continue
 			}
@@ -568,5 +574,19 @@ func TestPoisonRequestIsNotRetried(t *testing.T) {
 	}
 	if survivors != 1 {
 		t.Fatalf("workers before %v, after %v: want exactly one crashed", before, after)
+	}
+}
+
+// Ready waits until the initial workers serve (answered FCGI_GET_VALUES),
+// not just until they were spawned: a reload swaps to a new generation
+// only then.
+func TestReadyWaitsForWorkersToServe(t *testing.T) {
+	start := time.Now()
+	tp := newTestPool(t, "slowstart", func(c *conf.Pool) { c.Workers, c.MaxWorkers = 2, 2 })
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("Ready after %v, before the workers could accept (300 ms)", d)
+	}
+	if strings.Contains(tp.log.String(), "readiness probe") {
+		t.Fatalf("probe failed:\n%s", tp.log.String())
 	}
 }
