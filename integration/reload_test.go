@@ -203,3 +203,34 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 		t.Fatalf("%d reloads logged, want 20", n)
 	}
 }
+
+// A reload whose new generation dies at start is refused: the running
+// workers are kept and keep serving.
+func TestReloadToBrokenCommandKeepsRunningWorkers(t *testing.T) {
+	c := lang{"c"}
+	c.need(t)
+	t.Parallel()
+	in := start(t, options{langs: []string{"c"}})
+	before := pidSet(in.poolWorkers(c))
+	good, _ := os.ReadFile(in.configPath)
+	broken := strings.Replace(string(good), "command = "+tomlStrings(c.command()), `command = ["/bin/false"]`, 1)
+	if broken == string(good) {
+		t.Fatal("could not rewrite the command")
+	}
+	os.WriteFile(in.configPath, []byte(broken), 0o644)
+	out, err := in.reloadCmd()
+	if err == nil || !strings.Contains(out, "died at start") {
+		t.Fatalf("fcgivisor reload to /bin/false: %v %q; want refused", err, out)
+	}
+	for range 5 {
+		if resp, _, err := in.do(context.Background(), http.MethodGet, c.path("/x"), nil, nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("serving after the refused reload: %v %v", err, resp)
+		}
+	}
+	after := pidSet(in.poolWorkers(c))
+	for pid := range before {
+		if !after[pid] {
+			t.Fatalf("worker %d replaced by a refused reload", pid)
+		}
+	}
+}

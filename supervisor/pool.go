@@ -122,6 +122,9 @@ type Pool struct {
 	selfLimit int64
 	cred      *syscall.Credential // user/group of the workers; nil: fcgivisor's own
 
+	// startFailed: every initial worker died before it served (Ready).
+	startFailed atomic.Bool
+
 	// next, once set by Drain, takes every new request: this pool only
 	// finishes what it has.
 	next atomic.Pointer[Pool]
@@ -295,6 +298,10 @@ func (p *Pool) Update(cfg *conf.Pool) {
 // Name is the pool's name.
 func (p *Pool) Name() string { return p.conf().Name }
 
+// StartFailed reports, once Ready is closed, whether every initial worker
+// died before it served: a reload does not hand over to such a generation.
+func (p *Pool) StartFailed() bool { return p.startFailed.Load() }
+
 // Done is closed when Run has returned: every worker has exited.
 func (p *Pool) Done() <-chan struct{} { return p.done }
 
@@ -342,11 +349,18 @@ func (p *Pool) Run(ctx, hard context.Context) {
 	}
 	p.mu.Unlock()
 	var probes sync.WaitGroup
+	var alive atomic.Int64
 	for _, w := range initial {
 		probes.Add(1)
-		go func() { defer probes.Done(); w.probe() }()
+		go func() {
+			defer probes.Done()
+			if w.probe() {
+				alive.Add(1)
+			}
+		}()
 	}
 	probes.Wait()
+	p.startFailed.Store(len(initial) > 0 && alive.Load() == 0)
 	p.mu.Lock()
 	if p.state == Starting {
 		p.state = Running
@@ -589,18 +603,25 @@ const probeTimeout = 2 * time.Second
 // generation takes over from an old one (reload) or systemd hears READY=1
 // only once workers serve. The probe's connection is closed at once; it is
 // no request. A worker that dies ends the probe (its socket resets).
-func (w *worker) probe() {
+//
+// It reports false when the worker is gone (refused or reset the probe):
+// it died at start.
+func (w *worker) probe() bool {
 	nc, err := net.DialTimeout("unix", w.path, probeTimeout)
 	if err != nil {
-		return
+		return false
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(probeTimeout))
 	if _, err := fastcgi.NewConn(nc).GetValues("FCGI_MPXS_CONNS"); err != nil {
-		w.log.Warn("worker did not answer the readiness probe (FCGI_GET_VALUES); taking it as ready", "err", err)
-		return
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			w.log.Warn("worker did not answer the readiness probe (FCGI_GET_VALUES) in time; taking it as ready", "err", err)
+			return true
+		}
+		return false
 	}
 	w.log.Debug("worker serves", "after", time.Since(w.started).Round(time.Microsecond))
+	return true
 }
 
 // watch waits for w to exit and reports it to the owner.

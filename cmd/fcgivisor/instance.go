@@ -199,8 +199,8 @@ func (in *instance) reload() error {
 	for _, pr := range next {
 		<-pr.pool.Ready()
 	}
-	if err := in.srv.Update(cfg, poolMap(next)); err != nil {
-		// Validation makes this unreachable; undo what was started.
+	// undo stops what this reload started and closes what it opened.
+	undo := func() {
 		for _, pr := range next {
 			if in.pools[pr.cfg.Name] != pr {
 				pr.pool.Drain(nil)
@@ -209,6 +209,18 @@ func (in *instance) reload() error {
 		for _, l := range opened {
 			l.Close()
 		}
+	}
+	// A new generation whose workers all died at start would replace a
+	// working one with nothing: refuse, keep the running generation.
+	for _, d := range drains {
+		if d.next != nil && d.next.StartFailed() {
+			st := d.next.Status()
+			undo()
+			return fmt.Errorf("pool.%s: the new workers died at start (%s); the running workers are kept", st.Name, st.LastExit)
+		}
+	}
+	if err := in.srv.Update(cfg, poolMap(next)); err != nil {
+		undo() // validation makes this unreachable
 		return err
 	}
 	var ls []net.Listener
