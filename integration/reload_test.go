@@ -7,8 +7,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -158,29 +156,7 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 		}}
 	}
 	in := start(t, o())
-	var ok, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, body, err := in.do(context.Background(), http.MethodGet, c.path("/x?sleep=5"), nil, nil)
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-					t.Logf("failed: %v %v %q", err, resp, body)
-					continue
-				}
-				ok.Add(1)
-			}
-		}()
-	}
+	load := startLoad(t, in, 8, c.path("/x?sleep=5"))
 	// 20 reloads spread over 10 s, as the issue asks.
 	for i := range 20 {
 		time.Sleep(500 * time.Millisecond)
@@ -193,11 +169,10 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 		}
 	}
 	time.Sleep(250 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	t.Logf("%d requests ok, %d failed during 20 reloads", ok.Load(), failed.Load())
-	if failed.Load() != 0 {
-		t.Fatalf("%d requests failed during reloads", failed.Load())
+	ok, failed := load.stop()
+	t.Logf("%d requests ok, %d failed during 20 reloads", ok, failed)
+	if failed != 0 {
+		t.Fatalf("%d requests failed during reloads", failed)
 	}
 	if n := strings.Count(in.out.String(), `"msg":"reloaded"`); n != 20 {
 		t.Fatalf("%d reloads logged, want 20", n)

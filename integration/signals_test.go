@@ -15,6 +15,47 @@ import (
 	"time"
 )
 
+// load is clients looping GET path until stopped, counting answers.
+type load struct {
+	ok, failed atomic.Int64
+	done       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// startLoad starts n clients looping GET path; a non-200 or an error is a
+// failure, logged.
+func startLoad(t *testing.T, in *instance, n int, path string) *load {
+	l := &load{done: make(chan struct{})}
+	for range n {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				resp, body, err := in.do(context.Background(), http.MethodGet, path, nil, nil)
+				if err != nil || resp.StatusCode != 200 {
+					l.failed.Add(1)
+					t.Logf("failed: %v %v %q", err, resp, body)
+					continue
+				}
+				l.ok.Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+// stop ends the clients and returns the counts.
+func (l *load) stop() (ok, failed int64) {
+	close(l.done)
+	l.wg.Wait()
+	return l.ok.Load(), l.failed.Load()
+}
+
 // SIGUSR2 restarts every worker while requests keep flowing: all pids
 // change and no request fails.
 func TestRollingRestartLosesNothing(t *testing.T) {
@@ -26,39 +67,16 @@ func TestRollingRestartLosesNothing(t *testing.T) {
 	for _, w := range in.poolWorkers(c) {
 		before[w.pid] = true
 	}
-	var ok, failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 6 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				resp, body, err := in.do(context.Background(), http.MethodGet, c.path("/x?sleep=5"), nil, nil)
-				if err != nil || resp.StatusCode != 200 {
-					failed.Add(1)
-					t.Logf("failed: %v %v %q", err, resp, body)
-					continue
-				}
-				ok.Add(1)
-			}
-		}()
-	}
+	load := startLoad(t, in, 6, c.path("/x?sleep=5"))
 	time.Sleep(300 * time.Millisecond)
 	for range 3 {
 		in.signal(syscall.SIGUSR2)
 		time.Sleep(400 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
-	t.Logf("%d ok, %d failed across 3 rolling restarts", ok.Load(), failed.Load())
-	if failed.Load() != 0 {
-		t.Fatalf("%d requests failed during rolling restarts", failed.Load())
+	ok, failed := load.stop()
+	t.Logf("%d ok, %d failed across 3 rolling restarts", ok, failed)
+	if failed != 0 {
+		t.Fatalf("%d requests failed during rolling restarts", failed)
 	}
 	if !waitFor(5*time.Second, func() bool {
 		ws := in.poolWorkers(c)
