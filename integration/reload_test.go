@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -207,5 +208,65 @@ func TestReloadToBrokenCommandKeepsRunningWorkers(t *testing.T) {
 		if !after[pid] {
 			t.Fatalf("worker %d replaced by a refused reload", pid)
 		}
+	}
+}
+
+// Settings that only affect scaling and timeouts apply without new
+// workers; listen addresses added by a reload open, removed ones close,
+// and the address that stays keeps serving.
+func TestReloadLiveSettingsAndListeners(t *testing.T) {
+	c := lang{"c"}
+	c.need(t)
+	t.Parallel()
+	in := start(t, options{langs: []string{"c"}})
+	before := pidSet(in.poolWorkers(c))
+	extra := freePort(t)
+	good, _ := os.ReadFile(in.configPath)
+	listen := fmt.Sprintf("listen = [%q]", fmt.Sprintf("127.0.0.1:%d", in.port))
+	both := fmt.Sprintf("listen = [%q, %q]", fmt.Sprintf("127.0.0.1:%d", in.port), fmt.Sprintf("127.0.0.1:%d", extra))
+	cfg := strings.Replace(string(good), listen, both, 1)
+	cfg = strings.Replace(cfg, "[pool.c]", "[pool.c]\nrequest_timeout = \"7s\"\nmax_requests = 100000", 1)
+	if cfg == string(good) || !strings.Contains(cfg, both) {
+		t.Fatalf("could not rewrite the config:\n%s", good)
+	}
+	os.WriteFile(in.configPath, []byte(cfg), 0o644)
+	if out, err := in.reloadCmd(); err != nil {
+		t.Fatalf("reload: %v %q", err, out)
+	}
+	if !strings.Contains(in.out.String(), `"updated":["c"]`) {
+		t.Fatal("the timeout change was not applied live (updated=[c])")
+	}
+	after := pidSet(in.poolWorkers(c))
+	for pid := range before {
+		if !after[pid] {
+			t.Fatalf("a live-settings reload replaced worker %d", pid)
+		}
+	}
+	// New connections each time: a removed address stops accepting, while
+	// connections it already had may finish (drain).
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	get := func(port int) error {
+		resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/c/x", port))
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	if err := get(extra); err != nil {
+		t.Fatalf("added listen address: %v", err)
+	}
+	os.WriteFile(in.configPath, good, 0o644)
+	if out, err := in.reloadCmd(); err != nil {
+		t.Fatalf("reload: %v %q", err, out)
+	}
+	if err := get(extra); err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("removed listen address still answers: %v", err)
+	}
+	if err := get(in.port); err != nil {
+		t.Fatalf("the address that stayed: %v", err)
 	}
 }
