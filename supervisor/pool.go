@@ -687,9 +687,17 @@ func (p *Pool) stopAll(hard context.Context) {
 	}
 	kill := time.NewTimer(p.conf().StopTimeout)
 	defer kill.Stop()
+	again := time.NewTimer(termRepeat) // see termRepeat
+	defer again.Stop()
 	hardC := hard.Done()
 	for n := len(live); n > 0; {
 		select {
+		case <-again.C:
+			for _, w := range live {
+				if !w.proc.Exited() {
+					w.proc.SignalGroup(syscall.SIGTERM)
+				}
+			}
 		case w := <-p.exits:
 			// The leader is gone; children it left in its group go too.
 			w.proc.SignalGroup(syscall.SIGKILL)

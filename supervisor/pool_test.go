@@ -49,6 +49,12 @@ func helperWorker(kind string) {
 	case "fcgi":
 	case "ignoreterm":
 		signal.Ignore(syscall.SIGTERM)
+	case "losefirstterm":
+		// Like php-cgi when SIGTERM lands just before accept(): the first
+		// one is lost.
+		ch := make(chan os.Signal, 2)
+		signal.Notify(ch, syscall.SIGTERM)
+		go func() { <-ch; <-ch; os.Exit(0) }()
 	case "crash":
 		os.Exit(1)
 	case "slowstart":
@@ -588,5 +594,38 @@ func TestReadyWaitsForWorkersToServe(t *testing.T) {
 	}
 	if strings.Contains(tp.log.String(), "readiness probe") {
 		t.Fatalf("probe failed:\n%s", tp.log.String())
+	}
+}
+
+// A worker that loses the first SIGTERM stops on the repeated one, long
+// before stop_timeout.
+func TestStopRepeatsSIGTERM(t *testing.T) {
+	tp := newTestPool(t, "losefirstterm", func(c *conf.Pool) { c.StopTimeout = 10 * time.Second })
+	if _, err := tp.get(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	tp.stop(t)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("stop took %v: the SIGTERM was not repeated", d)
+	}
+	if strings.Contains(tp.log.String(), "stop_timeout") {
+		t.Fatal("the worker was killed, not stopped by the second SIGTERM")
+	}
+}
+
+// Recycling (termLocked) repeats SIGTERM too.
+func TestRecycleRepeatsSIGTERM(t *testing.T) {
+	tp := newTestPool(t, "losefirstterm", func(c *conf.Pool) { c.StopTimeout, c.MaxRequests = 10*time.Second, 1 })
+	first := tp.Pids()[0]
+	if _, err := tp.get(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(4 * time.Second)
+	for unix.Kill(first, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("recycled worker %d still runs after 4 s (stop_timeout 10 s)", first)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -280,15 +280,32 @@ func (p *Pool) retireLocked(w *worker, cause string) {
 	p.poke()
 }
 
-// termLocked sends SIGTERM to w's group and arms the SIGKILL.
+// termRepeat is when an idle worker that got SIGTERM and still runs gets
+// it again: php-cgi loses a SIGTERM that lands just before it blocks in
+// accept() (its handler only sets a flag), and would otherwise wait out
+// stop_timeout.
+const termRepeat = 500 * time.Millisecond
+
+// termLocked sends SIGTERM to w's group, again after termRepeat, and
+// SIGKILL past stop_timeout.
 func (p *Pool) termLocked(w *worker) {
 	w.termed.Store(true)
 	w.proc.SignalGroup(syscall.SIGTERM)
-	w.killTimer = time.AfterFunc(p.conf().StopTimeout, func() {
-		if !w.proc.Exited() {
-			w.log.Warn("worker did not stop within stop_timeout; killing it")
-			w.proc.SignalGroup(syscall.SIGKILL)
+	stop := p.conf().StopTimeout
+	first := min(termRepeat, stop)
+	w.killTimer = time.AfterFunc(first, func() {
+		if w.proc.Exited() {
+			return
 		}
+		w.proc.SignalGroup(syscall.SIGTERM)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		w.killTimer = time.AfterFunc(stop-first, func() {
+			if !w.proc.Exited() {
+				w.log.Warn("worker did not stop within stop_timeout; killing it")
+				w.proc.SignalGroup(syscall.SIGKILL)
+			}
+		})
 	})
 }
 
