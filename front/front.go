@@ -151,8 +151,12 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 		switch {
 		case rt.pool != nil:
 			s.serveFastCGI(t.cfg, w, r, rt, scriptName, pathInfo)
+		case rt.cfg.Static != "":
+			if !s.serveStatic(w, r, rt) {
+				continue // try_files: the next matching route
+			}
 		default:
-			// cgi and static routes are the subject of a later issue.
+			// cgi routes are the subject of a later issue.
 			http.Error(w, "Not Implemented", http.StatusNotImplemented)
 		}
 		return
