@@ -134,12 +134,12 @@ func testMain(m *testing.M) int {
 		}
 	}
 	if phpCGI, err = exec.LookPath("php-cgi"); err != nil {
-		phpSkip = "php-cgi is not installed: " + err.Error()
+		phpSkip = "php-cgi: " + err.Error()
 	}
 	if perlBin, err = exec.LookPath("perl"); err != nil {
-		perlSkip = "perl is not installed: " + err.Error()
+		perlSkip = "perl: " + err.Error()
 	} else if out, err := exec.Command(perlBin, "-MFCGI", "-e1").CombinedOutput(); err != nil {
-		perlSkip = fmt.Sprintf("Perl module FCGI (libfcgi-perl) is not installed: %v: %s", err, bytes.TrimSpace(out))
+		perlSkip = fmt.Sprintf("Perl module FCGI (libfcgi-perl): %v: %s", err, bytes.TrimSpace(out))
 	}
 	return m.Run()
 }
@@ -161,18 +161,18 @@ func (l lang) need(t testing.TB) {
 	switch l.name {
 	case "c":
 		if cWorkerSkip {
-			t.Skip("C worker: " + cWorkerErr)
+			t.Skip("C worker: a build tool is not installed: " + cWorkerErr)
 		}
 		if cWorkerErr != "" {
 			t.Fatal(cWorkerErr)
 		}
 	case "perl":
 		if perlSkip != "" {
-			t.Skip(perlSkip)
+			t.Skip("not installed: " + perlSkip)
 		}
 	case "php":
 		if phpSkip != "" {
-			t.Skip(phpSkip)
+			t.Skip("not installed: " + phpSkip)
 		}
 	}
 }
