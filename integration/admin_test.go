@@ -73,15 +73,6 @@ func (p *adminPool) served() int64 {
 	return n
 }
 
-func (p *adminPool) worker(pid int) *adminWorker {
-	for i := range p.Workers {
-		if p.Workers[i].Pid == pid {
-			return &p.Workers[i]
-		}
-	}
-	return nil
-}
-
 // adminClient talks HTTP to an admin endpoint.
 type adminClient struct {
 	addr   string // for messages

@@ -28,6 +28,17 @@ func (in *instance) reloadCmd() (string, error) {
 	return string(out), err
 }
 
+// keptAll fails t when a pid of before is not in after; msg has a %d for
+// the pid.
+func keptAll(t *testing.T, before, after map[int]bool, msg string) {
+	t.Helper()
+	for pid := range before {
+		if !after[pid] {
+			t.Fatalf(msg, pid)
+		}
+	}
+}
+
 func pidSet(ws []procID) map[int]bool {
 	m := map[int]bool{}
 	for _, w := range ws {
@@ -75,11 +86,7 @@ func TestReloadRollsOnlyTheChangedPool(t *testing.T) {
 	if len(goAfter) != len(goBefore) {
 		t.Fatalf("go workers changed: %v -> %v", goBefore, goAfter)
 	}
-	for pid := range goBefore {
-		if !goAfter[pid] {
-			t.Fatalf("unchanged go pool lost worker %d in the reload", pid)
-		}
-	}
+	keptAll(t, goBefore, goAfter, "unchanged go pool lost worker %d in the reload")
 }
 
 func TestInvalidReloadChangesNothing(t *testing.T) {
@@ -106,11 +113,7 @@ func TestInvalidReloadChangesNothing(t *testing.T) {
 		}
 	}
 	after := pidSet(in.poolWorkers(c))
-	for pid := range before {
-		if !after[pid] {
-			t.Fatalf("a refused reload replaced worker %d", pid)
-		}
-	}
+	keptAll(t, before, after, "a refused reload replaced worker %d")
 }
 
 func TestReloadAddsAndRemovesPoolsAndRoutes(t *testing.T) {
@@ -204,11 +207,7 @@ func TestReloadToBrokenCommandKeepsRunningWorkers(t *testing.T) {
 		}
 	}
 	after := pidSet(in.poolWorkers(c))
-	for pid := range before {
-		if !after[pid] {
-			t.Fatalf("worker %d replaced by a refused reload", pid)
-		}
-	}
+	keptAll(t, before, after, "worker %d replaced by a refused reload")
 }
 
 // Settings that only affect scaling and timeouts apply without new
@@ -237,11 +236,7 @@ func TestReloadLiveSettingsAndListeners(t *testing.T) {
 		t.Fatal("the timeout change was not applied live (updated=[c])")
 	}
 	after := pidSet(in.poolWorkers(c))
-	for pid := range before {
-		if !after[pid] {
-			t.Fatalf("a live-settings reload replaced worker %d", pid)
-		}
-	}
+	keptAll(t, before, after, "a live-settings reload replaced worker %d")
 	// New connections each time: a removed address stops accepting, while
 	// connections it already had may finish (drain).
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}

@@ -139,7 +139,6 @@ type Pool struct {
 	workers    map[*worker]struct{}
 	idle       []*slot // free slots, used LIFO
 	waiters    []*waiter
-	nextID     uint64
 	failures   int    // young deaths in a row
 	lastErr    string // last unexpected exit / start error
 	lastStderr string // last line a worker wrote to stderr
@@ -147,7 +146,6 @@ type Pool struct {
 }
 
 type worker struct {
-	id       uint64
 	proc     *spawner.Process
 	path     string // socket path
 	started  time.Time
@@ -442,8 +440,7 @@ func (p *Pool) liveLocked() int {
 func (p *Pool) onExit(w *worker) (delay time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	delete(p.workers, w)
-	p.dropIdleLocked(w)
+	delete(p.workers, w) // watch already dropped its idle slots
 	p.totals.Exits++
 	if p.state == Stopping {
 		return 0
@@ -479,12 +476,10 @@ func backoff(n int) time.Duration {
 // spawn starts one worker; false if it could not be started.
 func (p *Pool) spawn() bool {
 	p.mu.Lock()
-	p.nextID++
-	id := p.nextID
 	p.totals.Spawns++
 	p.mu.Unlock()
 
-	w, err := p.start(id)
+	w, err := p.start()
 	if err != nil {
 		p.log.Error("start worker", "err", err)
 		p.mu.Lock()
@@ -511,7 +506,7 @@ func (p *Pool) spawn() bool {
 }
 
 // start creates the worker's socket and process.
-func (p *Pool) start(id uint64) (*worker, error) {
+func (p *Pool) start() (*worker, error) {
 	path := p.env.Runtime.NewWorkerPath(p.conf().Name)
 	ln, err := socket.WorkerListener(path)
 	if err != nil {
@@ -559,7 +554,6 @@ func (p *Pool) start(id uint64) (*worker, error) {
 		return nil, err
 	}
 	w := &worker{
-		id:      id,
 		proc:    proc,
 		path:    path,
 		started: time.Now(),
@@ -638,8 +632,7 @@ func (p *Pool) watch(w *worker) {
 	os.Remove(w.path)
 	st := w.proc.Status()
 	p.mu.Lock()
-	expected := p.state == Stopping || w.killed || w.retiring || w.termed.Load() ||
-		(p.selfLimit > 0 && w.served >= p.selfLimit)
+	expected := p.state == Stopping || w.killed || w.retiring || w.termed.Load()
 	if !expected {
 		p.lastErr = describe(st)
 	}

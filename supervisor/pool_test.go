@@ -333,9 +333,7 @@ func TestCrashLoopBacksOffAndFails(t *testing.T) {
 	// Backoff, not spinning: 100+200+400+800 ms leaves room for about 5
 	// spawns in 1.5 s; a spinning supervisor would do hundreds.
 	time.Sleep(1500 * time.Millisecond)
-	tp.mu.Lock()
-	spawns := tp.nextID
-	tp.mu.Unlock()
+	spawns := tp.Status().Totals.Spawns
 	if spawns > 8 {
 		t.Fatalf("%d spawns in ~1.5 s: the crash loop is not backing off", spawns)
 	}

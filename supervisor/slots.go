@@ -241,7 +241,10 @@ func (p *Pool) releaseAt(s *slot, keep, served, last bool) {
 		case p.conf().MaxRequests > 0 && w.served >= int64(p.conf().MaxRequests):
 			p.retireLocked(w, "max_requests")
 		case p.selfLimit > 0 && w.served >= p.selfLimit:
-			p.selfRetireLocked(w)
+			// php-cgi exits by itself now (PHP_FCGI_MAX_REQUESTS): a
+			// request sent to it would race its exit. The SIGTERM that
+			// retiring sends only says the same thing.
+			p.retireLocked(w, "self_limit")
 		}
 	}
 	p.freeLocked(s)
@@ -307,31 +310,6 @@ func (p *Pool) termLocked(w *worker) {
 			}
 		})
 	})
-}
-
-// selfRetireLocked stops handing out slots of w, which reached the pool's
-// selfLimit and is about to exit by itself (php-cgi after
-// PHP_FCGI_MAX_REQUESTS): a request sent now would race its exit. Its
-// replacement starts at once. Should it not exit within stop_timeout, it
-// is stopped.
-func (p *Pool) selfRetireLocked(w *worker) {
-	if w.gone {
-		return
-	}
-	w.gone = true
-	p.dropIdleLocked(w)
-	p.totals.Recycled["self_limit"]++
-	w.log.Debug("worker expected to exit by itself", "served", w.served)
-	w.killTimer = time.AfterFunc(p.conf().StopTimeout, func() {
-		if w.proc.Exited() {
-			return
-		}
-		w.log.Warn("worker expected to exit by itself did not; stopping it")
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		p.termLocked(w)
-	})
-	p.poke()
 }
 
 // kill stops w at once (its whole process group) because of how it served
