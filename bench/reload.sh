@@ -80,67 +80,8 @@ TMP=$(mktemp -d /tmp/fv-reload.XXXXXX) # short: worker socket paths must stay < 
 chmod 755 "$TMP"                       # nginx's worker and php-fpm's children read/connect in here
 RUN_PIDS=()                            # the current stack's processes (leaders), killed by pid
 
-# stop_stack: SIGTERM to every process of the current stack, SIGKILL past
-# 10 s; then the workers they had (collected before, by parent pid) if any
-# outlived their parent.
-stop_stack() {
-	local p children=()
-	for p in "${RUN_PIDS[@]}"; do
-		mapfile -t -O "${#children[@]}" children < <(ps --ppid "$p" -o pid= 2>/dev/null | tr -d ' ' || true)
-	done
-	for p in "${RUN_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${RUN_PIDS[@]}"; do
-		for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null || true
-		wait "$p" 2>/dev/null || true
-	done
-	for p in "${children[@]}"; do
-		if [[ -n $p ]]; then kill -9 "$p" 2>/dev/null || true; fi
-	done
-	RUN_PIDS=()
-}
-cleanup() {
-	stop_stack
-	if [[ -n $KEEP ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# free_port prints a loopback TCP port nobody listens on.
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 30000))
-		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
-			echo "$p"
-			return
-		fi
-	done
-	die "no free port found"
-}
-
-# wait_listen PORT NAME PID: wait until 127.0.0.1:PORT accepts a connection.
-wait_listen() {
-	local port=$1 name=$2 pid=$3
-	for _ in $(seq 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
-		kill -0 "$pid" 2>/dev/null || { KEEP=1; die "$name exited at start; see $TMP"; }
-		sleep 0.1
-	done
-	KEEP=1
-	die "$name does not listen on $port; see $TMP"
-}
-
-# wait_file PATH NAME PID
-wait_file() {
-	for _ in $(seq 100); do
-		[[ -S $1 ]] && return 0
-		kill -0 "$3" 2>/dev/null || { KEEP=1; die "$2 exited at start; see $TMP"; }
-		sleep 0.1
-	done
-	KEEP=1
-	die "$2 did not create $1; see $TMP"
-}
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh" # stop_stack, cleanup (EXIT trap), free_port, wait_listen, wait_file
 
 # start_fv TAG STACK: fcgivisor with a static php-cgi pool of WORKERS; sets
 # PORT, MANAGER (the pid to signal, the workers' parent) and RELOAD_CMD.
