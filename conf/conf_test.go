@@ -70,7 +70,8 @@ func TestFullConfig(t *testing.T) {
 			AccessLog:         true,
 			Routes: []*Route{
 				{Prefix: "/app/", Suffix: ".php", Index: "index.php", Script: "/index.php", Pool: "php"},
-				{Prefix: "/cgi-bin/", CGI: "/usr/lib/cgi-bin", Timeout: 20 * time.Second, MaxConcurrent: 4, User: "nobody", Group: "nogroup"},
+				{Prefix: "/cgi-bin/", CGI: "/usr/lib/cgi-bin", Timeout: 20 * time.Second, MaxConcurrent: 4, User: "nobody", Group: "nogroup",
+					Env: map[string]string{"PERL5LIB": "/usr/lib/cgi-bin/lib"}},
 				{Prefix: "/", Static: "/srv/app/public"},
 			},
 		},
@@ -404,6 +405,8 @@ func TestErrors(t *testing.T) {
 		{"route script", okPool + "[[http.route]]\npool = \"php\"\nscript = \"index.php\"\n", 5, "http.route[0].script", `must start with "/"`},
 		{"cgi key on pool route", okPool + "[[http.route]]\npool = \"php\"\nmax_concurrent = 3\n", 5, "http.route[0].max_concurrent", "only applies to cgi routes"},
 		{"cgi max_concurrent", "[[http.route]]\ncgi = \"/c\"\nmax_concurrent = 0\n", 3, "http.route[0].max_concurrent", "must be at least 1, got 0"},
+		{"cgi env key", "[[http.route]]\ncgi = \"/c\"\nenv = { \"A=B\" = \"1\" }\n", 3, `http.route[0].env."A=B"`, "must not contain '='"},
+		{"env on pool route", okPool + "[[http.route]]\npool = \"php\"\nenv = { A = \"1\" }\n", 5, "http.route[0].env", "only applies to cgi routes"},
 		{"cgi negative timeout", "[[http.route]]\ncgi = \"/c\"\ntimeout = \"-1m\"\n", 3, "http.route[0].timeout", "must not be negative"},
 		{"inline routes", okPool + "[http]\nroute = [\n  { pool = \"php\" },\n  { pool = \"nope\" },\n]\n", 6, "http.route[1].pool", `no pool "nope"`},
 

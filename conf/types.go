@@ -61,10 +61,11 @@ type Route struct {
 
 	// CGI routes only (Load refuses them on other routes, which keep
 	// zero values).
-	Timeout       time.Duration `toml:"timeout"`        // default 60s
-	MaxConcurrent int           `toml:"max_concurrent"` // default 32
-	User          string        `toml:"user"`
-	Group         string        `toml:"group"`
+	Timeout       time.Duration     `toml:"timeout"`        // default 60s
+	MaxConcurrent int               `toml:"max_concurrent"` // default 32
+	User          string            `toml:"user"`
+	Group         string            `toml:"group"`
+	Env           map[string]string `toml:"env"` // added to the meta-variables (which win on a clash)
 }
 
 // Scaling is a pool's scaling mode.

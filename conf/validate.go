@@ -243,7 +243,7 @@ func (d *decoder) route(key string, r *Route, c *Config, base string) {
 	if r.CGI == "" {
 		// These keys mean something only for one-shot CGI; accepting
 		// them elsewhere would let a reader believe they apply.
-		for _, k := range []string{"timeout", "max_concurrent", "user", "group"} {
+		for _, k := range []string{"timeout", "max_concurrent", "user", "group", "env"} {
 			if d.isSet(key + "." + k) {
 				d.errorf(key+"."+k, "only applies to cgi routes")
 			}
@@ -255,6 +255,22 @@ func (d *decoder) route(key string, r *Route, c *Config, base string) {
 	d.notNegative(key+".timeout", r.Timeout)
 	if r.MaxConcurrent < 1 {
 		d.errorf(key+".max_concurrent", "must be at least 1, got %d", r.MaxConcurrent)
+	}
+	d.env(key+".env", r.Env)
+}
+
+// env checks an environment table: names non-empty, without '=' or NUL;
+// values without NUL.
+func (d *decoder) env(key string, env map[string]string) {
+	for _, name := range sortedKeys(env) {
+		switch {
+		case name == "":
+			d.errorf(keyChild(key, name), "empty variable name")
+		case strings.ContainsAny(name, "=\x00"):
+			d.errorf(keyChild(key, name), "variable name must not contain '=' or a NUL byte")
+		case strings.IndexByte(env[name], 0) >= 0:
+			d.errorf(keyChild(key, name), "value contains a NUL byte")
+		}
 	}
 }
 
@@ -317,16 +333,7 @@ func (d *decoder) pool(key string, p *Pool, s *Server, base string) (listen, boo
 			d.errorf(keyElem(k("command"), i), "contains a NUL byte")
 		}
 	}
-	for _, name := range sortedKeys(p.Env) {
-		switch {
-		case name == "":
-			d.errorf(keyChild(k("env"), name), "empty variable name")
-		case strings.ContainsAny(name, "=\x00"):
-			d.errorf(keyChild(k("env"), name), "variable name must not contain '=' or a NUL byte")
-		case strings.IndexByte(p.Env[name], 0) >= 0:
-			d.errorf(keyChild(k("env"), name), "value contains a NUL byte")
-		}
-	}
+	d.env(k("env"), p.Env)
 	for i, name := range p.InheritEnv {
 		if name == "" || strings.ContainsAny(name, "=\x00") {
 			d.errorf(keyElem(k("inherit_env"), i), "%q is not a variable name (non-empty, without '=' or NUL)", name)
