@@ -13,6 +13,7 @@ import (
 type request struct {
 	r              *http.Request
 	scriptName     string
+	scriptFilename string // "" = documentRoot + scriptName
 	pathInfo       string
 	documentRoot   string
 	contentLength  int64
@@ -43,7 +44,11 @@ func metaVars(vars []fastcgi.Param, q *request) []fastcgi.Param {
 	add("DOCUMENT_URI", r.URL.Path)
 	add("QUERY_STRING", r.URL.RawQuery)
 	add("SCRIPT_NAME", q.scriptName)
-	add("SCRIPT_FILENAME", q.documentRoot+q.scriptName)
+	if q.scriptFilename != "" {
+		add("SCRIPT_FILENAME", q.scriptFilename)
+	} else {
+		add("SCRIPT_FILENAME", q.documentRoot+q.scriptName)
+	}
 	add("DOCUMENT_ROOT", q.documentRoot)
 	add("PATH_INFO", q.pathInfo)
 	if q.pathInfo != "" {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/fastcgi"
+	"github.com/fcgivisor/fcgivisor/spawner"
 	"github.com/fcgivisor/fcgivisor/supervisor"
 )
 
@@ -31,12 +32,29 @@ const spoolInMemory = 1 << 20
 
 // Server is the HTTP front.
 type Server struct {
-	table    atomic.Pointer[table] // swapped whole by Update (reload)
-	log      *slog.Logger
-	software string
-	srv      *http.Server
-	wg       sync.WaitGroup
-	bufs     sync.Pool // *buffers
+	table      atomic.Pointer[table] // swapped whole by Update (reload)
+	log        *slog.Logger
+	software   string
+	reaper     *spawner.Reaper
+	privileged bool
+	srv        *http.Server
+	wg         sync.WaitGroup
+	bufs       sync.Pool // *buffers
+
+	running sync.WaitGroup // CGI runs (cgi.go)
+	procsMu sync.Mutex
+	procs   map[*spawner.Process]struct{}
+}
+
+// Options are what the front needs besides the config and pools.
+type Options struct {
+	Log      *slog.Logger
+	Software string // SERVER_SOFTWARE, "fcgivisor/VERSION"
+	// Reaper starts CGI programs (cgi routes, cgi_fallback).
+	Reaper *spawner.Reaper
+	// Privileged: fcgivisor runs as root, so cgi routes' user and group
+	// apply (CheckPrivileges has checked them).
+	Privileged bool
 }
 
 // table is what a request is served by: the [http] settings and the
@@ -47,26 +65,49 @@ type table struct {
 	routes []*route
 }
 
-func newTable(cfg *conf.Config, pools map[string]*supervisor.Pool) (*table, error) {
+// newTable binds cfg's routes; old (nil at start) lends its cgi routes'
+// concurrency counters to the same routes of the new table.
+func newTable(cfg *conf.Config, pools map[string]*supervisor.Pool, privileged bool, old *table) (*table, error) {
 	t := &table{cfg: &cfg.HTTP}
-	for _, rc := range cfg.HTTP.Routes {
+	for i, rc := range cfg.HTTP.Routes {
 		rt := &route{cfg: rc}
-		if rc.Pool != "" {
+		switch {
+		case rc.Pool != "":
 			rt.pool = pools[rc.Pool]
 			if rt.pool == nil {
-				return nil, fmt.Errorf("route %s: no pool %q", rc.Prefix, rc.Pool)
+				return nil, fmt.Errorf("http.route[%d].pool: no pool %q", i, rc.Pool)
 			}
+		case rc.CGI != "":
+			var prev *cgiRoute
+			if old != nil {
+				prev = old.cgiRoute(rc)
+			}
+			c, err := newCGIRoute(rc, privileged, prev)
+			if err != nil {
+				return nil, fmt.Errorf("http.route[%d]: %w", i, err)
+			}
+			rt.cgi = c
 		}
 		t.routes = append(t.routes, rt)
 	}
 	return t, nil
 }
 
+// cgiRoute finds the cgi route of t with rc's prefix and directory.
+func (t *table) cgiRoute(rc *conf.Route) *cgiRoute {
+	for _, rt := range t.routes {
+		if rt.cgi != nil && rt.cfg.Prefix == rc.Prefix && rt.cfg.CGI == rc.CGI {
+			return rt.cgi
+		}
+	}
+	return nil
+}
+
 // Update swaps in the routes and [http] settings of a reloaded config.
 // read_header_timeout, idle_timeout and max_header_bytes belong to the
 // HTTP server and change at the next restart.
 func (s *Server) Update(cfg *conf.Config, pools map[string]*supervisor.Pool) error {
-	t, err := newTable(cfg, pools)
+	t, err := newTable(cfg, pools, s.privileged, s.table.Load())
 	if err != nil {
 		return err
 	}
@@ -82,8 +123,9 @@ type buffers struct {
 }
 
 // New builds the front for cfg; pools holds every pool by name.
-func New(cfg *conf.Config, pools map[string]*supervisor.Pool, log *slog.Logger, software string) (*Server, error) {
-	s := &Server{log: log, software: software}
+func New(cfg *conf.Config, pools map[string]*supervisor.Pool, o Options) (*Server, error) {
+	log := o.Log
+	s := &Server{log: log, software: o.Software, reaper: o.Reaper, privileged: o.Privileged}
 	if err := s.Update(cfg, pools); err != nil {
 		return nil, err
 	}
@@ -115,13 +157,17 @@ func (s *Server) Serve(ls []net.Listener) {
 }
 
 // Shutdown stops accepting, waits for in-flight requests until ctx is done,
-// then closes what remains. It returns once every listener goroutine ended.
+// then closes what remains and kills the CGI programs still running. It
+// returns once every listener goroutine ended and every CGI program was
+// reaped.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
+		s.killCGI()
 	}
 	s.wg.Wait()
+	s.running.Wait()
 	return err
 }
 
@@ -150,21 +196,21 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case rt.pool != nil:
-			s.serveFastCGI(t.cfg, w, r, rt, scriptName, pathInfo)
-		case rt.cfg.Static != "":
+			s.serveFastCGI(t, w, r, rt, scriptName, pathInfo)
+		case rt.cgi != nil:
+			s.serveCGI(t, w, r, rt)
+		default:
 			if !s.serveStatic(w, r, rt) {
 				continue // try_files: the next matching route
 			}
-		default:
-			// cgi routes are the subject of a later issue.
-			http.Error(w, "Not Implemented", http.StatusNotImplemented)
 		}
 		return
 	}
 	http.Error(w, "Not Found", http.StatusNotFound)
 }
 
-func (s *Server) serveFastCGI(cfg *conf.HTTP, w http.ResponseWriter, r *http.Request, rt *route, scriptName, pathInfo string) {
+func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, rt *route, scriptName, pathInfo string) {
+	cfg := t.cfg
 	body, length, status := readBody(cfg, r, s.log)
 	if status != 0 {
 		http.Error(w, http.StatusText(status), status)
@@ -172,6 +218,11 @@ func (s *Server) serveFastCGI(cfg *conf.HTTP, w http.ResponseWriter, r *http.Req
 	}
 	if c, ok := body.(io.Closer); ok {
 		defer c.Close()
+	}
+	if body != nil {
+		// A worker may answer while it reads the body (an echo): without
+		// this an HTTP/1 response that starts cuts the request body short.
+		http.NewResponseController(w).EnableFullDuplex()
 	}
 	q := &request{
 		r:              r,
@@ -222,6 +273,9 @@ func (s *Server) serveFastCGI(cfg *conf.HTTP, w http.ResponseWriter, r *http.Req
 		code = 502
 		s.log.Warn("worker failed mid-response", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
 		panic(http.ErrAbortHandler)
+	case rt.pool.CanFallback(err):
+		// Nothing was sent to a worker: the body is unread.
+		code = s.serveFallback(t, w, r, q, body, rt, err)
 	case errors.Is(err, supervisor.ErrQueueTimeout), errors.Is(err, supervisor.ErrFailing), errors.Is(err, supervisor.ErrStopping),
 		errors.Is(err, supervisor.ErrNotAccepted):
 		s.log.Warn("pool cannot serve", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)

@@ -25,6 +25,14 @@ var errBadResponse = errors.New("malformed CGI response header")
 // headers are dropped. The body follows in br. On error h may hold part of
 // the headers: clear it before answering.
 func readCGIResponse(r io.Reader, br *bufio.Reader, h http.Header) (status int, err error) {
+	status, _, err = readCGIHeader(r, br, h)
+	return status, err
+}
+
+// readCGIHeader is readCGIResponse that also reports whether the status
+// came from a Status header (explicit): a path-only Location without one
+// is a local redirect for a CGI program (RFC 3875 6.2.2).
+func readCGIHeader(r io.Reader, br *bufio.Reader, h http.Header) (status int, explicit bool, err error) {
 	lr := &io.LimitedReader{R: r, N: maxResponseHeader}
 	br.Reset(lr)
 	var long []byte // a line longer than br's buffer, assembled
@@ -42,11 +50,11 @@ func readCGIResponse(r io.Reader, br *bufio.Reader, h http.Header) (status int, 
 		if err != nil {
 			switch {
 			case lr.N <= 0:
-				return 0, fmt.Errorf("%w: header block over %d bytes", errBadResponse, maxResponseHeader)
+				return 0, false, fmt.Errorf("%w: header block over %d bytes", errBadResponse, maxResponseHeader)
 			case !errors.Is(err, io.EOF):
-				return 0, err
+				return 0, false, err
 			case !seen && len(line) == 0:
-				return 0, fmt.Errorf("%w: empty response: %w", errBadResponse, io.ErrUnexpectedEOF)
+				return 0, false, fmt.Errorf("%w: empty response: %w", errBadResponse, io.ErrUnexpectedEOF)
 			}
 			// EOF ends the header block: a response without a body.
 		}
@@ -57,7 +65,7 @@ func readCGIResponse(r io.Reader, br *bufio.Reader, h http.Header) (status int, 
 		}
 		i := bytes.IndexByte(line, ':')
 		if i <= 0 || line[0] == ' ' || line[0] == '\t' || bytes.ContainsAny(line[:i], " \t") {
-			return 0, fmt.Errorf("%w: bad header line %.80q", errBadResponse, line)
+			return 0, false, fmt.Errorf("%w: bad header line %.80q", errBadResponse, line)
 		}
 		k := textproto.CanonicalMIMEHeaderKey(string(line[:i]))
 		h[k] = append(h[k], string(bytes.TrimSpace(line[i+1:])))
@@ -71,9 +79,9 @@ func readCGIResponse(r io.Reader, br *bufio.Reader, h http.Header) (status int, 
 		s := strings.TrimSpace(v[0])
 		code, err := strconv.Atoi(s[:min(3, len(s))])
 		if err != nil || code < 100 || code > 999 {
-			return 0, fmt.Errorf("%w: bad Status %q", errBadResponse, v[0])
+			return 0, false, fmt.Errorf("%w: bad Status %q", errBadResponse, v[0])
 		}
-		status = code
+		status, explicit = code, true
 		delete(h, "Status")
 	} else if len(h["Location"]) > 0 {
 		status = http.StatusFound
@@ -81,7 +89,7 @@ func readCGIResponse(r io.Reader, br *bufio.Reader, h http.Header) (status int, 
 	for _, k := range hopByHop {
 		delete(h, k)
 	}
-	return status, nil
+	return status, explicit, nil
 }
 
 var hopByHop = []string{"Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "Proxy-Connection", "Te", "Trailer"}

@@ -11,6 +11,7 @@ import (
 type route struct {
 	cfg  *conf.Route
 	pool *supervisor.Pool // pool routes
+	cgi  *cgiRoute        // cgi routes
 }
 
 // match reports whether the route serves urlPath and, if so, how the path

@@ -1,4 +1,4 @@
-package supervisor
+package spawner
 
 import (
 	"bufio"
@@ -7,13 +7,13 @@ import (
 	"log/slog"
 )
 
-// maxLine is the longest worker output line logged as one record; longer
+// maxLine is the longest output line logged as one record; longer
 // lines are split and the pieces marked (DESIGN.md "Logs").
 const maxLine = 16 << 10
 
-// logLines logs what a worker writes to stdout or stderr, one record per
+// LogLines logs what a process writes to stdout or stderr, one record per
 // line, until r ends; last, when set, gets each line too.
-func logLines(r io.Reader, log *slog.Logger, stream string, last func(string)) {
+func LogLines(r io.Reader, log *slog.Logger, stream string, last func(string)) {
 	br := bufio.NewReaderSize(r, maxLine)
 	continued := false
 	for {

@@ -139,6 +139,7 @@ type Pool struct {
 	workers    map[*worker]struct{}
 	idle       []*slot // free slots, used LIFO
 	waiters    []*waiter
+	fallbacks  int    // CGI fallback runs going on (fallback.go)
 	failures   int    // young deaths in a row
 	lastErr    string // last unexpected exit / start error
 	lastStderr string // last line a worker wrote to stderr
@@ -563,10 +564,10 @@ func (p *Pool) start() (*worker, error) {
 	w.log.Debug("worker started", "socket", path)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); logLines(stdoutR, w.log, "stdout", nil) }()
+	go func() { defer wg.Done(); spawner.LogLines(stdoutR, w.log, "stdout", nil) }()
 	go func() {
 		defer wg.Done()
-		logLines(stderrR, w.log, "stderr", func(line string) {
+		spawner.LogLines(stderrR, w.log, "stderr", func(line string) {
 			p.mu.Lock()
 			p.lastStderr = line
 			p.mu.Unlock()

@@ -460,27 +460,6 @@ func TestWorkerOutputLoggedWithPoolAndPid(t *testing.T) {
 	eventually(t, "worker stderr in the log", func() bool { return strings.Contains(tp.log.String(), want) })
 }
 
-func TestLogLinesSplitsLongLines(t *testing.T) {
-	var b bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&b, nil))
-	long := strings.Repeat("x", maxLine+10)
-	logLines(strings.NewReader("one\n"+long+"\nlast-no-newline"), log, "stdout", nil)
-	out := b.String()
-	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("got %d records, want 4 (one, 2 pieces of the long line, last):\n%s", len(lines), out)
-	}
-	if !strings.Contains(lines[0], "msg=one") || strings.Contains(lines[0], "split") {
-		t.Fatalf("first record %q", lines[0])
-	}
-	if !strings.Contains(lines[1], "split=true") || !strings.Contains(lines[2], "split=true") {
-		t.Fatalf("long line pieces not marked: %q / %q", lines[1][:40], lines[2])
-	}
-	if !strings.Contains(lines[3], "msg=last-no-newline") {
-		t.Fatalf("last record %q", lines[3])
-	}
-}
-
 func TestWorkerEnvIsAllowlist(t *testing.T) {
 	cfg := &conf.Pool{Env: map[string]string{"B": "2", "A": "1"}, InheritEnv: []string{"PATH", "MISSING"}}
 	got := workerEnv(cfg, func(k string) (string, bool) {

@@ -59,6 +59,11 @@ type Totals struct {
 	// MaxWorkersReached counts the times the scaler wanted another worker
 	// but the pool was at max_workers.
 	MaxWorkersReached int64 `json:"max_workers_reached"`
+	// CGIFallbacks counts requests served by running the command once as
+	// CGI (cgi_fallback); CGIFallbacksRefused those answered 503 because
+	// max_workers such runs were going on already.
+	CGIFallbacks        int64 `json:"cgi_fallbacks"`
+	CGIFallbacksRefused int64 `json:"cgi_fallbacks_refused"`
 }
 
 // Observe records the HTTP status the front answered for a request of this

@@ -259,12 +259,18 @@ func (in *instance) summary() string {
 	return fmt.Sprintf("%d pools, %d workers, listening on %s", len(in.cfg.Pools()), workers, strings.Join(in.cfg.HTTP.Listen, ", "))
 }
 
-// checkPrivileges checks every pool's user and group (all errors at once).
+// checkPrivileges checks the user and group of every pool and cgi route
+// (all errors at once).
 func (in *instance) checkPrivileges(cfg *conf.Config) error {
 	var errs []error
 	for _, pc := range cfg.Pools() {
 		if err := supervisor.CheckPrivileges(pc, in.env.Privileged, in.log); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", cfg.File, err))
+		}
+	}
+	if err := front.CheckPrivileges(cfg, in.env.Privileged, in.log); err != nil {
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			errs = append(errs, fmt.Errorf("%s: %w", cfg.File, e))
 		}
 	}
 	return errors.Join(errs...)

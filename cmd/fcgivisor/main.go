@@ -332,7 +332,9 @@ func run(path string) error {
 		<-pr.pool.Ready()
 	}
 
-	in.srv, err = front.New(cfg, poolMap(in.pools), log, "fcgivisor/"+fullVersion())
+	in.srv, err = front.New(cfg, poolMap(in.pools), front.Options{
+		Log: log, Software: "fcgivisor/" + fullVersion(), Reaper: reaper, Privileged: in.env.Privileged,
+	})
 	if err != nil {
 		stopHard()
 		in.stopPools()

@@ -1,0 +1,538 @@
+package front
+
+// One-shot CGI (RFC 3875): cgi routes run a script under their directory
+// once per request, and pools with cgi_fallback run their command once
+// when they cannot serve. Both go through runCGI: the meta-variables of
+// metaVars (the FastCGI params) become the environment, the body streams
+// to stdin, stdout is read by the FastCGI path's response parser and
+// stderr is logged line by line.
+//
+// Choices, where RFC 3875 and the issue leave room:
+//   - The script is the first path segment after the route prefix that is
+//     an executable regular file under the directory; a directory segment
+//     continues the walk; the rest of the path is PATH_INFO. Paths are
+//     resolved through an os.Root, so no "..", symlink or absolute link
+//     leads outside the directory (404). Empty segments ("//") and dotfile
+//     segments are 404; a directory, a non-executable or special file 403.
+//   - The working directory is the script's directory (RFC 3875 9.3 asks
+//     for it; Apache does it).
+//   - The environment is exactly the meta-variables, then the route's env
+//     for names the meta-variables do not set, then PATH
+//     (defaultCGIPath) when neither does. Nothing of fcgivisor's own
+//     environment is passed.
+//   - A path-only Location ("/path?q") without Status is a local redirect
+//     (RFC 3875 6.2.2): the front serves GET for it through its routes,
+//     without the body, up to maxLocalRedirects times.
+//   - timeout (route) or request_timeout (fallback) SIGKILLs the program's
+//     process group: 504 if nothing was answered yet, else the client
+//     connection is cut. A client that goes away gets the group killed
+//     too. A program that ends normally leaves what it started in the
+//     background alone, unless that still holds its stdout open: then
+//     the response does not end, and the timeout applies.
+//   - max_concurrent runs per route; more wait up to cgiQueueTimeout, then
+//     503 with Retry-After.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/spawner"
+)
+
+const (
+	// defaultCGIPath is the PATH of a CGI script whose route env sets none
+	// (a "#!/usr/bin/env perl" line needs one).
+	defaultCGIPath = "/usr/local/bin:/usr/bin:/bin"
+	// cgiQueueTimeout is how long a request waits for one of a cgi route's
+	// max_concurrent places (DESIGN.md: "more wait (queue_timeout 5s)").
+	cgiQueueTimeout = 5 * time.Second
+	// maxLocalRedirects bounds a chain of local redirects.
+	maxLocalRedirects = 10
+	// stderrGrace is how long stderr is read after the program exited, in
+	// case something it forked holds the pipe (exec.Cmd's WaitDelay).
+	stderrGrace = time.Second
+)
+
+// cgiRoute is what a cgi route needs at request time, built with the table.
+type cgiRoute struct {
+	dir   string
+	cred  *syscall.Credential
+	env   []string      // route env, sorted; PATH added when unset
+	slots chan struct{} // max_concurrent places, carried across reloads
+}
+
+func newCGIRoute(rc *conf.Route, privileged bool, old *cgiRoute) (*cgiRoute, error) {
+	c := &cgiRoute{dir: rc.CGI}
+	if privileged {
+		cred, err := spawner.Credential(rc.User, rc.Group)
+		if err != nil {
+			return nil, err
+		}
+		c.cred = cred
+	}
+	hasPath := false
+	for _, k := range slices.Sorted(maps.Keys(rc.Env)) {
+		c.env = append(c.env, k+"="+rc.Env[k])
+		hasPath = hasPath || k == "PATH"
+	}
+	if !hasPath {
+		c.env = append(c.env, "PATH="+defaultCGIPath)
+	}
+	if old != nil && cap(old.slots) == rc.MaxConcurrent {
+		c.slots = old.slots // runs going on keep counting
+	} else {
+		c.slots = make(chan struct{}, rc.MaxConcurrent)
+	}
+	return c, nil
+}
+
+// CheckPrivileges checks the user and group of cgi routes against how
+// fcgivisor runs, as supervisor.CheckPrivileges does for pools: as root a
+// cgi route must name its user (user = "root" to mean it); as another
+// user, user and group are ignored with a warning.
+func CheckPrivileges(cfg *conf.Config, privileged bool, log *slog.Logger) error {
+	var errs []error
+	for i, rc := range cfg.HTTP.Routes {
+		if rc.CGI == "" {
+			continue
+		}
+		key := fmt.Sprintf("http.route[%d]", i)
+		if !privileged {
+			if rc.User != "" || rc.Group != "" {
+				log.Warn("user and group are ignored: fcgivisor does not run as root", "route", key)
+			}
+			continue
+		}
+		if rc.User == "" {
+			errs = append(errs, fmt.Errorf("%s.user: fcgivisor runs as root and refuses to run CGI scripts as root unless the route says so: set user (e.g. \"www-data\"), or user = \"root\"", key))
+			continue
+		}
+		if _, err := spawner.Credential(rc.User, rc.Group); err != nil {
+			k := "user"
+			if _, uerr := spawner.Credential(rc.User, ""); uerr == nil {
+				k = "group"
+			}
+			errs = append(errs, fmt.Errorf("%s.%s: %w", key, k, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// findScript finds the script a request path names under dir (see the
+// choices above). rest is the path after the route prefix, starting with
+// "/" or empty. It returns the script's path relative to dir and the rest
+// of the path (PATH_INFO), or the status to answer.
+func findScript(dir, rest string) (script, pathInfo string, status int) {
+	if rest == "" || rest == "/" {
+		return "", "", http.StatusForbidden
+	}
+	if rest[0] != '/' {
+		return "", "", http.StatusNotFound
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return "", "", http.StatusInternalServerError
+	}
+	defer root.Close()
+	end := 0 // rest[:end] is the part walked so far
+	for end < len(rest) {
+		next := strings.IndexByte(rest[end+1:], '/')
+		if next < 0 {
+			next = len(rest)
+		} else {
+			next += end + 1
+		}
+		seg := rest[end+1 : next]
+		switch {
+		case seg == "" && next == len(rest):
+			return "", "", http.StatusForbidden // "dir/": a directory
+		case seg == "" || seg[0] == '.':
+			return "", "", http.StatusNotFound // "//", dotfiles, "..", "."
+		}
+		rel := rest[1:next]
+		fi, err := root.Stat(rel)
+		switch {
+		case err != nil:
+			// Missing, or a symlink that leads outside dir: both 404.
+			return "", "", http.StatusNotFound
+		case fi.IsDir():
+			end = next
+			continue
+		case fi.Mode().IsRegular() && fi.Mode()&0o111 != 0:
+			return rel, rest[next:], 0
+		default:
+			return "", "", http.StatusForbidden
+		}
+	}
+	return "", "", http.StatusForbidden
+}
+
+// serveCGI serves a request of a cgi route.
+func (s *Server) serveCGI(t *table, w http.ResponseWriter, r *http.Request, rt *route) {
+	base := strings.TrimSuffix(rt.cfg.Prefix, "/")
+	script, pathInfo, status := findScript(rt.cgi.dir, r.URL.Path[len(base):])
+	if status != 0 {
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
+	if !rt.cgi.acquire(r.Context()) {
+		if r.Context().Err() == nil {
+			s.log.Warn("cgi route busy: max_concurrent runs for 5 s", "route", rt.cfg.Prefix, "uri", r.RequestURI)
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+		}
+		return
+	}
+	redirect := s.runScript(t, w, r, rt, script, pathInfo)
+	<-rt.cgi.slots
+	if redirect != "" {
+		s.localRedirect(t, w, r, redirect)
+	}
+}
+
+// acquire takes one of the route's max_concurrent places, waiting up to
+// cgiQueueTimeout; release with <-c.slots.
+func (c *cgiRoute) acquire(ctx context.Context) bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	default:
+	}
+	timer := time.NewTimer(cgiQueueTimeout)
+	defer timer.Stop()
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// runScript runs a cgi route's script; see runCGI for the redirect.
+func (s *Server) runScript(t *table, w http.ResponseWriter, r *http.Request, rt *route, script, pathInfo string) (redirect string) {
+	base := strings.TrimSuffix(rt.cfg.Prefix, "/")
+	body, length, status := readBody(t.cfg, r, s.log)
+	if status != 0 {
+		http.Error(w, http.StatusText(status), status)
+		return ""
+	}
+	if c, ok := body.(io.Closer); ok {
+		defer c.Close()
+	}
+	scriptFilename := path.Join(rt.cgi.dir, script)
+	q := &request{
+		r:              r,
+		scriptName:     base + "/" + script,
+		scriptFilename: scriptFilename,
+		pathInfo:       pathInfo,
+		documentRoot:   t.cfg.DocumentRoot,
+		contentLength:  length,
+		serverSoftware: s.software,
+	}
+	spec := spawner.Spec{
+		Path:       scriptFilename,
+		Args:       []string{scriptFilename},
+		Dir:        path.Dir(scriptFilename),
+		Env:        cgiEnv(q, rt.cgi.env),
+		Credential: rt.cgi.cred,
+	}
+	_, redirect = s.runCGI(w, r, spec, body, rt.cfg.Timeout, s.log.With("script", scriptFilename))
+	return redirect
+}
+
+// serveFallback serves a request of pool rt.pool, which could not serve
+// it, by running the pool's command once as CGI. It reports the status
+// answered.
+func (s *Server) serveFallback(t *table, w http.ResponseWriter, r *http.Request, q *request, body io.Reader, rt *route, why error) int {
+	pool := rt.pool
+	fb, err := pool.Fallback()
+	if err != nil {
+		s.log.Warn("pool cannot serve and CGI fallback refused", "pool", pool.Name(), "uri", r.RequestURI, "why", why, "err", err)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
+		return http.StatusServiceUnavailable
+	}
+	s.log.Warn("pool cannot serve: CGI fallback", "pool", pool.Name(), "uri", r.RequestURI, "why", why)
+	spec := fb.Spec
+	spec.Env = cgiEnv(q, fb.Spec.Env)
+	code, redirect := s.runCGI(w, r, spec, body, fb.Timeout, s.log.With("pool", pool.Name(), "cgi_fallback", true))
+	fb.Done()
+	if redirect != "" {
+		return s.localRedirect(t, w, r, redirect)
+	}
+	return code
+}
+
+// cgiEnv is the environment of a CGI run: the meta-variables, then extra
+// ("K=V", sorted) for names they do not set.
+func cgiEnv(q *request, extra []string) []string {
+	vars := metaVars(nil, q)
+	env := make([]string, 0, len(vars)+len(extra))
+	set := make(map[string]bool, len(vars))
+	for _, v := range vars {
+		env = append(env, v.Name+"="+v.Value)
+		set[v.Name] = true
+	}
+	for _, kv := range extra {
+		if k, _, _ := strings.Cut(kv, "="); !set[k] {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// redirectDepth counts the local redirects a request went through.
+type redirectDepth struct{}
+
+// runCGI runs spec as a CGI program for the request and answers with what
+// it prints. It returns once the program has exited (or was killed), and
+// reports the status answered (499 when the client went away), or, for a
+// local redirect, the location to serve in its place, with nothing
+// answered: the caller serves it (localRedirect) once it has given back
+// its concurrency place.
+func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spec, body io.Reader, timeout time.Duration, log *slog.Logger) (code int, redirect string) {
+	if body != nil {
+		// The program may answer while it reads (cat): without this an
+		// HTTP/1 response that starts cuts the request body short.
+		http.NewResponseController(w).EnableFullDuplex()
+	}
+	c, err := s.reaper.StartCGI(spec)
+	if err != nil {
+		if spawner.IsPermission(err) {
+			log.Warn("cgi program may not be run", "err", err)
+			http.Error(w, "Forbidden", http.StatusForbidden)
+			return http.StatusForbidden, ""
+		}
+		log.Error("cgi program failed to start", "err", err)
+		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		return http.StatusInternalServerError, ""
+	}
+	log = log.With("pid", c.Pid)
+	s.running.Add(1)
+	defer s.running.Done()
+
+	var timedOut, gone bool
+	var mu sync.Mutex // guards timedOut and gone, set from timer/context callbacks
+	kill := func() {
+		c.SignalGroup(syscall.SIGKILL)
+		// Unblock our reads and writes even if something that escaped the
+		// group still holds the pipes.
+		c.Stdout.SetReadDeadline(time.Now())
+		c.Stdin.SetWriteDeadline(time.Now())
+	}
+	var timer *time.Timer
+	if timeout > 0 {
+		timer = time.AfterFunc(timeout, func() {
+			mu.Lock()
+			timedOut = true
+			mu.Unlock()
+			log.Warn("cgi program timed out: killing its process group", "timeout", timeout)
+			kill()
+		})
+	}
+	stopCtx := context.AfterFunc(r.Context(), func() {
+		mu.Lock()
+		gone = true
+		mu.Unlock()
+		kill()
+	})
+	unregister := s.trackCGI(c.Process)
+
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		spawner.LogLines(c.Stderr, log, "stderr", nil)
+	}()
+	go func() {
+		defer wg.Done()
+		if body != nil {
+			buf := make([]byte, 32<<10)
+			io.CopyBuffer(c.Stdin, body, buf) // EPIPE: the program did not read it all
+		}
+		c.Stdin.Close()
+	}()
+	defer func() {
+		// The response is over (or failed): wait for the program, bounded
+		// by the timeout, then for the readers.
+		c.Stdout.Close()
+		<-c.Done()
+		if timer != nil {
+			timer.Stop()
+		}
+		stopCtx()
+		unregister()
+		c.Stdin.SetWriteDeadline(time.Now()) // a grandchild may hold stdin unread
+		grace := time.AfterFunc(stderrGrace, func() { c.Stderr.SetReadDeadline(time.Now()) })
+		wg.Wait()
+		grace.Stop()
+		c.Stderr.Close()
+		if st := c.Status(); st.Exited() && st.ExitStatus() != 0 {
+			log.Info("cgi program exited", "status", st.ExitStatus())
+		}
+	}()
+	failed := func() (int, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case gone:
+			return 499, true
+		case timedOut:
+			return http.StatusGatewayTimeout, true
+		}
+		return 0, false
+	}
+
+	bufs := s.bufs.Get().(*buffers)
+	defer s.bufs.Put(bufs)
+	defer bufs.br.Reset(nil)
+	status, explicit, err := readCGIHeader(c.Stdout, bufs.br, w.Header())
+	if err != nil {
+		clear(w.Header())
+		c.SignalGroup(syscall.SIGKILL)
+		if code, ok := failed(); ok {
+			if code == http.StatusGatewayTimeout {
+				http.Error(w, "Gateway Timeout", code)
+			}
+			return code, ""
+		}
+		<-c.Done()
+		log.Error("cgi program sent no valid response", "err", err, "exit", describeExit(c.Status()))
+		http.Error(w, "Bad Gateway", http.StatusBadGateway)
+		return http.StatusBadGateway, ""
+	}
+	if loc := w.Header().Get("Location"); !explicit && isLocalRedirect(loc) {
+		clear(w.Header())
+		return 0, loc // the program's document, if any, is not sent
+	}
+	w.WriteHeader(status)
+	pending := func() int { return pipeReady(c.Stdout) }
+	_, rerr, werr := copyBody(w, bufs.br, pending, bufs.copy)
+	if werr != nil {
+		c.SignalGroup(syscall.SIGKILL)
+		return 499, ""
+	}
+	if rerr != nil {
+		c.SignalGroup(syscall.SIGKILL)
+		if code, ok := failed(); ok && code == 499 {
+			return code, ""
+		}
+		log.Warn("cgi program failed mid-response", "err", rerr)
+		panic(http.ErrAbortHandler) // headers are out: cut the connection
+	}
+	return status, ""
+}
+
+// localRedirect serves GET loc through the routes in place of the CGI
+// program's answer (RFC 3875 6.2.2).
+func (s *Server) localRedirect(t *table, w http.ResponseWriter, r *http.Request, loc string) int {
+	depth, _ := r.Context().Value(redirectDepth{}).(int)
+	if depth >= maxLocalRedirects {
+		s.log.Error("too many local redirects", "uri", r.RequestURI, "location", loc)
+		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
+		return http.StatusInternalServerError
+	}
+	u, err := url.ParseRequestURI(loc)
+	if err != nil {
+		s.log.Error("bad local redirect", "uri", r.RequestURI, "location", loc, "err", err)
+		http.Error(w, "Bad Gateway", http.StatusBadGateway)
+		return http.StatusBadGateway
+	}
+	r2 := r.Clone(context.WithValue(r.Context(), redirectDepth{}, depth+1))
+	r2.Method = http.MethodGet
+	r2.URL = u
+	r2.RequestURI = loc
+	r2.Body = http.NoBody
+	r2.ContentLength = 0
+	r2.TransferEncoding = nil
+	r2.Header.Del("Content-Length")
+	r2.Header.Del("Content-Type")
+	sw := &statusWriter{ResponseWriter: w}
+	s.serve(t, sw, r2)
+	if sw.status == 0 {
+		return http.StatusOK
+	}
+	return sw.status
+}
+
+// isLocalRedirect: a path-only Location ("/x", not "//host/x").
+func isLocalRedirect(loc string) bool {
+	return strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//")
+}
+
+// pipeWait is how long pipeReady waits for more output before it says
+// none is coming: a program writes its response and exits, and the exit
+// (EOF) reaches us a moment after the last write.
+const pipeWait = 2 // ms
+
+// pipeReady reports whether a read from the pipe would not block within
+// pipeWait: data is there, or the writers are gone (EOF next). copyBody
+// flushes what it wrote only when it would block, so a response the
+// program writes at once goes out in one write with a Content-Length,
+// while a program that pauses has what it wrote sent pipeWait later.
+func pipeReady(f *os.File) int {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	ready := 0
+	rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, pipeWait); err == nil && n > 0 {
+			ready = 1
+		}
+	})
+	return ready
+}
+
+// trackCGI registers a running program so that Shutdown can kill it when
+// the grace period is over; the returned func unregisters it.
+func (s *Server) trackCGI(p *spawner.Process) func() {
+	s.procsMu.Lock()
+	if s.procs == nil {
+		s.procs = make(map[*spawner.Process]struct{})
+	}
+	s.procs[p] = struct{}{}
+	s.procsMu.Unlock()
+	return func() {
+		s.procsMu.Lock()
+		delete(s.procs, p)
+		s.procsMu.Unlock()
+	}
+}
+
+// killCGI kills every running CGI program's process group.
+func (s *Server) killCGI() {
+	s.procsMu.Lock()
+	defer s.procsMu.Unlock()
+	for p := range s.procs {
+		p.SignalGroup(syscall.SIGKILL)
+	}
+}
+
+func describeExit(st unix.WaitStatus) string {
+	switch {
+	case st.Exited():
+		return fmt.Sprintf("exit status %d", st.ExitStatus())
+	case st.Signaled():
+		return "killed by " + st.Signal().String()
+	}
+	return "unknown"
+}

@@ -1,0 +1,338 @@
+package front
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/spawner"
+)
+
+func writeScript(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFindScript(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "cgi")
+	writeScript(t, filepath.Join(dir, "a.sh"), "#!/bin/sh\n")
+	writeScript(t, filepath.Join(dir, "sub", "b.sh"), "#!/bin/sh\n")
+	writeScript(t, filepath.Join(dir, ".hidden.sh"), "#!/bin/sh\n")
+	writeScript(t, filepath.Join(base, "outside.sh"), "#!/bin/sh\n")
+	os.WriteFile(filepath.Join(dir, "data.txt"), []byte("x"), 0o644)
+	os.Symlink("../outside.sh", filepath.Join(dir, "out.sh"))
+	os.Symlink(filepath.Join(base, "outside.sh"), filepath.Join(dir, "abs.sh"))
+	os.Symlink("a.sh", filepath.Join(dir, "in.sh"))
+	os.Symlink("..", filepath.Join(dir, "up"))
+	for _, tc := range []struct {
+		rest, script, pathInfo string
+		status                 int
+	}{
+		{rest: "/a.sh", script: "a.sh"},
+		{rest: "/a.sh/x/y", script: "a.sh", pathInfo: "/x/y"},
+		{rest: "/a.sh/", script: "a.sh", pathInfo: "/"},
+		{rest: "/sub/b.sh/p", script: "sub/b.sh", pathInfo: "/p"},
+		{rest: "/in.sh/p", script: "in.sh", pathInfo: "/p"}, // a symlink that stays inside
+		{rest: "", status: 403},
+		{rest: "/", status: 403},
+		{rest: "/sub", status: 403},
+		{rest: "/sub/", status: 403},
+		{rest: "/data.txt", status: 403},
+		{rest: "/data.txt/x", status: 403},
+		{rest: "/missing.sh", status: 404},
+		{rest: "/sub/missing/x", status: 404},
+		{rest: "//a.sh", status: 404},
+		{rest: "/sub//b.sh", status: 404},
+		{rest: "/.hidden.sh", status: 404},
+		{rest: "/../outside.sh", status: 404},
+		{rest: "/sub/../a.sh", status: 404},
+		{rest: "/./a.sh", status: 404},
+		{rest: "/out.sh", status: 404}, // relative symlink leading outside
+		{rest: "/abs.sh", status: 404}, // absolute symlink leading outside
+		{rest: "/up/outside.sh", status: 404},
+		{rest: "a.sh", status: 404}, // prefix without its slash glued to a name
+	} {
+		script, pathInfo, status := findScript(dir, tc.rest)
+		if script != tc.script || pathInfo != tc.pathInfo || status != tc.status {
+			t.Errorf("findScript(%q) = (%q, %q, %d), want (%q, %q, %d)", tc.rest, script, pathInfo, status, tc.script, tc.pathInfo, tc.status)
+		}
+	}
+}
+
+func TestCGIEnvIsMetaVarsPlusRouteEnv(t *testing.T) {
+	r := httptest.NewRequest("GET", "/cgi-bin/x.sh/p?q=1", nil)
+	r.Header.Set("Proxy", "http://evil")
+	r.Header.Set("X-Y", "z")
+	q := &request{r: r, scriptName: "/cgi-bin/x.sh", scriptFilename: "/srv/cgi/x.sh", pathInfo: "/p", documentRoot: "/srv/www", serverSoftware: "fcgivisor/t"}
+	env := cgiEnv(q, []string{"PATH=/bin", "QUERY_STRING=shadowed", "ZZ=1"})
+	got := map[string]string{}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		if _, dup := got[k]; dup {
+			t.Errorf("%s twice in the environment", k)
+		}
+		got[k] = v
+	}
+	for k, want := range map[string]string{
+		"SCRIPT_NAME": "/cgi-bin/x.sh", "SCRIPT_FILENAME": "/srv/cgi/x.sh", "PATH_INFO": "/p",
+		"PATH_TRANSLATED": "/srv/www/p", "QUERY_STRING": "q=1", "GATEWAY_INTERFACE": "CGI/1.1",
+		"SERVER_SOFTWARE": "fcgivisor/t", "HTTP_X_Y": "z", "PATH": "/bin", "ZZ": "1",
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %q, want %q", k, got[k], want)
+		}
+	}
+	if _, ok := got["HTTP_PROXY"]; ok {
+		t.Error("HTTP_PROXY set from a Proxy header (httpoxy)")
+	}
+}
+
+func TestIsLocalRedirect(t *testing.T) {
+	for loc, want := range map[string]bool{
+		"/x": true, "/x?y=1": true, "//evil/x": false, "http://h/x": false, "x": false, "": false,
+	} {
+		if got := isLocalRedirect(loc); got != want {
+			t.Errorf("isLocalRedirect(%q) = %v", loc, got)
+		}
+	}
+}
+
+func TestCheckPrivilegesCGIRoutes(t *testing.T) {
+	cfg := &conf.Config{HTTP: conf.HTTP{Routes: []*conf.Route{
+		{Prefix: "/p/", Pool: "php"},
+		{Prefix: "/a/", CGI: "/a"},
+		{Prefix: "/b/", CGI: "/b", User: "root"},
+		{Prefix: "/c/", CGI: "/c", User: "no-such-user-fcgivisor"},
+		{Prefix: "/d/", CGI: "/d", User: "root", Group: "no-such-group-fcgivisor"},
+	}}}
+	log := slog.New(slog.DiscardHandler)
+	err := CheckPrivileges(cfg, true, log)
+	if err == nil {
+		t.Fatal("no error as root")
+	}
+	msg := err.Error()
+	for _, want := range []string{"http.route[1].user: fcgivisor runs as root", "http.route[3].user:", "http.route[4].group:"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "route[0]") || strings.Contains(msg, "route[2]") {
+		t.Errorf("error names a good route:\n%s", msg)
+	}
+	if err := CheckPrivileges(cfg, false, log); err != nil {
+		t.Errorf("not root: %v", err)
+	}
+}
+
+// cgiServer serves dir's scripts under /cgi-bin/ with a real Reaper.
+func cgiServer(t *testing.T, dir string, timeout time.Duration, maxConcurrent int) (*Server, *lockedBuffer) {
+	t.Helper()
+	reaper, err := spawner.NewReaper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { reaper.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
+	cfg := &conf.Config{HTTP: conf.HTTP{DocumentRoot: "/srv/www", MaxBodyBytes: 1 << 20, Routes: []*conf.Route{
+		{Prefix: "/cgi-bin/", CGI: dir, Timeout: timeout, MaxConcurrent: maxConcurrent},
+		{Prefix: "/static/", Static: dir},
+	}}}
+	s, err := New(cfg, nil, Options{Log: log, Software: "fcgivisor/test", Reaper: reaper})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, logs
+}
+
+// lockedBuffer is a log sink safe for concurrent writers and readers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func TestCGIRunsScripts(t *testing.T) {
+	dir := t.TempDir()
+	writeScript(t, filepath.Join(dir, "env.sh"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nenv | sort\necho cwd=$(pwd)\necho oops >&2\n")
+	writeScript(t, filepath.Join(dir, "echo.sh"), "#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\n\\n'\nexec cat\n")
+	writeScript(t, filepath.Join(dir, "status.sh"), "#!/bin/sh\nprintf 'Status: 418 Teapot\\nX-A: b\\n\\nteapot\\n'\n")
+	writeScript(t, filepath.Join(dir, "away.sh"), "#!/bin/sh\nprintf 'Location: http://example.test/x\\n\\n'\n")
+	writeScript(t, filepath.Join(dir, "local.sh"), "#!/bin/sh\nprintf 'Location: /static/file.txt\\n\\n'\n")
+	writeScript(t, filepath.Join(dir, "loop.sh"), "#!/bin/sh\nprintf 'Location: /cgi-bin/loop.sh\\n\\n'\n")
+	writeScript(t, filepath.Join(dir, "garbage.sh"), "#!/bin/sh\necho 'not a header'\n")
+	writeScript(t, filepath.Join(dir, "silent.sh"), "#!/bin/sh\nexit 3\n")
+	os.WriteFile(filepath.Join(dir, "file.txt"), []byte("static body\n"), 0o644)
+	s, logs := cgiServer(t, dir, 5*time.Second, 4)
+
+	do := func(method, target string, body []byte) *httptest.ResponseRecorder {
+		var r io.Reader
+		if body != nil {
+			r = bytes.NewReader(body)
+		}
+		req := httptest.NewRequest(method, target, r)
+		req.Header.Set("Proxy", "http://evil")
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		return rec
+	}
+
+	rec := do("GET", "/cgi-bin/env.sh/p/q?x=1", nil)
+	out := rec.Body.String()
+	for _, want := range []string{"SCRIPT_NAME=/cgi-bin/env.sh\n", "SCRIPT_FILENAME=" + dir + "/env.sh\n", "PATH_INFO=/p/q\n",
+		"QUERY_STRING=x=1\n", "GATEWAY_INTERFACE=CGI/1.1\n", "SERVER_SOFTWARE=fcgivisor/test\n", "PATH=" + defaultCGIPath + "\n", "cwd=" + dir + "\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("env.sh lacks %q:\n%s", want, out)
+		}
+	}
+	if rec.Code != 200 || strings.Contains(out, "HTTP_PROXY") {
+		t.Errorf("env.sh: %d, HTTP_PROXY present: %v", rec.Code, strings.Contains(out, "HTTP_PROXY"))
+	}
+	if !strings.Contains(logs.String(), "msg=oops") || !strings.Contains(logs.String(), "script="+dir+"/env.sh") {
+		t.Errorf("stderr line not logged with the script:\n%s", logs)
+	}
+
+	body := bytes.Repeat([]byte("0123456789abcdef"), 40000) // 640 KiB: more than a pipe holds
+	if rec := do("POST", "/cgi-bin/echo.sh", body); rec.Code != 200 || !bytes.Equal(rec.Body.Bytes(), body) {
+		t.Errorf("echo: %d, %d bytes back of %d", rec.Code, rec.Body.Len(), len(body))
+	}
+	if rec := do("GET", "/cgi-bin/status.sh", nil); rec.Code != 418 || rec.Header().Get("X-A") != "b" || rec.Body.String() != "teapot\n" {
+		t.Errorf("status.sh: %d %v %q", rec.Code, rec.Header(), rec.Body)
+	}
+	if rec := do("GET", "/cgi-bin/away.sh", nil); rec.Code != 302 || rec.Header().Get("Location") != "http://example.test/x" {
+		t.Errorf("away.sh: %d %v", rec.Code, rec.Header())
+	}
+	if rec := do("POST", "/cgi-bin/local.sh", []byte("dropped")); rec.Code != 200 || rec.Body.String() != "static body\n" || rec.Header().Get("Location") != "" {
+		t.Errorf("local redirect: %d %v %q", rec.Code, rec.Header(), rec.Body)
+	}
+	if rec := do("GET", "/cgi-bin/loop.sh", nil); rec.Code != 500 {
+		t.Errorf("redirect loop: %d, want 500", rec.Code)
+	}
+	if rec := do("GET", "/cgi-bin/garbage.sh", nil); rec.Code != 502 {
+		t.Errorf("garbage.sh: %d, want 502", rec.Code)
+	}
+	if rec := do("GET", "/cgi-bin/silent.sh", nil); rec.Code != 502 || !strings.Contains(logs.String(), "exit status 3") {
+		t.Errorf("silent.sh: %d, want 502 and the exit status logged", rec.Code)
+	}
+	if rec := do("GET", "/cgi-bin/file.txt", nil); rec.Code != 403 {
+		t.Errorf("non-executable: %d, want 403", rec.Code)
+	}
+}
+
+// A script past its timeout is killed with what it forked, and the client
+// gets 504.
+func TestCGITimeoutKillsGroup(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "child.pid")
+	writeScript(t, filepath.Join(dir, "hang.sh"), "#!/bin/sh\nsleep 300 &\necho $! > "+pidFile+"\nsleep 300\n")
+	s, _ := cgiServer(t, dir, 300*time.Millisecond, 4)
+	rec := httptest.NewRecorder()
+	start := time.Now()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/cgi-bin/hang.sh", nil))
+	if rec.Code != 504 || time.Since(start) > 3*time.Second {
+		t.Fatalf("hang.sh: %d after %v, want 504 after ~300ms", rec.Code, time.Since(start))
+	}
+	pid, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := "/proc/" + strings.TrimSpace(string(pid))
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		st, err := os.ReadFile(child + "/stat")
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			break // gone (or a zombie about to be reaped)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the forked child %s outlived the timeout", child)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// max_concurrent: a request beyond it waits for a place.
+func TestCGIMaxConcurrentQueues(t *testing.T) {
+	dir := t.TempDir()
+	writeScript(t, filepath.Join(dir, "slow.sh"), "#!/bin/sh\nsleep 0.3\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n")
+	s, _ := cgiServer(t, dir, 5*time.Second, 1)
+	start := time.Now()
+	codes := make(chan int, 3)
+	for range 3 {
+		go func() {
+			rec := httptest.NewRecorder()
+			s.ServeHTTP(rec, httptest.NewRequest("GET", "/cgi-bin/slow.sh", nil))
+			codes <- rec.Code
+		}()
+	}
+	var got []int
+	for range 3 {
+		got = append(got, <-codes)
+	}
+	if !slices.Equal(got, []int{200, 200, 200}) {
+		t.Fatalf("codes %v", got)
+	}
+	if d := time.Since(start); d < 850*time.Millisecond {
+		t.Fatalf("3 runs of 0.3 s with max_concurrent 1 took %v: they ran at once", d)
+	}
+}
+
+// A response the program writes at once goes out with a Content-Length,
+// not chunked (pipeReady). The program's exit races with our read, so of
+// several runs at least one must show it (a pipeReady that never waited
+// would give none).
+func TestCGISmallResponseHasContentLength(t *testing.T) {
+	dir := t.TempDir()
+	writeScript(t, filepath.Join(dir, "one.sh"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nhello\\n'\n")
+	s, _ := cgiServer(t, dir, 5*time.Second, 4)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	withLength := 0
+	for range 10 {
+		resp, err := http.Get(srv.URL + "/cgi-bin/one.sh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "hello\n" {
+			t.Fatalf("body %q", b)
+		}
+		if resp.ContentLength == 6 {
+			withLength++
+		}
+	}
+	if withLength == 0 {
+		t.Fatal("no response of 10 had a Content-Length: every one was flushed chunked")
+	}
+}
