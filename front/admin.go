@@ -292,6 +292,12 @@ func families() []family {
 		{"fcgivisor_max_workers_reached_total", "counter", "Times the pool wanted another worker but was at max_workers.", func(st *supervisor.Status) []sample {
 			return one(float64(st.Totals.MaxWorkersReached))
 		}},
+		{"fcgivisor_cgi_fallbacks_total", "counter", "Requests the pool could not serve that ran its command once as CGI (cgi_fallback).", func(st *supervisor.Status) []sample {
+			return one(float64(st.Totals.CGIFallbacks))
+		}},
+		{"fcgivisor_cgi_fallbacks_refused_total", "counter", "Requests answered 503 because max_workers CGI fallback runs were going on.", func(st *supervisor.Status) []sample {
+			return one(float64(st.Totals.CGIFallbacksRefused))
+		}},
 	}
 }
 

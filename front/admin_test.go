@@ -41,6 +41,7 @@ func testStatuses() []supervisor.Status {
 				Spawns:            8,
 				Exits:             5,
 				MaxWorkersReached: 2,
+				CGIFallbacks:      4,
 			},
 		},
 		{
@@ -105,6 +106,8 @@ func TestWriteMetricsLines(t *testing.T) {
 		`fcgivisor_worker_spawns_total{pool="` + esc + `"} 3`,
 		`fcgivisor_worker_exits_total{pool="php"} 5`,
 		`fcgivisor_max_workers_reached_total{pool="php"} 2`,
+		`fcgivisor_cgi_fallbacks_total{pool="php"} 4`,
+		`fcgivisor_cgi_fallbacks_refused_total{pool="php"} 0`,
 		`# TYPE fcgivisor_max_workers_reached_total counter`,
 	} {
 		if !slices.Contains(lines, want) {
@@ -280,8 +283,8 @@ func TestWriteStatusShape(t *testing.T) {
 	if _, ok := workers[1].(map[string]any)["request"]; ok {
 		t.Errorf("idle worker has a request: %v", workers[1])
 	}
-	tot := hasKeys(t, "totals", php["totals"], "accepted", "responses", "5xx", "timeouts", "recycled", "spawns", "exits", "max_workers_reached")
-	if tot["accepted"] != 1049.0 || tot["5xx"] != 3.0 || tot["timeouts"] != 1.0 || tot["spawns"] != 8.0 || tot["max_workers_reached"] != 2.0 {
+	tot := hasKeys(t, "totals", php["totals"], "accepted", "responses", "5xx", "timeouts", "recycled", "spawns", "exits", "max_workers_reached", "cgi_fallbacks", "cgi_fallbacks_refused")
+	if tot["accepted"] != 1049.0 || tot["5xx"] != 3.0 || tot["timeouts"] != 1.0 || tot["spawns"] != 8.0 || tot["max_workers_reached"] != 2.0 || tot["cgi_fallbacks"] != 4.0 {
 		t.Errorf("totals = %v", tot)
 	}
 	if r := tot["responses"].(map[string]any); r["200"] != 1000.0 || r["502"] != 2.0 {

@@ -651,7 +651,11 @@ func writeStatusTable(w io.Writer, doc *front.AdminStatus) {
 		if len(causes) > 0 {
 			fmt.Fprintf(w, " (%s)", strings.Join(causes, ", "))
 		}
-		fmt.Fprintf(w, ", max_workers reached %d\n", t.MaxWorkersReached)
+		fmt.Fprintf(w, ", max_workers reached %d", t.MaxWorkersReached)
+		if t.CGIFallbacks > 0 || t.CGIFallbacksRefused > 0 {
+			fmt.Fprintf(w, ", cgi fallbacks %d (refused %d)", t.CGIFallbacks, t.CGIFallbacksRefused)
+		}
+		fmt.Fprintln(w)
 		if len(t.Responses) > 0 {
 			var codes []string
 			for _, c := range slices.Sorted(maps.Keys(t.Responses)) {
