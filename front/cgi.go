@@ -380,6 +380,11 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 		stopCtx()
 		unregister()
 		c.Stdin.SetWriteDeadline(time.Now()) // a grandchild may hold stdin unread
+		if body != nil {
+			// A client still sending a body nobody reads any more must not
+			// hold this run (and its max_concurrent place) open.
+			http.NewResponseController(w).SetReadDeadline(time.Now())
+		}
 		grace := time.AfterFunc(stderrGrace, func() { c.Stderr.SetReadDeadline(time.Now()) })
 		wg.Wait()
 		grace.Stop()

@@ -1,10 +1,13 @@
 package front
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -334,5 +337,36 @@ func TestCGISmallResponseHasContentLength(t *testing.T) {
 	}
 	if withLength == 0 {
 		t.Fatal("no response of 10 had a Content-Length: every one was flushed chunked")
+	}
+}
+
+// A client that stalls mid-body, talking to a script that does not read
+// it, does not hold the route's only place once the script is done.
+func TestCGIStalledUploadReleasesPlace(t *testing.T) {
+	dir := t.TempDir()
+	writeScript(t, filepath.Join(dir, "noread.sh"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n")
+	s, _ := cgiServer(t, dir, 5*time.Second, 1)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /cgi-bin/noread.sh HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789")
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no response while the upload stalls: %v", err)
+	}
+	resp.Body.Close()
+	start := time.Now()
+	r2, err := http.Get(srv.URL + "/cgi-bin/noread.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != 200 || time.Since(start) > 2*time.Second {
+		t.Fatalf("second request: %d after %v; the stalled upload kept the place", r2.StatusCode, time.Since(start))
 	}
 }
