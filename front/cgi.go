@@ -46,6 +46,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -67,6 +68,9 @@ const (
 	// stderrGrace is how long stderr is read after the program exited, in
 	// case something it forked holds the pipe (exec.Cmd's WaitDelay).
 	stderrGrace = time.Second
+	// bodyStopWait: how long a body copy that was told to stop may take
+	// before it counts as blocked on a stalled client.
+	bodyStopWait = 100 * time.Millisecond
 )
 
 // cgiRoute is what a cgi route needs at request time, built with the table.
@@ -308,10 +312,15 @@ type redirectDepth struct{}
 // answered: the caller serves it (localRedirect) once it has given back
 // its concurrency place.
 func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spec, body io.Reader, timeout time.Duration, log *slog.Logger) (code int, redirect string) {
+	var fromClient *clientBody // the body, when it streams from the client
 	if body != nil {
 		// The program may answer while it reads (cat): without this an
 		// HTTP/1 response that starts cuts the request body short.
 		http.NewResponseController(w).EnableFullDuplex()
+		if body == io.Reader(r.Body) {
+			fromClient = &clientBody{r: body}
+			body = fromClient
+		}
 	}
 	c, err := s.reaper.StartCGI(spec)
 	if err != nil {
@@ -357,12 +366,14 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 
 	var wg sync.WaitGroup
 	wg.Add(2)
+	stdinDone := make(chan struct{})
 	go func() {
 		defer wg.Done()
 		spawner.LogLines(c.Stderr, log, "stderr", nil)
 	}()
 	go func() {
 		defer wg.Done()
+		defer close(stdinDone)
 		if body != nil {
 			buf := make([]byte, 32<<10)
 			io.CopyBuffer(c.Stdin, body, buf) // EPIPE: the program did not read it all
@@ -380,10 +391,21 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 		stopCtx()
 		unregister()
 		c.Stdin.SetWriteDeadline(time.Now()) // a grandchild may hold stdin unread
-		if body != nil {
-			// A client still sending a body nobody reads any more must not
-			// hold this run (and its max_concurrent place) open.
-			http.NewResponseController(w).SetReadDeadline(time.Now())
+		if fromClient != nil {
+			// The program is done: read no more of the body. A client still
+			// sending one nobody reads must not hold this run (and its
+			// max_concurrent place) open: if the copy is still blocked
+			// reading from it, unblock it. Only then: once a body has
+			// ended, the server reads ahead on the connection for the next
+			// request, and a deadline would break that.
+			fromClient.stopped.Store(true)
+			t := time.NewTimer(bodyStopWait)
+			select {
+			case <-stdinDone:
+			case <-t.C:
+				http.NewResponseController(w).SetReadDeadline(time.Now())
+			}
+			t.Stop()
 		}
 		grace := time.AfterFunc(stderrGrace, func() { c.Stderr.SetReadDeadline(time.Now()) })
 		wg.Wait()
@@ -443,6 +465,22 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 		panic(http.ErrAbortHandler) // headers are out: cut the connection
 	}
 	return status, ""
+}
+
+// clientBody is a request body streaming from the client to a CGI
+// program, which the front stops reading once the program is done.
+type clientBody struct {
+	r       io.Reader
+	stopped atomic.Bool
+}
+
+var errBodyStopped = errors.New("the CGI program is done: request body not read further")
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	if b.stopped.Load() {
+		return 0, errBodyStopped
+	}
+	return b.r.Read(p)
 }
 
 // localRedirect serves GET loc through the routes in place of the CGI
