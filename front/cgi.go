@@ -237,8 +237,8 @@ func (s *Server) runScript(t *table, w http.ResponseWriter, r *http.Request, rt 
 		http.Error(w, http.StatusText(status), status)
 		return ""
 	}
-	if c, ok := body.(io.Closer); ok {
-		defer c.Close()
+	if f, ok := body.(*os.File); ok {
+		defer f.Close() // the spool; r.Body is the server's to close
 	}
 	scriptFilename := path.Join(rt.cgi.dir, script)
 	q := &request{

@@ -216,8 +216,8 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
-	if c, ok := body.(io.Closer); ok {
-		defer c.Close()
+	if f, ok := body.(*os.File); ok {
+		defer f.Close() // the spool; r.Body is the server's to close
 	}
 	if body != nil {
 		// A worker may answer while it reads the body (an echo): without
