@@ -365,21 +365,25 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 	unregister := s.trackCGI(c.Process)
 
 	var wg sync.WaitGroup
-	wg.Add(2)
-	stdinDone := make(chan struct{})
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		spawner.LogLines(c.Stderr, log, "stderr", nil)
 	}()
-	go func() {
-		defer wg.Done()
-		defer close(stdinDone)
-		if body != nil {
+	stdinDone := make(chan struct{})
+	if body == nil {
+		c.Stdin.Close()
+		close(stdinDone)
+	} else {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(stdinDone)
 			buf := make([]byte, 32<<10)
 			io.CopyBuffer(c.Stdin, body, buf) // EPIPE: the program did not read it all
-		}
-		c.Stdin.Close()
-	}()
+			c.Stdin.Close()
+		}()
+	}
 	defer func() {
 		// The response is over (or failed): wait for the program, bounded
 		// by the timeout, then for the readers.

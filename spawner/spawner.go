@@ -78,6 +78,16 @@ type Reaper struct {
 	mu    sync.Mutex // held across fork so an exit cannot be reaped before its pid is registered
 	procs map[int]*Process
 	null  *os.File
+	forks chan forkJob // to the forker
+}
+
+// forkJob is one fork+exec for the forker thread.
+type forkJob struct {
+	path string
+	argv []string
+	attr *syscall.ProcAttr
+	p    *Process
+	err  chan error
 }
 
 // NewReaper returns a Reaper; call Run to start reaping.
@@ -86,7 +96,32 @@ func NewReaper() (*Reaper, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Reaper{procs: make(map[int]*Process), null: null}, nil
+	r := &Reaper{procs: make(map[int]*Process), null: null, forks: make(chan forkJob)}
+	go r.forker()
+	return r, nil
+}
+
+// forker forks every child, from one goroutine locked to its OS thread
+// for good. PR_SET_PDEATHSIG fires when the thread that forked exits, not
+// the process (go.dev/issue/27505): a thread that went away early would
+// kill healthy children. This thread never exits (no UnlockOSThread, no
+// return), so children get their signal only when fcgivisor itself dies.
+// One thread costs no parallelism: syscall.ForkExec serializes on
+// syscall.ForkLock anyway. (A thread per fork, kept until the child
+// exits, cost a thread creation and exit per CGI request.)
+func (r *Reaper) forker() {
+	runtime.LockOSThread()
+	for j := range r.forks {
+		r.mu.Lock()
+		pid, err := syscall.ForkExec(j.path, j.argv, j.attr)
+		if err == nil {
+			j.p.Pid = pid
+			r.procs[pid] = j.p
+		}
+		r.mu.Unlock()
+		j.err <- err
+	}
+	// Not reached: forks is never closed, the thread stays.
 }
 
 // Run reaps children on every SIGCHLD until ctx is done. Cancel ctx only
@@ -125,12 +160,8 @@ func (r *Reaper) reap() {
 	}
 }
 
-// Start starts the process described by spec.
-//
-// The fork happens on a goroutine locked to its OS thread, and that thread
-// lives until the child has exited: PR_SET_PDEATHSIG fires when the thread
-// that forked exits, not the process (go.dev/issue/27505), so a thread that
-// went away early would kill a healthy worker.
+// Start starts the process described by spec, forked by the forker
+// thread.
 func (r *Reaper) Start(spec Spec) (*Process, error) {
 	files := []uintptr{r.fd(spec.Stdin), r.fd(spec.Stdout), r.fd(spec.Stderr)}
 	attr := &syscall.ProcAttr{
@@ -144,23 +175,9 @@ func (r *Reaper) Start(spec Spec) (*Process, error) {
 		},
 	}
 	p := &Process{done: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// No UnlockOSThread: the thread exits with this goroutine, after the child.
-		r.mu.Lock()
-		pid, err := syscall.ForkExec(spec.Path, spec.Args, attr)
-		if err == nil {
-			p.Pid = pid
-			r.procs[pid] = p
-		}
-		r.mu.Unlock()
-		started <- err
-		if err == nil {
-			<-p.done
-		}
-	}()
-	if err := <-started; err != nil {
+	errc := make(chan error, 1)
+	r.forks <- forkJob{path: spec.Path, argv: spec.Args, attr: attr, p: p, err: errc}
+	if err := <-errc; err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Path, err)
 	}
 	runtime.KeepAlive(spec.Stdin)
