@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -75,11 +76,35 @@ func (p *Process) SignalGroup(sig syscall.Signal) error {
 
 // Reaper starts processes and reaps every child of fcgivisor.
 type Reaper struct {
-	mu    sync.Mutex // held across fork so an exit cannot be reaped before its pid is registered
-	procs map[int]*Process
-	null  *os.File
-	forks chan forkJob // to the forker
+	// A child may exit, and be reaped, before ForkExec has returned its
+	// pid to us. Rather than hold a lock across the fork (which made the
+	// reaper, and so every exit, wait for forks in flight), the reaper
+	// keeps the status of an unknown pid while forks are in flight, and
+	// the fork claims it when it registers the pid. Unknown pids reaped
+	// while no fork is in flight are orphans: discarded.
+	mu       sync.Mutex
+	procs    map[int]*Process
+	inflight int               // forks not yet registered
+	early    map[int]earlyExit // statuses of unknown pids reaped while forks were in flight
+	null     *os.File
+	forks    chan forkJob // to the forkers
 }
+
+// earlyExit is a status reaped before its pid was known.
+type earlyExit struct {
+	status unix.WaitStatus
+	at     time.Time
+}
+
+// earlyTTL bounds how long an unclaimed early exit is kept: a fork claims
+// its own within microseconds; older ones are orphans'. (A pid is reused
+// only after the kernel went through pid_max others.)
+const earlyTTL = time.Second
+
+// forkers is how many threads fork at once. With vfork a forking thread
+// waits until its child has exec'ed; several let CGI requests start
+// programs in parallel.
+const forkers = 8
 
 // forkJob is one fork+exec for the forker thread.
 type forkJob struct {
@@ -96,27 +121,41 @@ func NewReaper() (*Reaper, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Reaper{procs: make(map[int]*Process), null: null, forks: make(chan forkJob)}
-	go r.forker()
+	r := &Reaper{procs: make(map[int]*Process), early: make(map[int]earlyExit), null: null, forks: make(chan forkJob)}
+	for range forkers {
+		go r.forker()
+	}
 	return r, nil
 }
 
-// forker forks every child, from one goroutine locked to its OS thread
-// for good. PR_SET_PDEATHSIG fires when the thread that forked exits, not
-// the process (go.dev/issue/27505): a thread that went away early would
-// kill healthy children. This thread never exits (no UnlockOSThread, no
+// forker forks children, from a goroutine locked to its OS thread for
+// good. PR_SET_PDEATHSIG fires when the thread that forked exits, not the
+// process (go.dev/issue/27505): a thread that went away early would kill
+// healthy children. These threads never exit (no UnlockOSThread, no
 // return), so children get their signal only when fcgivisor itself dies.
-// One thread costs no parallelism: syscall.ForkExec serializes on
-// syscall.ForkLock anyway. (A thread per fork, kept until the child
-// exits, cost a thread creation and exit per CGI request.)
+// (A thread per fork, kept until the child exited, cost a thread creation
+// and exit per CGI request.)
 func (r *Reaper) forker() {
 	runtime.LockOSThread()
 	for j := range r.forks {
 		r.mu.Lock()
+		r.inflight++
+		r.mu.Unlock()
 		pid, err := syscall.ForkExec(j.path, j.argv, j.attr)
+		r.mu.Lock()
+		r.inflight--
 		if err == nil {
 			j.p.Pid = pid
-			r.procs[pid] = j.p
+			if e, ok := r.early[pid]; ok && time.Since(e.at) < earlyTTL {
+				delete(r.early, pid)
+				j.p.status = e.status
+				close(j.p.done)
+			} else {
+				r.procs[pid] = j.p
+			}
+		}
+		if r.inflight == 0 {
+			clear(r.early)
 		}
 		r.mu.Unlock()
 		j.err <- err
@@ -144,16 +183,24 @@ func (r *Reaper) Run(ctx context.Context) {
 func (r *Reaper) reap() {
 	for {
 		var ws unix.WaitStatus
-		r.mu.Lock()
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
 		if pid > 0 {
+			r.mu.Lock()
 			if p, ok := r.procs[pid]; ok {
 				delete(r.procs, pid)
 				p.status = ws
 				close(p.done)
+			} else if r.inflight > 0 {
+				now := time.Now()
+				for k, e := range r.early {
+					if now.Sub(e.at) >= earlyTTL {
+						delete(r.early, k)
+					}
+				}
+				r.early[pid] = earlyExit{ws, now}
 			}
+			r.mu.Unlock()
 		}
-		r.mu.Unlock()
 		if pid <= 0 || err != nil {
 			return
 		}

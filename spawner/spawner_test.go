@@ -261,3 +261,45 @@ func TestResolve(t *testing.T) {
 		}
 	}
 }
+
+// Children that exit at once, many started concurrently, each get their
+// own exit status: an exit reaped before its fork registered the pid
+// (Reaper.early) reaches the right Process, and none is lost.
+func TestConcurrentShortLivedChildrenGetTheirStatus(t *testing.T) {
+	r, err := NewReaper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	var wg sync.WaitGroup
+	errs := make(chan error, 200)
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code := i % 100
+			p, err := r.Start(Spec{Path: "/bin/sh", Args: []string{"sh", "-c", "exit " + strconv.Itoa(code)}})
+			if err != nil {
+				errs <- err
+				return
+			}
+			select {
+			case <-p.Done():
+			case <-time.After(10 * time.Second):
+				errs <- fmt.Errorf("pid %d (exit %d) never reaped", p.Pid, code)
+				return
+			}
+			if st := p.Status(); !st.Exited() || st.ExitStatus() != code {
+				errs <- fmt.Errorf("pid %d: status %v, want exit %d", p.Pid, st, code)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
