@@ -144,17 +144,21 @@ func TestCheckPrivilegesCGIRoutes(t *testing.T) {
 	}
 }
 
+// testReaper is the one Reaper of the test process: two would reap each
+// other's children.
+var testReaper = sync.OnceValue(func() *spawner.Reaper {
+	r, err := spawner.NewReaper()
+	if err != nil {
+		panic(err)
+	}
+	go r.Run(context.Background())
+	return r
+})
+
 // cgiServer serves dir's scripts under /cgi-bin/ with a real Reaper.
 func cgiServer(t *testing.T, dir string, timeout time.Duration, maxConcurrent int) (*Server, *lockedBuffer) {
 	t.Helper()
-	reaper, err := spawner.NewReaper()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { reaper.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	reaper := testReaper()
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	cfg := &conf.Config{HTTP: conf.HTTP{DocumentRoot: "/srv/www", MaxBodyBytes: 1 << 20, Routes: []*conf.Route{

@@ -266,14 +266,7 @@ func TestResolve(t *testing.T) {
 // own exit status: an exit reaped before its fork registered the pid
 // (Reaper.early) reaches the right Process, and none is lost.
 func TestConcurrentShortLivedChildrenGetTheirStatus(t *testing.T) {
-	r, err := NewReaper()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { r.Run(ctx); close(done) }()
-	defer func() { cancel(); <-done }()
+	r := startReaper(t) // the one Reaper: two would reap each other's children
 	var wg sync.WaitGroup
 	errs := make(chan error, 200)
 	for i := range 200 {
