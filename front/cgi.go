@@ -454,7 +454,24 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 		return 0, loc // the program's document, if any, is not sent
 	}
 	w.WriteHeader(status)
-	pending := func() int { return pipeReady(c.Stdout) }
+	// pending: is more output coming within pipeWait (data, or EOF as the
+	// program exits)? copyBody flushes only when not, so a response the
+	// program writes at once goes out in one write with a Content-Length,
+	// while what a pausing program wrote is sent pipeWait later. The wait
+	// is a read deadline, in Go's poller: no thread blocks in a syscall.
+	pending := func() int {
+		c.Stdout.SetReadDeadline(time.Now().Add(pipeWait))
+		_, err := bufs.br.Peek(1) // an error is returned once, not kept
+		mu.Lock()
+		if !timedOut && !gone {
+			c.Stdout.SetReadDeadline(time.Time{})
+		}
+		mu.Unlock()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0
+		}
+		return 1
+	}
 	_, rerr, werr := copyBody(w, bufs.br, pending, bufs.copy)
 	if werr != nil {
 		c.SignalGroup(syscall.SIGKILL)
@@ -524,30 +541,10 @@ func isLocalRedirect(loc string) bool {
 	return strings.HasPrefix(loc, "/") && !strings.HasPrefix(loc, "//")
 }
 
-// pipeWait is how long pipeReady waits for more output before it says
-// none is coming: a program writes its response and exits, and the exit
-// (EOF) reaches us a moment after the last write.
-const pipeWait = 2 // ms
-
-// pipeReady reports whether a read from the pipe would not block within
-// pipeWait: data is there, or the writers are gone (EOF next). copyBody
-// flushes what it wrote only when it would block, so a response the
-// program writes at once goes out in one write with a Content-Length,
-// while a program that pauses has what it wrote sent pipeWait later.
-func pipeReady(f *os.File) int {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return 0
-	}
-	ready := 0
-	rc.Control(func(fd uintptr) {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if n, err := unix.Poll(fds, pipeWait); err == nil && n > 0 {
-			ready = 1
-		}
-	})
-	return ready
-}
+// pipeWait is how long a CGI response's copy waits for more output before
+// it flushes what it has: a program writes its response and exits, and
+// the exit (EOF) reaches us a moment after the last write.
+const pipeWait = 2 * time.Millisecond
 
 // trackCGI registers a running program so that Shutdown can kill it when
 // the grace period is over; the returned func unregisters it.
