@@ -240,6 +240,21 @@ func (d *decoder) route(key string, r *Route, c *Config, base string) {
 	r.CGI = resolve(base, r.CGI)
 	r.Static = resolve(base, r.Static)
 
+	// Keys that mean nothing for the route's kind would let a reader
+	// believe they apply: a cgi route runs the script the path names, and
+	// a static route serves the file it names.
+	if r.CGI != "" || r.Static != "" {
+		kind, keys := "static", []string{"script"}
+		if r.CGI != "" {
+			kind, keys = "cgi", []string{"script", "index"}
+		}
+		for _, k := range keys {
+			if d.isSet(key + "." + k) {
+				d.errorf(key+"."+k, "does not apply to %s routes (only to pool routes)", kind)
+			}
+		}
+	}
+
 	if r.CGI == "" {
 		// These keys mean something only for one-shot CGI; accepting
 		// them elsewhere would let a reader believe they apply.
