@@ -198,3 +198,65 @@ func fdList(pid int) string {
 	}
 	return b.String()
 }
+
+// CGI runs (pipes, processes, timers, a killed script, local redirects,
+// bodies) leave fcgivisor with the descriptors it had before them.
+func TestNoFDLeakCGI(t *testing.T) {
+	t.Parallel()
+	tr := newCGITree(t)
+	in := start(t, options{langs: []string{}, routes: cgiRoute("/cgi-bin/", tr.dir, `timeout = "300ms"`, "max_concurrent = 4", "env = { OUT = "+tomlString(tr.out)+" }")})
+	body := bytes.Repeat([]byte("x"), 100<<10)
+	type req struct {
+		method, path string
+		body         []byte
+		code         int
+	}
+	kinds := []req{
+		{http.MethodGet, "/cgi-bin/env.sh/a?b=c", nil, 200},
+		{http.MethodPost, "/cgi-bin/echo.sh", body, 200},
+		{http.MethodGet, "/cgi-bin/stderr.sh", nil, 200},
+		{http.MethodGet, "/cgi-bin/location-local.sh", nil, 200},
+		{http.MethodGet, "/cgi-bin/status.sh", nil, 404},
+		{http.MethodGet, "/cgi-bin/missing.sh", nil, 404},
+		{http.MethodGet, "/cgi-bin/badheader.sh", nil, 502},
+		{http.MethodGet, "/cgi-bin/sleep.sh?5-leak", nil, 504}, // killed at 300 ms
+	}
+	load := func(n int) {
+		var wg sync.WaitGroup
+		var failed atomic.Value
+		next := atomic.Int64{}
+		for range 4 {
+			wg.Go(func() {
+				for {
+					i := next.Add(1) - 1
+					if i >= int64(n) {
+						return
+					}
+					k := kinds[i%int64(len(kinds))]
+					resp, got, err := in.do(context.Background(), k.method, k.path, k.body, nil)
+					if err == nil && resp.StatusCode != k.code {
+						err = fmt.Errorf("%s %s: %d %q, want %d", k.method, k.path, resp.StatusCode, clip(got), k.code)
+					}
+					if err != nil {
+						failed.Store(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err, _ := failed.Load().(error); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load(40)
+	base := in.settledFDs(t)
+	load(400)
+	const slack = 2
+	// Killed scripts are reaped and their pipes closed within stderrGrace.
+	var after int
+	if !waitFor(5*time.Second, func() bool { after = in.settledFDs(t); return after <= base+slack }) {
+		t.Errorf("fcgivisor has %d fds after 400 CGI requests, %d before (slack %d): a leak\nbefore: %s\nafter: %s",
+			after, base, slack, in.baseFDs, fdList(in.pid))
+	}
+}
