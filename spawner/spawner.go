@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -115,8 +116,16 @@ type forkJob struct {
 	err  chan error
 }
 
-// NewReaper returns a Reaper; call Run to start reaping.
+// reaperMade: a Reaper exists in this process. Two would each wait4 for
+// every child and discard the other's as orphans.
+var reaperMade atomic.Bool
+
+// NewReaper returns the process's Reaper; call Run to start reaping. A
+// second call is an error.
 func NewReaper() (*Reaper, error) {
+	if !reaperMade.CompareAndSwap(false, true) {
+		return nil, errors.New("spawner: a Reaper exists already: one process has one (each would reap the other's children)")
+	}
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err

@@ -296,3 +296,10 @@ func TestConcurrentShortLivedChildrenGetTheirStatus(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestSecondReaperRefused(t *testing.T) {
+	startReaper(t)
+	if r, err := NewReaper(); err == nil || r != nil {
+		t.Fatalf("a second Reaper was made (%v): it would reap the first one's children", err)
+	}
+}
