@@ -184,6 +184,7 @@ func TestDefaults(t *testing.T) {
 			IdleTimeout:       60 * time.Second,
 			MaxHeaderBytes:    65536,
 			MaxBodyBytes:      64 << 20,
+			RequestBuffering:  true,
 			Routes:            []*Route{{Prefix: "/", Pool: "app"}},
 		},
 		Pool: map[string]*Pool{"app": {

@@ -44,7 +44,11 @@ type HTTP struct {
 	MaxHeaderBytes    int           `toml:"max_header_bytes"`    // default 65536
 	MaxBodyBytes      Size          `toml:"max_body_bytes"`      // default 64MiB
 	AccessLog         bool          `toml:"access_log"`
-	Routes            []*Route      `toml:"route"`
+	// RequestBuffering: read a request body whole (memory, then a
+	// temporary file) before a worker slot or CGI place is taken, as
+	// nginx's fastcgi_request_buffering; false streams it. Default true.
+	RequestBuffering bool     `toml:"request_buffering"`
+	Routes           []*Route `toml:"route"`
 }
 
 // Route is one [[http.route]]; the first match in file order wins.

@@ -71,6 +71,7 @@ func (d *decoder) finish(c *Config, base string) {
 	setDefault(d, "http.idle_timeout", &h.IdleTimeout, defaultHTTPIdleTimeout)
 	setDefault(d, "http.max_header_bytes", &h.MaxHeaderBytes, defaultMaxHeaderBytes)
 	setDefault(d, "http.max_body_bytes", &h.MaxBodyBytes, defaultMaxBodyBytes)
+	setDefault(d, "http.request_buffering", &h.RequestBuffering, true)
 	h.DocumentRoot = resolve(base, h.DocumentRoot)
 
 	d.server(s)

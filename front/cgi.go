@@ -195,6 +195,16 @@ func (s *Server) serveCGI(t *table, w http.ResponseWriter, r *http.Request, rt *
 		http.Error(w, http.StatusText(status), status)
 		return
 	}
+	// The body first (whole, with request_buffering): a slow upload
+	// holds no place.
+	body, length, status := readBody(t.cfg, r, s.log)
+	if status != 0 {
+		http.Error(w, http.StatusText(status), status)
+		return
+	}
+	if f, ok := body.(*os.File); ok {
+		defer f.Close() // the spool; r.Body is the server's to close
+	}
 	if !rt.cgi.acquire(r.Context()) {
 		if r.Context().Err() == nil {
 			s.log.Warn("cgi route busy: max_concurrent runs for 5 s", "route", rt.cfg.Prefix, "uri", r.RequestURI)
@@ -203,7 +213,7 @@ func (s *Server) serveCGI(t *table, w http.ResponseWriter, r *http.Request, rt *
 		}
 		return
 	}
-	redirect := s.runScript(t, w, r, rt, script, pathInfo)
+	redirect := s.runScript(t, w, r, rt, script, pathInfo, body, length)
 	<-rt.cgi.slots
 	if redirect != "" {
 		s.localRedirect(t, w, r, redirect)
@@ -230,16 +240,8 @@ func (c *cgiRoute) acquire(ctx context.Context) bool {
 }
 
 // runScript runs a cgi route's script; see runCGI for the redirect.
-func (s *Server) runScript(t *table, w http.ResponseWriter, r *http.Request, rt *route, script, pathInfo string) (redirect string) {
+func (s *Server) runScript(t *table, w http.ResponseWriter, r *http.Request, rt *route, script, pathInfo string, body io.Reader, length int64) (redirect string) {
 	base := strings.TrimSuffix(rt.cfg.Prefix, "/")
-	body, length, status := readBody(t.cfg, r, s.log)
-	if status != 0 {
-		http.Error(w, http.StatusText(status), status)
-		return ""
-	}
-	if f, ok := body.(*os.File); ok {
-		defer f.Close() // the spool; r.Body is the server's to close
-	}
 	scriptFilename := path.Join(rt.cgi.dir, script)
 	q := &request{
 		r:              r,

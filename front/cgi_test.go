@@ -374,3 +374,35 @@ func TestCGIStalledUploadReleasesPlace(t *testing.T) {
 		t.Fatalf("second request: %d after %v; the stalled upload kept the place", r2.StatusCode, time.Since(start))
 	}
 }
+
+// With request_buffering the body is read before the script starts: a
+// stalled upload runs nothing and holds no place.
+func TestCGIBufferedStalledUploadHoldsNothing(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	writeScript(t, filepath.Join(dir, "mark.sh"), "#!/bin/sh\n: > "+marker+"\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n")
+	writeScript(t, filepath.Join(dir, "ok.sh"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n")
+	s, _ := cgiServer(t, dir, 5*time.Second, 1)
+	s.table.Load().cfg.RequestBuffering = true
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /cgi-bin/mark.sh HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789")
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	resp, err := http.Get(srv.URL + "/cgi-bin/ok.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || time.Since(start) > 2*time.Second {
+		t.Fatalf("while an upload stalls: %d after %v (max_concurrent 1)", resp.StatusCode, time.Since(start))
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the script ran before its body had arrived")
+	}
+}

@@ -25,10 +25,9 @@ import (
 	"github.com/fcgivisor/fcgivisor/supervisor"
 )
 
-// spoolInMemory is how much of a body without Content-Length (chunked) is
-// kept in memory before it spills to a temporary file; FastCGI needs
-// CONTENT_LENGTH up front (php-fpm waits forever without it).
-const spoolInMemory = 1 << 20
+// spoolInMemory is how much of a spooled request body (readBody) is kept in
+// memory before it spills to a temporary file.
+const spoolInMemory = 256 << 10
 
 // Server is the HTTP front.
 type Server struct {
@@ -293,9 +292,15 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 	}
 }
 
-// body returns the request body to stream and its length. A body without
-// Content-Length is spooled (memory, then a temporary file) to learn it.
-// status is non-zero when the request must be refused (413).
+// readBody returns the request body to send and its length. A body without
+// Content-Length (chunked) is always spooled to learn it: FastCGI needs
+// CONTENT_LENGTH up front (php-fpm waits forever without it). With
+// request_buffering (the default) every body is read whole before a worker
+// slot or a CGI place is taken, as nginx does, so that a slow upload holds
+// a goroutine and a spool, not a worker; the spool is memory up to
+// spoolInMemory, then an unlinked temporary file. Without it a body with
+// Content-Length streams to the worker as it arrives. status is non-zero
+// when the request must be refused (413, 400).
 func readBody(cfg *conf.HTTP, r *http.Request, log *slog.Logger) (body io.Reader, length int64, status int) {
 	limit := int64(cfg.MaxBodyBytes)
 	switch {
@@ -303,10 +308,14 @@ func readBody(cfg *conf.HTTP, r *http.Request, log *slog.Logger) (body io.Reader
 		return nil, 0, http.StatusRequestEntityTooLarge
 	case r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody:
 		return nil, 0, 0
-	case r.ContentLength > 0:
+	case r.ContentLength > 0 && !cfg.RequestBuffering:
 		return r.Body, r.ContentLength, 0
 	}
-	buf := make([]byte, 0, 32<<10)
+	size := 32 << 10
+	if r.ContentLength > 0 {
+		size = int(min(r.ContentLength+1, spoolInMemory)) // +1: room to see EOF
+	}
+	buf := make([]byte, 0, size)
 	for len(buf) < spoolInMemory {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]

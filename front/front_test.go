@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -215,5 +216,36 @@ func TestBodyLimitsAndSpooling(t *testing.T) {
 	r.ContentLength = -1
 	if _, _, status := readBody(cfg, r, log); status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("chunked over the limit: status %d, want 413", status)
+	}
+}
+
+// With request_buffering a body with Content-Length is read whole before
+// it is handed on (memory, then a file); without it, it streams.
+func TestRequestBuffering(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for _, n := range []int{10, spoolInMemory - 1, spoolInMemory, spoolInMemory + 5} {
+		for _, buffering := range []bool{true, false} {
+			cfg := &conf.HTTP{MaxBodyBytes: 2 << 20, RequestBuffering: buffering}
+			src := strings.NewReader(strings.Repeat("y", n))
+			r := httptest.NewRequest("POST", "/", io.NopCloser(src))
+			r.ContentLength = int64(n)
+			body, length, status := readBody(cfg, r, log)
+			if status != 0 || length != int64(n) {
+				t.Fatalf("n=%d buffering=%v: length %d status %d", n, buffering, length, status)
+			}
+			if buffering != (src.Len() == 0) {
+				t.Errorf("n=%d buffering=%v: %d of %d bytes left unread by readBody", n, buffering, src.Len(), n)
+			}
+			if (body == io.Reader(r.Body)) == buffering {
+				t.Errorf("n=%d buffering=%v: body is r.Body: %v", n, buffering, body == io.Reader(r.Body))
+			}
+			b, _ := io.ReadAll(body)
+			if len(b) != n {
+				t.Fatalf("n=%d buffering=%v: read back %d bytes", n, buffering, len(b))
+			}
+			if f, ok := body.(*os.File); ok {
+				f.Close()
+			}
+		}
 	}
 }
