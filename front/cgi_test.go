@@ -406,3 +406,56 @@ func TestCGIBufferedStalledUploadHoldsNothing(t *testing.T) {
 		t.Fatal("the script ran before its body had arrived")
 	}
 }
+
+// A client that stops sending its body gets 408 after bodyReadTimeout,
+// and the script never runs; a kept connection after a whole body goes on
+// working (no deadline stays behind).
+func TestStalledBodyTimesOut(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	writeScript(t, filepath.Join(dir, "mark.sh"), "#!/bin/sh\n: > "+marker+"\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n")
+	writeScript(t, filepath.Join(dir, "echo.sh"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nexec cat\n")
+	s, _ := cgiServer(t, dir, 5*time.Second, 4)
+	s.table.Load().cfg.RequestBuffering = true
+	defer func(d time.Duration) { bodyReadTimeout = d }(bodyReadTimeout)
+	bodyReadTimeout = 200 * time.Millisecond
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /cgi-bin/mark.sh HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789")
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled upload: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("stalled upload: %d, want 408", resp.StatusCode)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Fatal("the script ran without its body")
+	}
+
+	// Whole bodies on one kept connection, with pauses longer than the
+	// body timeout between requests.
+	tp := &http.Transport{MaxConnsPerHost: 1}
+	defer tp.CloseIdleConnections()
+	client := &http.Client{Transport: tp}
+	for i := range 3 {
+		resp, err := client.Post(srv.URL+"/cgi-bin/echo.sh", "text/plain", strings.NewReader("body"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "body" {
+			t.Fatalf("request %d on a kept connection: %d %q", i, resp.StatusCode, b)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}

@@ -210,7 +210,7 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, rt *route, scriptName, pathInfo string) {
 	cfg := t.cfg
-	body, length, status := readBody(cfg, r, s.log)
+	body, length, status := readBody(cfg, w, r, s.log)
 	if status != 0 {
 		http.Error(w, http.StatusText(status), status)
 		return
@@ -301,7 +301,12 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 // spoolInMemory, then an unlinked temporary file. Without it a body with
 // Content-Length streams to the worker as it arrives. status is non-zero
 // when the request must be refused (413, 400).
-func readBody(cfg *conf.HTTP, r *http.Request, log *slog.Logger) (body io.Reader, length int64, status int) {
+//
+// While spooling, each read from the client must complete within
+// bodyReadTimeout (nginx's client_body_timeout): a client that stops
+// sending gets 408 instead of holding its connection, goroutine and spool.
+// w may be nil (no deadlines).
+func readBody(cfg *conf.HTTP, w http.ResponseWriter, r *http.Request, log *slog.Logger) (body io.Reader, length int64, status int) {
 	limit := int64(cfg.MaxBodyBytes)
 	switch {
 	case r.ContentLength > limit:
@@ -310,6 +315,23 @@ func readBody(cfg *conf.HTTP, r *http.Request, log *slog.Logger) (body io.Reader
 		return nil, 0, 0
 	case r.ContentLength > 0 && !cfg.RequestBuffering:
 		return r.Body, r.ContentLength, 0
+	}
+	src := io.Reader(r.Body)
+	if w != nil {
+		rc := http.NewResponseController(w)
+		src = &deadlineReader{r: r.Body, set: rc.SetReadDeadline}
+		defer func() {
+			if status == 0 {
+				// The body has ended and the server reads ahead for the
+				// next request: no deadline may stay behind.
+				rc.SetReadDeadline(time.Time{})
+			} else {
+				// Refused with the body unread: the server would read
+				// the rest before answering; expire the connection so
+				// that it answers and closes instead.
+				rc.SetReadDeadline(time.Now())
+			}
+		}()
 	}
 	size := 32 << 10
 	if r.ContentLength > 0 {
@@ -320,7 +342,7 @@ func readBody(cfg *conf.HTTP, r *http.Request, log *slog.Logger) (body io.Reader
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		n, err := src.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
 			return nil, 0, http.StatusRequestEntityTooLarge
@@ -329,7 +351,7 @@ func readBody(cfg *conf.HTTP, r *http.Request, log *slog.Logger) (body io.Reader
 			return bytes.NewReader(buf), int64(len(buf)), 0
 		}
 		if err != nil {
-			return nil, 0, http.StatusBadRequest
+			return nil, 0, bodyErrStatus(err)
 		}
 	}
 	f, err := os.CreateTemp("", "fcgivisor-body-")
@@ -338,19 +360,44 @@ func readBody(cfg *conf.HTTP, r *http.Request, log *slog.Logger) (body io.Reader
 		return nil, 0, http.StatusInternalServerError
 	}
 	os.Remove(f.Name())
-	n, err := io.Copy(f, io.MultiReader(bytes.NewReader(buf), io.LimitReader(r.Body, limit+1-int64(len(buf)))))
+	n, err := io.Copy(f, io.MultiReader(bytes.NewReader(buf), io.LimitReader(src, limit+1-int64(len(buf)))))
 	if err != nil || n > limit {
 		f.Close()
 		if n > limit {
 			return nil, 0, http.StatusRequestEntityTooLarge
 		}
-		return nil, 0, http.StatusBadRequest
+		return nil, 0, bodyErrStatus(err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		f.Close()
 		return nil, 0, http.StatusInternalServerError
 	}
 	return f, n, 0
+}
+
+// bodyReadTimeout bounds each read of a request body being spooled: the
+// time a client may go without sending (nginx's client_body_timeout). A
+// variable for tests.
+var bodyReadTimeout = 60 * time.Second
+
+// deadlineReader sets a read deadline of bodyReadTimeout before each read.
+type deadlineReader struct {
+	r   io.Reader
+	set func(time.Time) error
+}
+
+func (d *deadlineReader) Read(p []byte) (int, error) {
+	d.set(time.Now().Add(bodyReadTimeout)) // unsupported (tests' recorders): no deadline
+	return d.r.Read(p)
+}
+
+// bodyErrStatus is the answer to a request whose body could not be read:
+// 408 when the client stopped sending, else 400.
+func bodyErrStatus(err error) int {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return http.StatusRequestTimeout
+	}
+	return http.StatusBadRequest
 }
 
 type clientError struct{ err error }
