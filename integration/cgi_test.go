@@ -850,9 +850,11 @@ func TestCGIRouteWithoutUserRefusedAsRoot(t *testing.T) {
 	if code, out := runCLI(t, nil, dir, "check", "-c", withUser); code != 0 {
 		t.Fatalf("check of a cgi route with user = \"root\": exit %d\n%s", code, out)
 	}
-	code, out := runCLI(t, nil, dir, "run", "-c", without)
-	if code != 1 || !strings.Contains(out, "http.route[0].user") || !strings.Contains(out, `user = "root"`) {
-		t.Errorf("run of a cgi route without user, as root: exit %d, want 1 and an error naming http.route[0].user and the fix\n%s", code, out)
+	for _, cmd := range []string{"check", "run"} {
+		code, out := runCLI(t, nil, dir, cmd, "-c", without)
+		if code != 1 || !strings.Contains(out, "http.route[0].user") || !strings.Contains(out, `user = "root"`) {
+			t.Errorf("%s of a cgi route without user, as root: exit %d, want 1 and an error naming http.route[0].user and the fix\n%s", cmd, code, out)
+		}
 	}
 }
 

@@ -55,6 +55,48 @@ func TestCheck(t *testing.T) {
 		}
 	})
 
+	// As root, check refuses what run would refuse: a pool or cgi route
+	// that does not name its user, a user that does not exist.
+	t.Run("privileges", func(t *testing.T) {
+		t.Parallel()
+		if os.Geteuid() != 0 {
+			t.Skip("needs root: users apply only when fcgivisor runs as root")
+		}
+		f := filepath.Join(t.TempDir(), "users.toml")
+		const text = `[server]
+runtime_dir = "/tmp/fv-check-not-used"
+
+[[http.route]]
+prefix = "/cgi-bin/"
+cgi = "/tmp"
+
+[[http.route]]
+pool = "x"
+
+[pool.x]
+command = ["/bin/true"]
+
+[pool.y]
+command = ["/bin/true"]
+user = "no-such-user-fcgivisor"
+`
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		code, out := runCLI(t, nil, "", "check", "-c", f)
+		if code != 1 {
+			t.Errorf("check as root with pools and a cgi route without users: exit %d, want 1", code)
+		}
+		for _, want := range []string{f + ": http.route[0].user:", f + ": pool.x.user:", f + ": pool.y.user:"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("no error %q", want)
+			}
+		}
+		if t.Failed() {
+			t.Logf("output:\n%s", out)
+		}
+	})
+
 	t.Run("invalid", func(t *testing.T) {
 		t.Parallel()
 		bad := filepath.Join(t.TempDir(), "bad.toml")

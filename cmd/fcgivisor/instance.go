@@ -262,13 +262,19 @@ func (in *instance) summary() string {
 // checkPrivileges checks the user and group of every pool and cgi route
 // (all errors at once).
 func (in *instance) checkPrivileges(cfg *conf.Config) error {
+	return checkPrivileges(cfg, in.env.Privileged, in.log)
+}
+
+// checkPrivileges checks cfg's users and groups as `run` applies them when
+// fcgivisor runs as root (privileged) or not; `check` runs it too.
+func checkPrivileges(cfg *conf.Config, privileged bool, log *slog.Logger) error {
 	var errs []error
 	for _, pc := range cfg.Pools() {
-		if err := supervisor.CheckPrivileges(pc, in.env.Privileged, in.log); err != nil {
+		if err := supervisor.CheckPrivileges(pc, privileged, log); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", cfg.File, err))
 		}
 	}
-	if err := front.CheckPrivileges(cfg, in.env.Privileged, in.log); err != nil {
+	if err := front.CheckPrivileges(cfg, privileged, log); err != nil {
 		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
 			errs = append(errs, fmt.Errorf("%s: %w", cfg.File, e))
 		}

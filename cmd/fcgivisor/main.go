@@ -146,6 +146,13 @@ func check(w io.Writer, path string) error {
 		fmt.Fprintln(w, err)
 		return &exitError{code: 1, err: errors.New("config is invalid")}
 	}
+	// Users and groups as `run` would apply them, running as this user
+	// (as root, a pool or cgi route must name its user, and it must exist).
+	warn := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if err := checkPrivileges(cfg, os.Geteuid() == 0, warn); err != nil {
+		fmt.Fprintln(w, err)
+		return &exitError{code: 1, err: errors.New("config is invalid")}
+	}
 	fmt.Fprintln(w, cfg.Summary())
 	return nil
 }
