@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -150,6 +151,9 @@ func findScript(dir, rest string) (script, pathInfo string, status int) {
 		return "", "", http.StatusNotFound
 	}
 	root, err := os.OpenRoot(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", "", http.StatusNotFound // warned about at start (Server.Update)
+	}
 	if err != nil {
 		return "", "", http.StatusInternalServerError
 	}

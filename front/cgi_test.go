@@ -73,6 +73,11 @@ func TestFindScript(t *testing.T) {
 		{rest: "a.sh", status: 404}, // prefix without its slash glued to a name
 	} {
 		script, pathInfo, status := findScript(dir, tc.rest)
+		if tc.rest == "/a.sh" {
+			if _, _, st := findScript(filepath.Join(base, "missing"), tc.rest); st != 404 {
+				t.Errorf("findScript in a missing directory: %d, want 404", st)
+			}
+		}
 		if script != tc.script || pathInfo != tc.pathInfo || status != tc.status {
 			t.Errorf("findScript(%q) = (%q, %q, %d), want (%q, %q, %d)", tc.rest, script, pathInfo, status, tc.script, tc.pathInfo, tc.status)
 		}
