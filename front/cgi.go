@@ -217,8 +217,7 @@ func (s *Server) serveCGI(t *table, w http.ResponseWriter, r *http.Request, rt *
 		}
 		return
 	}
-	redirect := s.runScript(t, w, r, rt, script, pathInfo, body, length)
-	<-rt.cgi.slots
+	redirect := s.runScript(t, w, r, rt, script, pathInfo, body, length, func() { <-rt.cgi.slots })
 	if redirect != "" {
 		s.localRedirect(t, w, r, redirect)
 	}
@@ -244,7 +243,7 @@ func (c *cgiRoute) acquire(ctx context.Context) bool {
 }
 
 // runScript runs a cgi route's script; see runCGI for the redirect.
-func (s *Server) runScript(t *table, w http.ResponseWriter, r *http.Request, rt *route, script, pathInfo string, body io.Reader, length int64) (redirect string) {
+func (s *Server) runScript(t *table, w http.ResponseWriter, r *http.Request, rt *route, script, pathInfo string, body io.Reader, length int64, release func()) (redirect string) {
 	base := strings.TrimSuffix(rt.cfg.Prefix, "/")
 	scriptFilename := path.Join(rt.cgi.dir, script)
 	q := &request{
@@ -263,7 +262,7 @@ func (s *Server) runScript(t *table, w http.ResponseWriter, r *http.Request, rt 
 		Env:        cgiEnv(q, rt.cgi.env),
 		Credential: rt.cgi.cred,
 	}
-	_, redirect = s.runCGI(w, r, spec, body, rt.cfg.Timeout, s.log.With("script", scriptFilename))
+	_, redirect = s.runCGI(w, r, spec, body, rt.cfg.Timeout, s.log.With("script", scriptFilename), release)
 	return redirect
 }
 
@@ -282,8 +281,7 @@ func (s *Server) serveFallback(t *table, w http.ResponseWriter, r *http.Request,
 	s.log.Warn("pool cannot serve: CGI fallback", "pool", pool.Name(), "uri", r.RequestURI, "why", why)
 	spec := fb.Spec
 	spec.Env = cgiEnv(q, fb.Spec.Env)
-	code, redirect := s.runCGI(w, r, spec, body, fb.Timeout, s.log.With("pool", pool.Name(), "cgi_fallback", true))
-	fb.Done()
+	code, redirect := s.runCGI(w, r, spec, body, fb.Timeout, s.log.With("pool", pool.Name(), "cgi_fallback", true), fb.Done)
 	if redirect != "" {
 		return s.localRedirect(t, w, r, redirect)
 	}
@@ -312,12 +310,19 @@ func cgiEnv(q *request, extra []string) []string {
 type redirectDepth struct{}
 
 // runCGI runs spec as a CGI program for the request and answers with what
-// it prints. It returns once the program has exited (or was killed), and
-// reports the status answered (499 when the client went away), or, for a
-// local redirect, the location to serve in its place, with nothing
-// answered: the caller serves it (localRedirect) once it has given back
-// its concurrency place.
-func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spec, body io.Reader, timeout time.Duration, log *slog.Logger) (code int, redirect string) {
+// it prints. It reports the status answered (499 when the client went
+// away), or, for a local redirect, the location to serve in its place,
+// with nothing answered: the caller serves it (localRedirect) once
+// release has run.
+//
+// release (the caller's concurrency place) runs once the program has
+// exited and was reaped. When the response is complete and the body has
+// been handed over, runCGI returns at once and the wait for the exit goes
+// on in a goroutine that Shutdown waits for: the client has its answer
+// (and a kept connection its next request) without waiting for the exit
+// to be reaped. The timeout still applies to that wait; the client going
+// away no longer does.
+func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spec, body io.Reader, timeout time.Duration, log *slog.Logger, release func()) (code int, redirect string) {
 	var fromClient *clientBody // the body, when it streams from the client
 	if body != nil {
 		// The program may answer while it reads (cat): without this an
@@ -330,6 +335,7 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 	}
 	c, err := s.reaper.StartCGI(spec)
 	if err != nil {
+		release()
 		if spawner.IsPermission(err) {
 			log.Warn("cgi program may not be run", "err", err)
 			http.Error(w, "Forbidden", http.StatusForbidden)
@@ -390,7 +396,9 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 			c.Stdin.Close()
 		}()
 	}
-	defer func() {
+	// finish waits for the program, bounded by the timeout, then for the
+	// readers, and gives the place back.
+	finish := func() {
 		// The response is over (or failed): wait for the program, bounded
 		// by the timeout, then for the readers.
 		c.Stdout.Close()
@@ -423,6 +431,13 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 		c.Stderr.Close()
 		if st := c.Status(); st.Exited() && st.ExitStatus() != 0 {
 			log.Info("cgi program exited", "status", st.ExitStatus())
+		}
+		release()
+	}
+	detached := false
+	defer func() {
+		if !detached {
+			finish()
 		}
 	}()
 	failed := func() (int, bool) {
@@ -490,6 +505,20 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 		}
 		log.Warn("cgi program failed mid-response", "err", rerr)
 		panic(http.ErrAbortHandler) // headers are out: cut the connection
+	}
+	select {
+	case <-stdinDone:
+		// The answer is complete and nothing reads the request any more:
+		// wait for the exit off the request.
+		c.Stdout.Close()
+		stopCtx()
+		detached = true
+		s.running.Add(1)
+		go func() {
+			defer s.running.Done()
+			finish()
+		}()
+	default:
 	}
 	return status, ""
 }

@@ -231,7 +231,15 @@ func TestCGIRunsScripts(t *testing.T) {
 	if rec.Code != 200 || strings.Contains(out, "HTTP_PROXY") {
 		t.Errorf("env.sh: %d, HTTP_PROXY present: %v", rec.Code, strings.Contains(out, "HTTP_PROXY"))
 	}
-	if !strings.Contains(logs.String(), "msg=oops") || !strings.Contains(logs.String(), "script="+dir+"/env.sh") {
+	// stderr is read to its end after the answer went out (the exit is
+	// awaited off the request): give it a moment.
+	logged := func() bool {
+		return strings.Contains(logs.String(), "msg=oops") && strings.Contains(logs.String(), "script="+dir+"/env.sh")
+	}
+	for deadline := time.Now().Add(2 * time.Second); !logged() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !logged() {
 		t.Errorf("stderr line not logged with the script:\n%s", logs)
 	}
 
@@ -462,5 +470,35 @@ func TestStalledBodyTimesOut(t *testing.T) {
 			t.Fatalf("request %d on a kept connection: %d %q", i, resp.StatusCode, b)
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// A program that has answered and closed its stdout but has not exited:
+// the client has its answer at once, and the route's place stays taken
+// until the program exits.
+func TestCGIAnswerDoesNotWaitForExit(t *testing.T) {
+	dir := t.TempDir()
+	writeScript(t, filepath.Join(dir, "linger.sh"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok\\n'\nexec >&- 2>&-\nsleep 1\n")
+	s, _ := cgiServer(t, dir, 5*time.Second, 1)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	get := func() time.Duration {
+		start := time.Now()
+		resp, err := http.Get(srv.URL + "/cgi-bin/linger.sh")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok\n" {
+			t.Fatalf("%d %q", resp.StatusCode, b)
+		}
+		return time.Since(start)
+	}
+	if d := get(); d > 600*time.Millisecond {
+		t.Errorf("the answer took %v: it waited for the program's exit", d)
+	}
+	if d := get(); d < 700*time.Millisecond {
+		t.Errorf("the second run started after %v: the first one's place (max_concurrent 1) was given back before it exited", d)
 	}
 }

@@ -175,10 +175,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
+	}
+	// CGI programs still running (requests cut by Close, or answered
+	// programs whose exit is awaited) get until ctx is done, then SIGKILL.
+	done := make(chan struct{})
+	go func() { s.running.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
 		s.killCGI()
+		<-done
 	}
 	s.wg.Wait()
-	s.running.Wait()
 	return err
 }
 
