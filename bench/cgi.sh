@@ -135,39 +135,12 @@ if [[ -n $NEED_NG ]]; then
 	FCGIWRAP_PID=$!
 	wait_file "$TMP/fcgiwrap.sock" fcgiwrap "$!"
 	NGINX_PORT=$(free_port)
-	mkdir -p "$TMP/nginx"
-	{
-		# As root, nginx workers would run as nobody and could not reach the
-		# socket in our 0700 directory.
-		if [[ $EUID -eq 0 ]]; then echo "user $(id -un) $(id -gn);"; fi
-		cat <<EOF
-daemon off;
-worker_processes 1;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $TMP/nginx/client_body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location ~ ^/cgi-bin/(?<cgi_script>[^/]+)\$ {
+	start_nginx nginx "$NGINX_PORT" "        location ~ ^/cgi-bin/(?<cgi_script>[^/]+)\$ {
             include /etc/nginx/fastcgi_params;   # REDIRECT_STATUS 200, QUERY_STRING, ...
             fastcgi_param SCRIPT_FILENAME $CGI_DIR/\$cgi_script;
             fastcgi_pass unix:$TMP/fcgiwrap.sock; # fastcgi_keep_conn off, as shipped
-        }
-    }
-}
-EOF
-	} >"$TMP/nginx.conf"
-	nginx -p "$TMP/nginx" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" &
-	RUN_PIDS+=($!)
-	NGINX_PID=$!
+        }"
+	RUN_PIDS+=("$NGINX_PID")
 	wait_listen "$NGINX_PORT" nginx "$NGINX_PID"
 	URL[ng-cgi]="http://127.0.0.1:$NGINX_PORT/cgi-bin/hello?$QUERY"
 	URL[ng-php-cgi]="http://127.0.0.1:$NGINX_PORT/cgi-bin/hello.php?$QUERY"

@@ -50,33 +50,9 @@ if [[ -z $ONLY ]]; then
 fi
 
 TMP=$(mktemp -d /tmp/fv-bench.XXXXXX)
-PIDS=()        # everything we started, killed by pid at the end
+RUN_PIDS=()    # everything we started, stopped by pid at the end
 declare -A URL # stack -> URL of the hello endpoint
-
-cleanup() {
-	local p
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	for p in "${PIDS[@]}"; do
-		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-		kill -9 "$p" 2>/dev/null || true
-	done
-	if [[ -n $KEEP ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# free_port prints a loopback TCP port nobody listens on.
-free_port() {
-	local p
-	for _ in $(seq 100); do
-		p=$((20000 + RANDOM % 30000))
-		if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then
-			echo "$p"
-			return
-		fi
-	done
-	die "no free port found"
-}
+. bench/lib.sh # (cwd is the repo root) stop_stack, cleanup (EXIT trap), free_port, start_nginx
 
 # wait_hello URL NAME PID: wait until URL answers the hello body.
 wait_hello() {
@@ -94,40 +70,14 @@ wait_hello() {
 NGINX_PORT=$(free_port)
 spawn-fcgi -F 4 -s "$TMP/c.sock" -P "$TMP/spawn-fcgi.pid" -- "$C_WORKER" >/dev/null
 mapfile -t spawned < <(grep -o '[0-9]\+' "$TMP/spawn-fcgi.pid")
-PIDS+=("${spawned[@]}")
-mkdir -p "$TMP/nginx"
-{
-	# As root, nginx workers would run as nobody and could not reach the
-	# socket in our 0700 directory.
-	if [[ $EUID -eq 0 ]]; then echo "user $(id -un) $(id -gn);"; fi
-	cat <<EOF
-daemon off;
-worker_processes 1;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $TMP/nginx/client_body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / {
+RUN_PIDS+=("${spawned[@]}")
+start_nginx nginx "$NGINX_PORT" "        location / {
             include /etc/nginx/fastcgi_params;
             fastcgi_param SCRIPT_FILENAME /hello;
             fastcgi_pass unix:$TMP/c.sock;   # fastcgi_keep_conn off, as shipped
-        }
-    }
-}
-EOF
-} >"$TMP/nginx.conf"
-nginx -p "$TMP/nginx" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" &
-PIDS+=($!)
-wait_hello "http://127.0.0.1:$NGINX_PORT/" nginx "${PIDS[-1]}"
+        }"
+RUN_PIDS+=("$NGINX_PID")
+wait_hello "http://127.0.0.1:$NGINX_PORT/" nginx "$NGINX_PID"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/"
 
 # --- A: fcgivisor ------------------------------------------------------------
@@ -152,8 +102,8 @@ scaling = "static"
 workers = 4
 EOF
 	"$FCGIVISOR" run -c "$TMP/fcgivisor.toml" >"$TMP/fcgivisor.log" 2>&1 &
-	PIDS+=($!)
-	wait_hello "http://127.0.0.1:$FV_PORT/" fcgivisor "${PIDS[-1]}"
+	RUN_PIDS+=($!)
+	wait_hello "http://127.0.0.1:$FV_PORT/" fcgivisor "${RUN_PIDS[-1]}"
 	URL[fcgivisor]="http://127.0.0.1:$FV_PORT/"
 fi
 

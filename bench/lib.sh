@@ -66,3 +66,41 @@ wait_file() {
 	KEEP=1
 	die "$2 did not create $1; see $TMP"
 }
+
+# start_nginx NAME PORT LOCATIONS: start nginx in the background on
+# 127.0.0.1:PORT serving the location blocks LOCATIONS, the same way for
+# every bench: one worker, no access log, unlimited keep-alive, its files
+# as $TMP/NAME.conf, $TMP/NAME-error.log, $TMP/NAME.pid and temp dirs in
+# $TMP/NAME/. Sets NGINX_PID. The caller waits for it and adds the pid
+# to the processes it stops.
+start_nginx() {
+	local name=$1 port=$2 locations=$3
+	mkdir -p "$TMP/$name"
+	{
+		# As root, nginx workers would run as nobody and could not reach
+		# sockets in our 0700 directory.
+		if [[ $EUID -eq 0 ]]; then echo "user $(id -un) $(id -gn);"; fi
+		cat <<NGINX
+daemon off;
+worker_processes 1;
+pid $TMP/$name.pid;
+error_log $TMP/$name-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $TMP/$name/client_body;
+    proxy_temp_path $TMP/$name/proxy;
+    fastcgi_temp_path $TMP/$name/fastcgi;
+    uwsgi_temp_path $TMP/$name/uwsgi;
+    scgi_temp_path $TMP/$name/scgi;
+    server {
+        listen 127.0.0.1:$port;
+$locations
+    }
+}
+NGINX
+	} >"$TMP/$name.conf"
+	nginx -p "$TMP/$name" -c "$TMP/$name.conf" -e "$TMP/$name-error.log" &
+	NGINX_PID=$!
+}

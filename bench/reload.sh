@@ -150,39 +150,13 @@ END_FPM
 	MANAGER=$!
 	wait_file "$TMP/$tag-fpm.sock" php-fpm "$!"
 
-	mkdir -p "$TMP/nginx-$tag"
-	{
-		# As root, nginx workers would run as nobody and could not reach
-		# php-fpm's socket (root, 0660).
-		if [[ $EUID -eq 0 ]]; then echo "user $(id -un) $(id -gn);"; fi
-		cat <<END_NGINX
-daemon off;
-worker_processes 1;
-pid $TMP/$tag-nginx.pid;
-error_log $TMP/$tag-nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $TMP/nginx-$tag/client_body;
-    proxy_temp_path $TMP/nginx-$tag/proxy;
-    fastcgi_temp_path $TMP/nginx-$tag/fastcgi;
-    uwsgi_temp_path $TMP/nginx-$tag/uwsgi;
-    scgi_temp_path $TMP/nginx-$tag/scgi;
-    server {
-        listen 127.0.0.1:$PORT;
-        location / {
+	start_nginx "$tag-nginx" "$PORT" "        location / {
             include /etc/nginx/fastcgi_params;
             fastcgi_param SCRIPT_FILENAME $DOCROOT/index.php;
             fastcgi_pass unix:$TMP/$tag-fpm.sock;   # fastcgi_keep_conn off, as shipped
-        }
-    }
-}
-END_NGINX
-	} >"$TMP/$tag-nginx.conf"
-	nginx -p "$TMP/nginx-$tag" -c "$TMP/$tag-nginx.conf" -e "$TMP/$tag-nginx-error.log" &
-	RUN_PIDS+=($!)
-	wait_listen "$PORT" nginx "$!"
+        }"
+	RUN_PIDS+=("$NGINX_PID")
+	wait_listen "$PORT" nginx "$NGINX_PID"
 	case $stack in
 	fpm-usr2) RELOAD_CMD="kill -USR2 $MANAGER" ;;
 	*) RELOAD_CMD="" ;;

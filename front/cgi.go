@@ -51,9 +51,8 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/fastcgi"
 	"github.com/fcgivisor/fcgivisor/spawner"
 )
 
@@ -111,32 +110,18 @@ func newCGIRoute(rc *conf.Route, privileged bool, old *cgiRoute) (*cgiRoute, err
 // fcgivisor runs, as supervisor.CheckPrivileges does for pools: as root a
 // cgi route must name its user (user = "root" to mean it); as another
 // user, user and group are ignored with a warning.
-func CheckPrivileges(cfg *conf.Config, privileged bool, log *slog.Logger) error {
+func CheckPrivileges(cfg *conf.Config, privileged bool, log *slog.Logger) []error {
 	var errs []error
 	for i, rc := range cfg.HTTP.Routes {
 		if rc.CGI == "" {
 			continue
 		}
 		key := fmt.Sprintf("http.route[%d]", i)
-		if !privileged {
-			if rc.User != "" || rc.Group != "" {
-				log.Warn("user and group are ignored: fcgivisor does not run as root", "route", key)
-			}
-			continue
-		}
-		if rc.User == "" {
-			errs = append(errs, fmt.Errorf("%s.user: fcgivisor runs as root and refuses to run CGI scripts as root unless the route says so: set user (e.g. \"www-data\"), or user = \"root\"", key))
-			continue
-		}
-		if _, err := spawner.Credential(rc.User, rc.Group); err != nil {
-			k := "user"
-			if _, uerr := spawner.Credential(rc.User, ""); uerr == nil {
-				k = "group"
-			}
-			errs = append(errs, fmt.Errorf("%s.%s: %w", key, k, err))
+		if err := spawner.CheckCredential(key, "CGI scripts", rc.User, rc.Group, privileged, log); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // findScript finds the script a request path names under dir (see the
@@ -217,7 +202,24 @@ func (s *Server) serveCGI(t *table, w http.ResponseWriter, r *http.Request, rt *
 		}
 		return
 	}
-	redirect := s.runScript(t, w, r, rt, script, pathInfo, body, length, func() { <-rt.cgi.slots })
+	scriptFilename := path.Join(rt.cgi.dir, script)
+	q := &request{
+		r:              r,
+		scriptName:     base + "/" + script,
+		scriptFilename: scriptFilename,
+		pathInfo:       pathInfo,
+		documentRoot:   t.cfg.DocumentRoot,
+		contentLength:  length,
+		serverSoftware: s.software,
+	}
+	spec := spawner.Spec{
+		Path:       scriptFilename,
+		Args:       []string{scriptFilename},
+		Dir:        path.Dir(scriptFilename),
+		Env:        cgiEnv(metaVars(nil, q), rt.cgi.env),
+		Credential: rt.cgi.cred,
+	}
+	_, redirect := s.runCGI(w, r, spec, body, rt.cfg.Timeout, s.log.With("script", scriptFilename), func() { <-rt.cgi.slots })
 	if redirect != "" {
 		s.localRedirect(t, w, r, redirect)
 	}
@@ -242,34 +244,10 @@ func (c *cgiRoute) acquire(ctx context.Context) bool {
 	return false
 }
 
-// runScript runs a cgi route's script; see runCGI for the redirect.
-func (s *Server) runScript(t *table, w http.ResponseWriter, r *http.Request, rt *route, script, pathInfo string, body io.Reader, length int64, release func()) (redirect string) {
-	base := strings.TrimSuffix(rt.cfg.Prefix, "/")
-	scriptFilename := path.Join(rt.cgi.dir, script)
-	q := &request{
-		r:              r,
-		scriptName:     base + "/" + script,
-		scriptFilename: scriptFilename,
-		pathInfo:       pathInfo,
-		documentRoot:   t.cfg.DocumentRoot,
-		contentLength:  length,
-		serverSoftware: s.software,
-	}
-	spec := spawner.Spec{
-		Path:       scriptFilename,
-		Args:       []string{scriptFilename},
-		Dir:        path.Dir(scriptFilename),
-		Env:        cgiEnv(q, rt.cgi.env),
-		Credential: rt.cgi.cred,
-	}
-	_, redirect = s.runCGI(w, r, spec, body, rt.cfg.Timeout, s.log.With("script", scriptFilename), release)
-	return redirect
-}
-
 // serveFallback serves a request of pool rt.pool, which could not serve
 // it, by running the pool's command once as CGI. It reports the status
 // answered.
-func (s *Server) serveFallback(t *table, w http.ResponseWriter, r *http.Request, q *request, body io.Reader, rt *route, why error) int {
+func (s *Server) serveFallback(t *table, w http.ResponseWriter, r *http.Request, vars []fastcgi.Param, body io.Reader, rt *route, why error) int {
 	pool := rt.pool
 	fb, err := pool.Fallback()
 	if err != nil {
@@ -280,7 +258,7 @@ func (s *Server) serveFallback(t *table, w http.ResponseWriter, r *http.Request,
 	}
 	s.log.Warn("pool cannot serve: CGI fallback", "pool", pool.Name(), "uri", r.RequestURI, "why", why)
 	spec := fb.Spec
-	spec.Env = cgiEnv(q, fb.Spec.Env)
+	spec.Env = cgiEnv(vars, fb.Spec.Env)
 	code, redirect := s.runCGI(w, r, spec, body, fb.Timeout, s.log.With("pool", pool.Name(), "cgi_fallback", true), fb.Done)
 	if redirect != "" {
 		return s.localRedirect(t, w, r, redirect)
@@ -288,10 +266,9 @@ func (s *Server) serveFallback(t *table, w http.ResponseWriter, r *http.Request,
 	return code
 }
 
-// cgiEnv is the environment of a CGI run: the meta-variables, then extra
-// ("K=V", sorted) for names they do not set.
-func cgiEnv(q *request, extra []string) []string {
-	vars := metaVars(nil, q)
+// cgiEnv is the environment of a CGI run: the meta-variables (metaVars),
+// then extra ("K=V", sorted) for names they do not set.
+func cgiEnv(vars []fastcgi.Param, extra []string) []string {
 	env := make([]string, 0, len(vars)+len(extra))
 	set := make(map[string]bool, len(vars))
 	for _, v := range vars {
@@ -466,7 +443,7 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 			return code, ""
 		}
 		<-c.Done()
-		log.Error("cgi program sent no valid response", "err", err, "exit", describeExit(c.Status()))
+		log.Error("cgi program sent no valid response", "err", err, "exit", spawner.Describe(c.Status()))
 		http.Error(w, "Bad Gateway", http.StatusBadGateway)
 		return http.StatusBadGateway, ""
 	}
@@ -604,14 +581,4 @@ func (s *Server) killCGI() {
 	for p := range s.procs {
 		p.SignalGroup(syscall.SIGKILL)
 	}
-}
-
-func describeExit(st unix.WaitStatus) string {
-	switch {
-	case st.Exited():
-		return fmt.Sprintf("exit status %d", st.ExitStatus())
-	case st.Signaled():
-		return "killed by " + st.Signal().String()
-	}
-	return "unknown"
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -89,7 +90,7 @@ func TestCGIEnvIsMetaVarsPlusRouteEnv(t *testing.T) {
 	r.Header.Set("Proxy", "http://evil")
 	r.Header.Set("X-Y", "z")
 	q := &request{r: r, scriptName: "/cgi-bin/x.sh", scriptFilename: "/srv/cgi/x.sh", pathInfo: "/p", documentRoot: "/srv/www", serverSoftware: "fcgivisor/t"}
-	env := cgiEnv(q, []string{"PATH=/bin", "QUERY_STRING=shadowed", "ZZ=1"})
+	env := cgiEnv(metaVars(nil, q), []string{"PATH=/bin", "QUERY_STRING=shadowed", "ZZ=1"})
 	got := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")
@@ -131,7 +132,7 @@ func TestCheckPrivilegesCGIRoutes(t *testing.T) {
 		{Prefix: "/d/", CGI: "/d", User: "root", Group: "no-such-group-fcgivisor"},
 	}}}
 	log := slog.New(slog.DiscardHandler)
-	err := CheckPrivileges(cfg, true, log)
+	err := errors.Join(CheckPrivileges(cfg, true, log)...)
 	if err == nil {
 		t.Fatal("no error as root")
 	}
@@ -144,7 +145,7 @@ func TestCheckPrivilegesCGIRoutes(t *testing.T) {
 	if strings.Contains(msg, "route[0]") || strings.Contains(msg, "route[2]") {
 		t.Errorf("error names a good route:\n%s", msg)
 	}
-	if err := CheckPrivileges(cfg, false, log); err != nil {
+	if err := errors.Join(CheckPrivileges(cfg, false, log)...); err != nil {
 		t.Errorf("not root: %v", err)
 	}
 }
@@ -365,12 +366,8 @@ func TestCGIStalledUploadReleasesPlace(t *testing.T) {
 	s, _ := cgiServer(t, dir, 5*time.Second, 1)
 	srv := httptest.NewServer(s)
 	defer srv.Close()
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := stalledUpload(t, srv, "/cgi-bin/noread.sh")
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /cgi-bin/noread.sh HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789")
 	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
@@ -399,12 +396,7 @@ func TestCGIBufferedStalledUploadHoldsNothing(t *testing.T) {
 	s.table.Load().cfg.RequestBuffering = true
 	srv := httptest.NewServer(s)
 	defer srv.Close()
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	fmt.Fprintf(conn, "POST /cgi-bin/mark.sh HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789")
+	defer stalledUpload(t, srv, "/cgi-bin/mark.sh").Close()
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
 	resp, err := http.Get(srv.URL + "/cgi-bin/ok.sh")
@@ -435,12 +427,8 @@ func TestStalledBodyTimesOut(t *testing.T) {
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 
-	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := stalledUpload(t, srv, "/cgi-bin/mark.sh")
 	defer conn.Close()
-	fmt.Fprintf(conn, "POST /cgi-bin/mark.sh HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789")
 	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
@@ -503,4 +491,17 @@ func TestCGIAnswerDoesNotWaitForExit(t *testing.T) {
 	if d := time.Since(start); d < time.Second {
 		t.Errorf("two runs took %v: the first one's place (max_concurrent 1) was given back before it exited", d)
 	}
+}
+
+// stalledUpload opens a connection to srv and sends a POST of path that
+// announces 100000 bytes of body and sends 10. Close it before srv (whose
+// Close waits for the handler reading that body).
+func stalledUpload(t *testing.T, srv *httptest.Server, path string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789", path)
+	return conn
 }

@@ -294,7 +294,7 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 		panic(http.ErrAbortHandler)
 	case rt.pool.CanFallback(err):
 		// Nothing was sent to a worker: the body is unread.
-		code = s.serveFallback(t, w, r, q, body, rt, err)
+		code = s.serveFallback(t, w, r, bufs.params, body, rt, err) // the PARAMS that were not sent
 	case errors.Is(err, supervisor.ErrQueueTimeout), errors.Is(err, supervisor.ErrFailing), errors.Is(err, supervisor.ErrStopping),
 		errors.Is(err, supervisor.ErrNotAccepted):
 		s.log.Warn("pool cannot serve", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)

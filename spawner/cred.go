@@ -2,6 +2,7 @@ package spawner
 
 import (
 	"fmt"
+	"log/slog"
 	"os/user"
 	"strconv"
 	"syscall"
@@ -48,4 +49,30 @@ func Credential(userName, groupName string) (*syscall.Credential, error) {
 		cred.Groups = []uint32{cred.Gid}
 	}
 	return cred, nil
+}
+
+// CheckCredential checks the user and group that the table key (e.g.
+// "pool.php", "http.route[2]") runs its programs (what: "workers", "CGI
+// scripts") with, against how fcgivisor runs: as root (privileged) user
+// must be set (user = "root" to mean it) and user and group must exist;
+// as another user they are ignored with a warning, as PHP-FPM does. The
+// error names the offending key.
+func CheckCredential(key, what, userName, groupName string, privileged bool, log *slog.Logger) error {
+	if !privileged {
+		if userName != "" || groupName != "" {
+			log.Warn("user and group are ignored: fcgivisor does not run as root", "key", key)
+		}
+		return nil
+	}
+	if userName == "" {
+		return fmt.Errorf("%s.user: fcgivisor runs as root and refuses to run %s as root unless told so: set user (e.g. \"www-data\"), or user = \"root\"", key, what)
+	}
+	if _, err := Credential(userName, groupName); err != nil {
+		k := "user"
+		if _, uerr := Credential(userName, ""); uerr == nil {
+			k = "group"
+		}
+		return fmt.Errorf("%s.%s: %w", key, k, err)
+	}
+	return nil
 }

@@ -249,6 +249,18 @@ func (r *Reaper) fd(f *os.File) uintptr {
 	return f.Fd()
 }
 
+// Describe says how a process ended, for logs and status.
+func Describe(st unix.WaitStatus) string {
+	switch {
+	case st.Exited():
+		return fmt.Sprintf("exit status %d", st.ExitStatus())
+	case st.Signaled():
+		return fmt.Sprintf("killed by signal %s", st.Signal())
+	default:
+		return fmt.Sprintf("wait status %#x", uint32(st))
+	}
+}
+
 // Resolve finds the executable for argv0 as a shell would, without one: a
 // name with a slash is taken relative to dir; a bare name is searched in the
 // PATH of env (the worker's own environment), else in fcgivisorPath.

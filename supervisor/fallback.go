@@ -2,7 +2,7 @@ package supervisor
 
 import (
 	"errors"
-	"fmt"
+	"sync"
 	"time"
 
 	"github.com/fcgivisor/fcgivisor/spawner"
@@ -48,11 +48,6 @@ func (p *Pool) Fallback() (*Fallback, error) {
 	if !cfg.CGIFallback {
 		return nil, errNoFallback
 	}
-	fcgivisorPath, _ := p.env.Getenv("PATH")
-	exe, err := spawner.Resolve(p.argv[0], cfg.Dir, p.penv, fcgivisorPath)
-	if err != nil {
-		return nil, fmt.Errorf("command %q: %w", p.argv[0], err)
-	}
 	p.mu.Lock()
 	if p.fallbacks >= cfg.MaxWorkers {
 		p.totals.CGIFallbacksRefused++
@@ -60,27 +55,24 @@ func (p *Pool) Fallback() (*Fallback, error) {
 		return nil, ErrFallbackBusy
 	}
 	p.fallbacks++
+	p.mu.Unlock()
+	var once sync.Once
+	done := func() {
+		once.Do(func() {
+			p.mu.Lock()
+			p.fallbacks--
+			p.mu.Unlock()
+		})
+	}
+	spec, err := p.command()
+	if err != nil {
+		done()
+		return nil, err
+	}
+	p.mu.Lock()
 	p.totals.CGIFallbacks++
 	p.mu.Unlock()
-	spec := spawner.Spec{
-		Path:       exe,
-		Args:       p.argv,
-		Dir:        cfg.Dir,
-		Env:        p.penv,
-		Credential: p.cred,
-	}
-	if n := cfg.RlimitNofile; n > 0 && p.env.Self != "" {
-		spec = spawner.WithLimits(spec, p.env.Self, n)
-	}
-	done := false
-	return &Fallback{Spec: spec, Timeout: cfg.RequestTimeout, Done: func() {
-		p.mu.Lock()
-		if !done {
-			done = true
-			p.fallbacks--
-		}
-		p.mu.Unlock()
-	}}, nil
+	return &Fallback{Spec: spec, Timeout: cfg.RequestTimeout, Done: done}, nil
 }
 
 // live is the pool that takes new requests: p, or the generation that

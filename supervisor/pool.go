@@ -37,8 +37,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/fastcgi"
 	"github.com/fcgivisor/fcgivisor/socket"
@@ -213,23 +211,7 @@ func NewPool(cfg *conf.Pool, env Env) *Pool {
 // the user and group must exist; as another user, they are ignored with a
 // warning, as PHP-FPM does. Errors name the key.
 func CheckPrivileges(cfg *conf.Pool, privileged bool, log *slog.Logger) error {
-	if !privileged {
-		if cfg.User != "" || cfg.Group != "" {
-			log.Warn("user and group are ignored: fcgivisor does not run as root", "pool", cfg.Name)
-		}
-		return nil
-	}
-	if cfg.User == "" {
-		return fmt.Errorf("pool.%s.user: fcgivisor runs as root and refuses to run workers as root unless the pool says so: set user (e.g. \"www-data\"), or user = \"root\"", cfg.Name)
-	}
-	if _, err := spawner.Credential(cfg.User, cfg.Group); err != nil {
-		key := "user"
-		if _, uerr := spawner.Credential(cfg.User, ""); uerr == nil {
-			key = "group"
-		}
-		return fmt.Errorf("pool.%s.%s: %w", cfg.Name, key, err)
-	}
-	return nil
+	return spawner.CheckCredential("pool."+cfg.Name, "workers", cfg.User, cfg.Group, privileged, log)
 }
 
 // phpSelfLimit is the number of requests after which php-cgi exits by
@@ -506,20 +488,34 @@ func (p *Pool) spawn() bool {
 	return true
 }
 
+// command is the pool's command as a spawner.Spec: resolved, with its
+// dir, environment, credentials and rlimits. Callers set the stdio.
+func (p *Pool) command() (spawner.Spec, error) {
+	cfg := p.conf()
+	fcgivisorPath, _ := p.env.Getenv("PATH")
+	exe, err := spawner.Resolve(p.argv[0], cfg.Dir, p.penv, fcgivisorPath)
+	if err != nil {
+		return spawner.Spec{}, fmt.Errorf("command %q: %w", p.argv[0], err)
+	}
+	spec := spawner.Spec{Path: exe, Args: p.argv, Dir: cfg.Dir, Env: p.penv, Credential: p.cred}
+	if n := cfg.RlimitNofile; n > 0 && p.env.Self != "" {
+		spec = spawner.WithLimits(spec, p.env.Self, n)
+	}
+	return spec, nil
+}
+
 // start creates the worker's socket and process.
 func (p *Pool) start() (*worker, error) {
+	spec, err := p.command()
+	if err != nil {
+		return nil, err
+	}
 	path := p.env.Runtime.NewWorkerPath(p.conf().Name)
 	ln, err := socket.WorkerListener(path)
 	if err != nil {
 		return nil, err
 	}
 	defer ln.Close() // the worker holds its own copy; the socket dies with it
-	fcgivisorPath, _ := p.env.Getenv("PATH")
-	exe, err := spawner.Resolve(p.argv[0], p.conf().Dir, p.penv, fcgivisorPath)
-	if err != nil {
-		os.Remove(path)
-		return nil, fmt.Errorf("command %q: %w", p.argv[0], err)
-	}
 	stdoutR, stdoutW, err := os.Pipe()
 	if err != nil {
 		os.Remove(path)
@@ -532,19 +528,7 @@ func (p *Pool) start() (*worker, error) {
 		os.Remove(path)
 		return nil, err
 	}
-	spec := spawner.Spec{
-		Path:       exe,
-		Args:       p.argv,
-		Dir:        p.conf().Dir,
-		Env:        p.penv,
-		Stdin:      ln,
-		Stdout:     stdoutW,
-		Stderr:     stderrW,
-		Credential: p.cred,
-	}
-	if n := p.conf().RlimitNofile; n > 0 && p.env.Self != "" {
-		spec = spawner.WithLimits(spec, p.env.Self, n)
-	}
+	spec.Stdin, spec.Stdout, spec.Stderr = ln, stdoutW, stderrW
 	proc, err := p.env.Reaper.Start(spec)
 	stdoutW.Close()
 	stderrW.Close()
@@ -635,26 +619,15 @@ func (p *Pool) watch(w *worker) {
 	p.mu.Lock()
 	expected := p.state == Stopping || w.killed || w.retiring || w.termed.Load()
 	if !expected {
-		p.lastErr = describe(st)
+		p.lastErr = spawner.Describe(st)
 	}
 	p.mu.Unlock()
 	if expected {
-		w.log.Info("worker exited", "status", describe(st))
+		w.log.Info("worker exited", "status", spawner.Describe(st))
 	} else {
-		w.log.Warn("worker exited unexpectedly", "status", describe(st), "uptime", time.Since(w.started).Round(time.Millisecond))
+		w.log.Warn("worker exited unexpectedly", "status", spawner.Describe(st), "uptime", time.Since(w.started).Round(time.Millisecond))
 	}
 	p.exits <- w
-}
-
-func describe(st unix.WaitStatus) string {
-	switch {
-	case st.Exited():
-		return fmt.Sprintf("exit status %d", st.ExitStatus())
-	case st.Signaled():
-		return fmt.Sprintf("killed by signal %s", st.Signal())
-	default:
-		return fmt.Sprintf("wait status %#x", uint32(st))
-	}
 }
 
 // stopAll stops every worker: SIGTERM to each group, SIGKILL past

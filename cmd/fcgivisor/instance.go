@@ -148,7 +148,7 @@ func (in *instance) reload() error {
 		cfg.Server.LogLevel != in.cfg.Server.LogLevel || cfg.Server.PIDFile != in.cfg.Server.PIDFile {
 		in.log.Warn("reload: [server] and [admin] settings other than shutdown_timeout take effect at the next restart")
 	}
-	if err := in.checkPrivileges(cfg); err != nil {
+	if err := checkPrivileges(cfg, in.env.Privileged, in.log); err != nil {
 		return err
 	}
 	wanted := make(map[string]bool)
@@ -259,12 +259,6 @@ func (in *instance) summary() string {
 	return fmt.Sprintf("%d pools, %d workers, listening on %s", len(in.cfg.Pools()), workers, strings.Join(in.cfg.HTTP.Listen, ", "))
 }
 
-// checkPrivileges checks the user and group of every pool and cgi route
-// (all errors at once).
-func (in *instance) checkPrivileges(cfg *conf.Config) error {
-	return checkPrivileges(cfg, in.env.Privileged, in.log)
-}
-
 // checkPrivileges checks cfg's users and groups as `run` applies them when
 // fcgivisor runs as root (privileged) or not; `check` runs it too.
 func checkPrivileges(cfg *conf.Config, privileged bool, log *slog.Logger) error {
@@ -274,10 +268,8 @@ func checkPrivileges(cfg *conf.Config, privileged bool, log *slog.Logger) error 
 			errs = append(errs, fmt.Errorf("%s: %w", cfg.File, err))
 		}
 	}
-	if err := front.CheckPrivileges(cfg, privileged, log); err != nil {
-		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-			errs = append(errs, fmt.Errorf("%s: %w", cfg.File, e))
-		}
+	for _, err := range front.CheckPrivileges(cfg, privileged, log) {
+		errs = append(errs, fmt.Errorf("%s: %w", cfg.File, err))
 	}
 	return errors.Join(errs...)
 }

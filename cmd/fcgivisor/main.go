@@ -323,7 +323,7 @@ func run(path string) error {
 		inherited: inherited,
 		pools:     make(map[string]*poolRun),
 	}
-	if err := in.checkPrivileges(cfg); err != nil {
+	if err := checkPrivileges(cfg, in.env.Privileged, in.log); err != nil {
 		stopHard()
 		return &exitError{code: 1, err: err}
 	}
