@@ -377,9 +377,23 @@ func TestReloadRefused(t *testing.T) {
 		t.Errorf("listeners after a refused reload: %d, want 1", len(in.listeners))
 	}
 
-	f.write([]string{"http"}, pool{name: "a", greeting: "b", command: []string{"/bin/false"}})
-	broken, _ := os.ReadFile(f.path)
-	refuse("workers die at start", string(broken), "died at start")
+	// A live change to a beside the broken new generation of b: the
+	// refused reload applies neither.
+	f.write([]string{"http"}, pool{name: "a", greeting: "a"}, pool{name: "b", greeting: "a"})
+	if err := in.reload(); err != nil {
+		t.Fatal(err)
+	}
+	running = in.pools["a"]
+	f.write([]string{"http"}, pool{name: "a", greeting: "a", timeout: "33s"}, pool{name: "b", greeting: "b", command: []string{"/bin/false"}})
+	if err := in.reload(); err == nil || !strings.Contains(err.Error(), "died at start") {
+		t.Errorf("workers die at start: reload error %v, want one naming \"died at start\"", err)
+	}
+	if got := in.pools["a"].cfg.RequestTimeout; got == 33*time.Second {
+		t.Error("a refused reload applied its live change to another pool")
+	}
+	if in.pools["a"] != running {
+		t.Error("a refused reload replaced another pool")
+	}
 }
 
 // TestRunLoop drives Run through its requests: a reload by signal, one by

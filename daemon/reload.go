@@ -24,8 +24,8 @@ import (
 //     refuses the reload) and the new generations start; the reload waits
 //     until they are ready. A new generation whose workers all died at
 //     start refuses the reload and is undone: the running one is kept.
-//  4. The front's routes and [http] swap in one store, the new listeners
-//     serve, removed ones close, and the replaced generations drain into
+//  4. Live updates apply, the front's routes and [http] swap in one
+//     store, the new listeners serve, removed ones close, and the replaced generations drain into
 //     their successors (old requests finish, queued ones move over).
 //
 // [server] and [admin] settings other than shutdown_timeout need a
@@ -99,6 +99,11 @@ func (in *instance) reload() error {
 		in.undo(next, opened)
 		return err
 	}
+	for _, pc := range pl.update {
+		pr := in.pools[pc.Name]
+		pr.pool.Update(pc)
+		pr.cfg = pc
+	}
 	in.swapListeners(cfg, opened)
 	for _, d := range drains {
 		d.old.pool.Drain(d.next)
@@ -139,9 +144,9 @@ func (in *instance) runningConfigs() map[string]*conf.Pool {
 	return m
 }
 
-// apply carries out pl's pool changes up to the swap: it starts new pools
-// and generations and applies live updates, and returns the next
-// generation by name and what is to drain once the reload stands.
+// apply carries out pl's pool changes that can be undone: it starts new
+// pools and generations, and returns the next generation by name and what
+// is to drain once the reload stands. Live updates wait for that too.
 func (in *instance) apply(pl plan) (next map[string]*poolRun, drains []drain) {
 	next = make(map[string]*poolRun)
 	for _, pc := range pl.start {
@@ -153,10 +158,7 @@ func (in *instance) apply(pl plan) (next map[string]*poolRun, drains []drain) {
 		drains = append(drains, drain{in.pools[pc.Name], pr.pool})
 	}
 	for _, pc := range pl.update {
-		old := in.pools[pc.Name]
-		old.pool.Update(pc)
-		old.cfg = pc
-		next[pc.Name] = old
+		next[pc.Name] = in.pools[pc.Name]
 	}
 	for _, name := range pl.keep {
 		next[name] = in.pools[name]
@@ -180,7 +182,7 @@ func (in *instance) refuseFailedStarts(drains []drain) error {
 }
 
 // undo stops the pools a refused reload started and closes the listeners
-// it opened. Live updates stay: they are refused only with the file.
+// it opened.
 func (in *instance) undo(next map[string]*poolRun, opened map[string]net.Listener) {
 	for name, pr := range next {
 		if in.pools[name] != pr {
