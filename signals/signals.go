@@ -1,5 +1,6 @@
 // Package signals turns the OS signals fcgivisor handles into typed actions
-// for the supervisor loop (DESIGN.md "Signals"). It never exits the process.
+// for the daemon's loop (docs/design.md lists what each one does). It never
+// exits the process.
 package signals
 
 import (
