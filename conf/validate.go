@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// Defaults for keys absent from the file (DESIGN.md, "Config (TOML)" and
-// "Defaults"); admin.listen defaults to "unix:" + runtime_dir + "/admin.sock".
+// Defaults for keys absent from the file, as docs/configuration.md lists
+// them; admin.listen defaults to "unix:" + runtime_dir + "/admin.sock".
 const (
 	defaultRuntimeDir        = "/run/fcgivisor"
 	defaultShutdownTimeout   = 30 * time.Second
