@@ -147,99 +147,127 @@ func (d *decoder) table(p toml.Primitive, key string, v reflect.Value) bool {
 }
 
 // value decodes p into v, whose path is key. It reports false when the
-// value (or part of it) did not decode.
+// value (or part of it) did not decode. It picks the decoding by v's type;
+// each kind of value has its own method below.
 func (d *decoder) value(p toml.Primitive, key string, v reflect.Value) bool {
 	t := v.Type()
 	raw := d.raw(p)
 	switch {
 	case t == reflect.TypeFor[time.Duration]():
-		// toml reads an integer as nanoseconds: "30" would be 30ns.
-		if _, ok := raw.(string); !ok {
-			return d.mismatch(key, raw, `a duration string such as "30s"`)
-		}
-		return d.leaf(p, key, v)
-
+		return d.duration(p, key, v, raw)
 	case t == reflect.TypeFor[FileMode]():
-		// An integer cannot tell 0o660 from 660.
-		switch raw.(type) {
-		case string:
-		case int64:
-			d.fail(key, 0, `must be a quoted octal string such as "0660", not an integer (0o660 and 660 would be different numbers)`)
-			return false
-		default:
-			return d.mismatch(key, raw, `a quoted octal string such as "0660"`)
-		}
-		return d.leaf(p, key, v)
-
+		return d.fileMode(p, key, v, raw)
 	case reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()):
-		switch raw.(type) {
-		case string, int64:
-			return d.leaf(p, key, v)
-		}
-		return d.mismatch(key, raw, "a string")
-
+		return d.text(p, key, v, raw)
 	case t.Kind() == reflect.Struct:
 		return d.table(p, key, v)
-
 	case t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct:
 		nv := reflect.New(t.Elem())
 		ok := d.table(p, key, nv.Elem())
 		v.Set(nv)
 		return ok
-
 	case t.Kind() == reflect.Map && t.Key().Kind() == reflect.String:
-		if _, ok := raw.(map[string]any); !ok {
-			return d.mismatch(key, raw, "a table")
-		}
-		var kids map[string]toml.Primitive
-		if err := d.md.PrimitiveDecode(p, &kids); err != nil {
-			d.fail(key, 0, err.Error())
-			return false
-		}
-		m := reflect.MakeMapWithSize(t, len(kids))
-		ok := true
-		for _, k := range slices.Sorted(maps.Keys(kids)) {
-			ck := keyChild(key, k)
-			d.defined[ck] = true
-			ev := reflect.New(t.Elem()).Elem()
-			// A value that failed stays in the map (as decoded so
-			// far), so that a route naming this pool does not also
-			// report "no pool".
-			ok = d.value(kids[k], ck, ev) && ok
-			m.SetMapIndex(reflect.ValueOf(k).Convert(t.Key()), ev)
-		}
-		v.Set(m)
-		return ok
-
+		return d.mapValue(p, key, v, raw)
 	case t.Kind() == reflect.Slice:
-		want := "an array"
-		if t.Elem().Kind() == reflect.Pointer && t.Elem().Elem().Kind() == reflect.Struct {
-			want = "an array of tables"
-		}
-		switch raw.(type) {
-		case []any, []map[string]any:
-		default:
-			return d.mismatch(key, raw, want)
-		}
-		var elems []toml.Primitive
-		if err := d.md.PrimitiveDecode(p, &elems); err != nil {
-			d.fail(key, 0, err.Error())
-			return false
-		}
-		s := reflect.MakeSlice(t, len(elems), len(elems))
-		ok := true
-		for i := range elems {
-			ek := keyElem(key, i)
-			d.defined[ek] = true
-			ok = d.value(elems[i], ek, s.Index(i)) && ok
-		}
-		v.Set(s)
-		return ok
+		return d.array(p, key, v, raw)
 	}
+	return d.plain(p, key, v, raw)
+}
 
-	// Plain values: check the TOML type here, for a clear message and
-	// because toml would put a negative integer into a uint64 unchecked.
-	switch t.Kind() {
+// duration decodes a time.Duration, which must be a string: toml reads an
+// integer as nanoseconds, so "30" would be 30ns.
+func (d *decoder) duration(p toml.Primitive, key string, v reflect.Value, raw any) bool {
+	if _, ok := raw.(string); !ok {
+		return d.mismatch(key, raw, `a duration string such as "30s"`)
+	}
+	return d.leaf(p, key, v)
+}
+
+// fileMode decodes a FileMode, which must be a quoted string: an integer
+// cannot tell 0o660 from 660.
+func (d *decoder) fileMode(p toml.Primitive, key string, v reflect.Value, raw any) bool {
+	switch raw.(type) {
+	case string:
+	case int64:
+		d.fail(key, 0, `must be a quoted octal string such as "0660", not an integer (0o660 and 660 would be different numbers)`)
+		return false
+	default:
+		return d.mismatch(key, raw, `a quoted octal string such as "0660"`)
+	}
+	return d.leaf(p, key, v)
+}
+
+// text decodes a type with UnmarshalText (Size) from a string or an
+// integer.
+func (d *decoder) text(p toml.Primitive, key string, v reflect.Value, raw any) bool {
+	switch raw.(type) {
+	case string, int64:
+		return d.leaf(p, key, v)
+	}
+	return d.mismatch(key, raw, "a string")
+}
+
+// mapValue decodes a table into a map with string keys (env), one entry
+// at a time.
+func (d *decoder) mapValue(p toml.Primitive, key string, v reflect.Value, raw any) bool {
+	t := v.Type()
+	if _, ok := raw.(map[string]any); !ok {
+		return d.mismatch(key, raw, "a table")
+	}
+	var kids map[string]toml.Primitive
+	if err := d.md.PrimitiveDecode(p, &kids); err != nil {
+		d.fail(key, 0, err.Error())
+		return false
+	}
+	m := reflect.MakeMapWithSize(t, len(kids))
+	ok := true
+	for _, k := range slices.Sorted(maps.Keys(kids)) {
+		ck := keyChild(key, k)
+		d.defined[ck] = true
+		ev := reflect.New(t.Elem()).Elem()
+		// A value that failed stays in the map (as decoded so far), so
+		// that a route naming this pool does not also report "no pool".
+		ok = d.value(kids[k], ck, ev) && ok
+		m.SetMapIndex(reflect.ValueOf(k).Convert(t.Key()), ev)
+	}
+	v.Set(m)
+	return ok
+}
+
+// array decodes an array, or an array of tables, into a slice, one element
+// at a time.
+func (d *decoder) array(p toml.Primitive, key string, v reflect.Value, raw any) bool {
+	t := v.Type()
+	want := "an array"
+	if t.Elem().Kind() == reflect.Pointer && t.Elem().Elem().Kind() == reflect.Struct {
+		want = "an array of tables"
+	}
+	switch raw.(type) {
+	case []any, []map[string]any:
+	default:
+		return d.mismatch(key, raw, want)
+	}
+	var elems []toml.Primitive
+	if err := d.md.PrimitiveDecode(p, &elems); err != nil {
+		d.fail(key, 0, err.Error())
+		return false
+	}
+	s := reflect.MakeSlice(t, len(elems), len(elems))
+	ok := true
+	for i := range elems {
+		ek := keyElem(key, i)
+		d.defined[ek] = true
+		ok = d.value(elems[i], ek, s.Index(i)) && ok
+	}
+	v.Set(s)
+	return ok
+}
+
+// plain decodes a string, boolean or integer. It checks the TOML type
+// here, for a clear message and because toml would put a negative integer
+// into a uint64 unchecked.
+func (d *decoder) plain(p toml.Primitive, key string, v reflect.Value, raw any) bool {
+	switch v.Type().Kind() {
 	case reflect.String:
 		if _, ok := raw.(string); !ok {
 			return d.mismatch(key, raw, "a string")

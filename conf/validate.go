@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// Defaults for keys absent from the file (DESIGN.md, "Config (TOML)" and
-// "Defaults"); admin.listen defaults to "unix:" + runtime_dir + "/admin.sock".
+// Defaults for keys absent from the file, as docs/configuration.md lists
+// them; admin.listen defaults to "unix:" + runtime_dir + "/admin.sock".
 const (
 	defaultRuntimeDir        = "/run/fcgivisor"
 	defaultShutdownTimeout   = 30 * time.Second
@@ -308,18 +308,29 @@ func validPoolName(name string) bool {
 // address when it has a valid one.
 func (d *decoder) pool(key string, p *Pool, s *Server, base string) (listen, bool) {
 	k := func(name string) string { return key + "." + name }
+	d.poolName(key, p, s)
+	maxSet := d.poolDefaults(k, p, base)
+	d.poolCommand(k, p)
+	d.poolLimits(k, p, maxSet)
+	return d.poolListen(k, p, base)
+}
 
+// poolName checks that p's name can be part of its worker sockets' paths.
+func (d *decoder) poolName(key string, p *Pool, s *Server) {
 	if !validPoolName(p.Name) {
 		d.errorf(key, "pool name %q may only use letters, digits, '_' and '-' (it is part of file names)", p.Name)
 	} else if n := len(s.RuntimeDir) + len("/w/") + len(p.Name) + workerSocketSuffix; s.RuntimeDir != "" && n > maxUnixPath {
 		d.errorf(key, "worker sockets %s/w/%s-NNNNNNNNNN.sock can be %d bytes long, over the %d-byte limit of Unix sockets: shorten server.runtime_dir or the pool name",
 			s.RuntimeDir, p.Name, n, maxUnixPath)
 	}
+}
 
-	// Defaults.
+// poolDefaults sets the defaults of the keys p's table leaves out and
+// resolves its dir. It reports whether max_workers was in the file.
+func (d *decoder) poolDefaults(k func(string) string, p *Pool, base string) (maxSet bool) {
 	setDefault(d, k("scaling"), &p.Scaling, defaultScaling)
 	setDefault(d, k("workers"), &p.Workers, defaultWorkers)
-	maxSet := d.isSet(k("max_workers"))
+	maxSet = d.isSet(k("max_workers"))
 	if !maxSet {
 		if p.Scaling == Static {
 			p.MaxWorkers = p.Workers
@@ -336,8 +347,11 @@ func (d *decoder) pool(key string, p *Pool, s *Server, base string) (listen, boo
 	setDefault(d, k("stop_timeout"), &p.StopTimeout, defaultStopTimeout)
 	setDefault(d, k("listen_mode"), &p.ListenMode, defaultListenMode)
 	p.Dir = resolve(base, p.Dir)
+	return maxSet
+}
 
-	// The command.
+// poolCommand checks the worker's argv and environment.
+func (d *decoder) poolCommand(k func(string) string, p *Pool) {
 	switch {
 	case len(p.Command) == 0:
 		d.errorf(k("command"), `missing or empty: give the worker's argv, e.g. command = ["/usr/bin/php-cgi"]`)
@@ -355,8 +369,11 @@ func (d *decoder) pool(key string, p *Pool, s *Server, base string) (listen, boo
 			d.errorf(keyElem(k("inherit_env"), i), "%q is not a variable name (non-empty, without '=' or NUL)", name)
 		}
 	}
+}
 
-	// Scaling.
+// poolLimits checks scaling, recycling and timeouts, and sets ondemand's
+// floor.
+func (d *decoder) poolLimits(k func(string) string, p *Pool, maxSet bool) {
 	d.countChecks(k, p, maxSet)
 	minIdleOK := d.notNegativeInt(k("min_idle"), p.MinIdle)
 	maxIdleOK := d.notNegativeInt(k("max_idle"), p.MaxIdle)
@@ -379,8 +396,11 @@ func (d *decoder) pool(key string, p *Pool, s *Server, base string) (listen, boo
 	if p.Scaling == OnDemand {
 		p.MinWorkers = 0 // the floor of ondemand, whatever was written
 	}
+}
 
-	// The public socket.
+// poolListen resolves and checks p's public socket and allowed_clients. It
+// returns the listen address when it has a valid one.
+func (d *decoder) poolListen(k func(string) string, p *Pool, base string) (listen, bool) {
 	var out listen
 	ok := false
 	if p.Listen != "" {
