@@ -186,7 +186,7 @@ func (s *Server) serveCGI(t *table, w http.ResponseWriter, r *http.Request, rt *
 	}
 	// The body first (whole, with request_buffering): a slow upload
 	// holds no place.
-	body, length, status := readBody(t.cfg, w, r, s.log)
+	body, length, status := readBody(t.cfg, w, r, s.bodyReadTimeout, s.log)
 	if status != 0 {
 		http.Error(w, http.StatusText(status), status)
 		return

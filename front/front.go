@@ -7,6 +7,7 @@ package front
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,16 +30,22 @@ import (
 // memory before it spills to a temporary file.
 const spoolInMemory = 256 << 10
 
+// defaultBodyReadTimeout is Options.BodyReadTimeout when unset: the time a
+// client may go without sending while its body is spooled (nginx's
+// client_body_timeout).
+const defaultBodyReadTimeout = 60 * time.Second
+
 // Server is the HTTP front.
 type Server struct {
-	table      atomic.Pointer[table] // swapped whole by Update (reload)
-	log        *slog.Logger
-	software   string
-	reaper     *spawner.Reaper
-	privileged bool
-	srv        *http.Server
-	wg         sync.WaitGroup
-	bufs       sync.Pool // *buffers
+	table           atomic.Pointer[table] // swapped whole by Update (reload)
+	log             *slog.Logger
+	software        string
+	reaper          *spawner.Reaper
+	privileged      bool
+	bodyReadTimeout time.Duration
+	srv             *http.Server
+	wg              sync.WaitGroup
+	bufs            sync.Pool // *buffers
 
 	running sync.WaitGroup // CGI runs (cgi.go)
 	procsMu sync.Mutex
@@ -54,6 +61,9 @@ type Options struct {
 	// Privileged: fcgivisor runs as root, so cgi routes' user and group
 	// apply (CheckPrivileges has checked them).
 	Privileged bool
+	// BodyReadTimeout bounds each read of a request body being spooled
+	// (readBody); 0 means defaultBodyReadTimeout.
+	BodyReadTimeout time.Duration
 }
 
 // table is what a request is served by: the [http] settings and the
@@ -136,7 +146,8 @@ type buffers struct {
 // New builds the front for cfg; pools holds every pool by name.
 func New(cfg *conf.Config, pools map[string]*supervisor.Pool, o Options) (*Server, error) {
 	log := o.Log
-	s := &Server{log: log, software: o.Software, reaper: o.Reaper, privileged: o.Privileged}
+	s := &Server{log: log, software: o.Software, reaper: o.Reaper, privileged: o.Privileged,
+		bodyReadTimeout: cmp.Or(o.BodyReadTimeout, defaultBodyReadTimeout)}
 	if err := s.Update(cfg, pools); err != nil {
 		return nil, err
 	}
@@ -230,7 +241,7 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, rt *route, scriptName, pathInfo string) {
 	cfg := t.cfg
-	body, length, status := readBody(cfg, w, r, s.log)
+	body, length, status := readBody(cfg, w, r, s.bodyReadTimeout, s.log)
 	if status != 0 {
 		http.Error(w, http.StatusText(status), status)
 		return
@@ -322,11 +333,11 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 // Content-Length streams to the worker as it arrives. status is non-zero
 // when the request must be refused (413, 400).
 //
-// While spooling, each read from the client must complete within
-// bodyReadTimeout (nginx's client_body_timeout): a client that stops
-// sending gets 408 instead of holding its connection, goroutine and spool.
-// w may be nil (no deadlines).
-func readBody(cfg *conf.HTTP, w http.ResponseWriter, r *http.Request, log *slog.Logger) (body io.Reader, length int64, status int) {
+// While spooling, each read from the client must complete within timeout
+// (nginx's client_body_timeout): a client that stops sending gets 408
+// instead of holding its connection, goroutine and spool. w may be nil
+// (no deadlines).
+func readBody(cfg *conf.HTTP, w http.ResponseWriter, r *http.Request, timeout time.Duration, log *slog.Logger) (body io.Reader, length int64, status int) {
 	limit := int64(cfg.MaxBodyBytes)
 	switch {
 	case r.ContentLength > limit:
@@ -339,7 +350,7 @@ func readBody(cfg *conf.HTTP, w http.ResponseWriter, r *http.Request, log *slog.
 	src := io.Reader(r.Body)
 	if w != nil {
 		rc := http.NewResponseController(w)
-		src = &deadlineReader{r: r.Body, set: rc.SetReadDeadline}
+		src = &deadlineReader{r: r.Body, set: rc.SetReadDeadline, timeout: timeout}
 		defer func() {
 			if status == 0 {
 				// The body has ended and the server reads ahead for the
@@ -395,19 +406,15 @@ func readBody(cfg *conf.HTTP, w http.ResponseWriter, r *http.Request, log *slog.
 	return f, n, 0
 }
 
-// bodyReadTimeout bounds each read of a request body being spooled: the
-// time a client may go without sending (nginx's client_body_timeout). A
-// variable for tests.
-var bodyReadTimeout = 60 * time.Second
-
-// deadlineReader sets a read deadline of bodyReadTimeout before each read.
+// deadlineReader sets a read deadline of timeout before each read.
 type deadlineReader struct {
-	r   io.Reader
-	set func(time.Time) error
+	r       io.Reader
+	set     func(time.Time) error
+	timeout time.Duration
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
-	d.set(time.Now().Add(bodyReadTimeout)) // unsupported (tests' recorders): no deadline
+	d.set(time.Now().Add(d.timeout)) // unsupported (tests' recorders): no deadline
 	return d.r.Read(p)
 }
 
