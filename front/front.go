@@ -1,7 +1,10 @@
 // Package front is fcgivisor's HTTP server: it matches requests to routes
 // in file order, builds the RFC 3875 meta-variables, forwards pool routes
-// over FastCGI to a worker slot and turns the CGI-style answer into the
-// HTTP response. It never manages processes.
+// over FastCGI to a worker slot, runs cgi routes and CGI fallbacks as
+// one-shot programs, and turns the CGI-style answer into the HTTP
+// response. It speaks only HTTP to the programs (request body to stdin,
+// response from stdout, local redirects); starting, killing and reaping
+// them is spawner's (spawner.CGIRunner), and the workers are supervisor's.
 package front
 
 import (
@@ -40,16 +43,12 @@ type Server struct {
 	table           atomic.Pointer[table] // swapped whole by Update (reload)
 	log             *slog.Logger
 	software        string
-	reaper          *spawner.Reaper
+	cgi             *spawner.CGIRunner // CGI programs (cgi.go); Shutdown shuts it down
 	privileged      bool
 	bodyReadTimeout time.Duration
 	srv             *http.Server
 	wg              sync.WaitGroup
 	bufs            sync.Pool // *buffers
-
-	running sync.WaitGroup // CGI runs (cgi.go)
-	procsMu sync.Mutex
-	procs   map[*spawner.Process]struct{}
 }
 
 // Options are what the front needs besides the config and pools.
@@ -146,7 +145,7 @@ type buffers struct {
 // New builds the front for cfg; pools holds every pool by name.
 func New(cfg *conf.Config, pools map[string]*supervisor.Pool, o Options) (*Server, error) {
 	log := o.Log
-	s := &Server{log: log, software: o.Software, reaper: o.Reaper, privileged: o.Privileged,
+	s := &Server{log: log, software: o.Software, cgi: spawner.NewCGIRunner(o.Reaper), privileged: o.Privileged,
 		bodyReadTimeout: cmp.Or(o.BodyReadTimeout, defaultBodyReadTimeout)}
 	if err := s.Update(cfg, pools); err != nil {
 		return nil, err
@@ -189,14 +188,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// CGI programs still running (requests cut by Close, or answered
 	// programs whose exit is awaited) get until ctx is done, then SIGKILL.
-	done := make(chan struct{})
-	go func() { s.running.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.killCGI()
-		<-done
-	}
+	// Its error is not reported: a request cut is in err already, and an
+	// answered program killed cut none.
+	s.cgi.Shutdown(ctx)
 	s.wg.Wait()
 	return err
 }
