@@ -283,15 +283,12 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 	bufs.br.Reset(nil)
 	code := written
 	defer func() { rt.pool.Observe(code) }()
-	if err == nil {
-		return
-	}
 	var ce *clientError
 	switch {
+	case err == nil:
 	case errors.As(err, &ce) || r.Context().Err() != nil:
 		// The client went away; nothing to answer (499 as nginx logs it).
 		code = 499
-		return
 	case written != 0:
 		// Headers are out: cut the connection so the client sees the failure.
 		code = 502
@@ -300,20 +297,29 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 	case rt.pool.CanFallback(err):
 		// Nothing was sent to a worker: the body is unread.
 		code = s.serveFallback(t, w, r, bufs.params, body, rt, err) // the PARAMS that were not sent
+	default:
+		code = s.poolFailed(w, r, rt, err)
+	}
+}
+
+// poolFailed answers a request that pool route rt could not serve, with
+// nothing sent yet, and reports the status answered.
+func (s *Server) poolFailed(w http.ResponseWriter, r *http.Request, rt *route, err error) int {
+	switch {
 	case errors.Is(err, supervisor.ErrQueueTimeout), errors.Is(err, supervisor.ErrFailing), errors.Is(err, supervisor.ErrStopping),
 		errors.Is(err, supervisor.ErrNotAccepted):
 		s.log.Warn("pool cannot serve", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
-		code = http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable
 	case errors.Is(err, supervisor.ErrTimeout):
 		s.log.Warn("request timed out", "pool", rt.pool.Name(), "uri", r.RequestURI)
 		http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
-		code = http.StatusGatewayTimeout
+		return http.StatusGatewayTimeout
 	default:
 		s.log.Error("worker failed", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
 		http.Error(w, "Bad Gateway", http.StatusBadGateway)
-		code = http.StatusBadGateway
+		return http.StatusBadGateway
 	}
 }
 
