@@ -1,8 +1,7 @@
-// This file implements the admin endpoint (DESIGN.md "admin", "Status
-// JSON", "Metrics"): /status as JSON, /metrics in the Prometheus text
-// exposition format 0.0.4, and /ping. Rendering works on a snapshot
-// ([]supervisor.Status), so every figure of one answer comes from the same
-// moment of each pool.
+// This file implements the admin endpoint: /status as JSON, /metrics in
+// the Prometheus text exposition format 0.0.4, and /ping. Rendering works
+// on a snapshot ([]supervisor.Status), so every figure of one answer comes
+// from the same moment of each pool.
 
 package front
 

@@ -9,7 +9,7 @@ package front
 // program, kills it at the timeout or when the client goes away, logs
 // its stderr line by line and waits for it to be reaped.
 //
-// Choices, where RFC 3875 and the issue leave room:
+// Choices, where RFC 3875 leaves room:
 //   - The script is the first path segment after the route prefix that is
 //     an executable regular file under the directory; a directory segment
 //     continues the walk; the rest of the path is PATH_INFO. Paths are
@@ -63,7 +63,7 @@ const (
 	// (a "#!/usr/bin/env perl" line needs one).
 	defaultCGIPath = "/usr/local/bin:/usr/bin:/bin"
 	// cgiQueueTimeout is how long a request waits for one of a cgi route's
-	// max_concurrent places (DESIGN.md: "more wait (queue_timeout 5s)").
+	// max_concurrent places when all are taken; then it gets 503.
 	cgiQueueTimeout = 5 * time.Second
 	// maxLocalRedirects bounds a chain of local redirects.
 	maxLocalRedirects = 10
