@@ -34,8 +34,7 @@ import (
 const spoolInMemory = 256 << 10
 
 // defaultBodyReadTimeout is Options.BodyReadTimeout when unset: the time a
-// client may go without sending while its body is spooled (nginx's
-// client_body_timeout).
+// client may go without sending while its body is spooled.
 const defaultBodyReadTimeout = 60 * time.Second
 
 // Server is the HTTP front.

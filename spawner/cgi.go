@@ -5,18 +5,24 @@ package spawner
 // run's timeout or when the caller's context is done, logs its stderr, and
 // keeps the set of programs not yet reaped so that Shutdown can kill them.
 // The caller speaks the protocol: it writes the request body to Stdin and
-// reads the response from the CGI (its stdout). Go's net/http/cgi keeps
-// start, kill and wait together the same way (host.go).
+// reads the response from the CGI (its stdout); starting, killing and
+// waiting stay together here.
 //
 // A run, and who moves it on:
 //
-//	Start ──► running ──────────────► exited ───────────► ended
-//	           │  the program exits;   Wait saw it:        Close: stderr read
-//	           │  Wait saw it           timeout and ctx     to its end, exit
-//	           │                        disarmed, out of    logged, OnEnd run
-//	           │                        Shutdown's set
-//	           └─ timeout, ctx (until Detach) or Shutdown: SIGKILL to the
-//	              group; timeout and ctx also expire the pipes' deadlines
+//	  Start
+//	    │
+//	    ▼            timeout, or ctx until Detach: SIGKILL to the group,
+//	 running ◄────── the pipes' deadlines expired (for good);
+//	    │            Shutdown's deadline: SIGKILL to the group
+//	    │
+//	    │ Wait: the program has exited and was reaped; timeout and ctx
+//	    ▼ disarmed, out of the set Shutdown kills
+//	 reaped
+//	    │
+//	    │ Close: stderr read to its end, pipes closed, a non-zero exit
+//	    ▼ logged, OnEnd run
+//	  ended
 //
 // Detach hands Wait and Close to a goroutine of the runner, which
 // Shutdown joins: the caller has its answer without waiting for the exit.
@@ -41,7 +47,7 @@ var ErrCGITimeout = errors.New("cgi program timed out")
 var errCGIShutdown = errors.New("cgi programs are being shut down: not starting another")
 
 // stderrGrace is how long Close reads stderr after the program exited, in
-// case something it forked holds the pipe (exec.Cmd's WaitDelay).
+// case something it forked holds the pipe.
 const stderrGrace = time.Second
 
 // CGIRunner starts one-shot CGI programs and owns each run until it has
