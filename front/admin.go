@@ -1,8 +1,7 @@
-// This file implements the admin endpoint (DESIGN.md "admin", "Status
-// JSON", "Metrics"): /status as JSON, /metrics in the Prometheus text
-// exposition format 0.0.4, and /ping. Rendering works on a snapshot
-// ([]supervisor.Status), so every figure of one answer comes from the same
-// moment of each pool.
+// This file implements the admin endpoint: /status as JSON, /metrics in
+// the Prometheus text exposition format 0.0.4, and /ping. Rendering works
+// on a snapshot ([]supervisor.Status), so every figure of one answer comes
+// from the same moment of each pool.
 
 package front
 
@@ -220,6 +219,11 @@ func one(v float64) []sample { return []sample{{value: v}} }
 
 // families are the metrics of /metrics, in the order they are written.
 func families() []family {
+	return append(gaugeFamilies(), counterFamilies()...)
+}
+
+// gaugeFamilies are the metrics of /metrics that give a pool's state now.
+func gaugeFamilies() []family {
 	return []family{
 		{"fcgivisor_pool_state", "gauge", "Pool state: 1 for the current state, 0 for the others.", func(st *supervisor.Status) []sample {
 			states := poolStates()
@@ -262,6 +266,13 @@ func families() []family {
 			}
 			return ss
 		}},
+	}
+}
+
+// counterFamilies are the metrics of /metrics that count since the pool
+// started.
+func counterFamilies() []family {
+	return []family{
 		{"fcgivisor_requests_accepted_total", "counter", "Requests handed to the pool.", func(st *supervisor.Status) []sample {
 			return one(float64(st.Totals.Accepted))
 		}},

@@ -4,10 +4,12 @@ package front
 // once per request, and pools with cgi_fallback run their command once
 // when they cannot serve. Both go through runCGI: the meta-variables of
 // metaVars (the FastCGI params) become the environment, the body streams
-// to stdin, stdout is read by the FastCGI path's response parser and
-// stderr is logged line by line.
+// to stdin, and stdout is read by the FastCGI path's response parser.
+// The process itself is spawner's (spawner.CGIRunner): it starts the
+// program, kills it at the timeout or when the client goes away, logs
+// its stderr line by line and waits for it to be reaped.
 //
-// Choices, where RFC 3875 and the issue leave room:
+// Choices, where RFC 3875 leaves room:
 //   - The script is the first path segment after the route prefix that is
 //     an executable regular file under the directory; a directory segment
 //     continues the walk; the rest of the path is PATH_INFO. Paths are
@@ -33,6 +35,7 @@ package front
 //     503 with Retry-After.
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -46,7 +49,6 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -61,13 +63,10 @@ const (
 	// (a "#!/usr/bin/env perl" line needs one).
 	defaultCGIPath = "/usr/local/bin:/usr/bin:/bin"
 	// cgiQueueTimeout is how long a request waits for one of a cgi route's
-	// max_concurrent places (DESIGN.md: "more wait (queue_timeout 5s)").
+	// max_concurrent places when all are taken; then it gets 503.
 	cgiQueueTimeout = 5 * time.Second
 	// maxLocalRedirects bounds a chain of local redirects.
 	maxLocalRedirects = 10
-	// stderrGrace is how long stderr is read after the program exited, in
-	// case something it forked holds the pipe (exec.Cmd's WaitDelay).
-	stderrGrace = time.Second
 	// bodyStopWait: how long a body copy that was told to stop may take
 	// before it counts as blocked on a stalled client.
 	bodyStopWait = 100 * time.Millisecond
@@ -186,7 +185,7 @@ func (s *Server) serveCGI(t *table, w http.ResponseWriter, r *http.Request, rt *
 	}
 	// The body first (whole, with request_buffering): a slow upload
 	// holds no place.
-	body, length, status := readBody(t.cfg, w, r, s.log)
+	body, length, status := readBody(t.cfg, w, r, s.bodyReadTimeout, s.log)
 	if status != 0 {
 		http.Error(w, http.StatusText(status), status)
 		return
@@ -294,11 +293,11 @@ type redirectDepth struct{}
 //
 // release (the caller's concurrency place) runs once the program has
 // exited and was reaped. When the response is complete and the body has
-// been handed over, runCGI returns at once and the wait for the exit goes
-// on in a goroutine that Shutdown waits for: the client has its answer
-// (and a kept connection its next request) without waiting for the exit
-// to be reaped. The timeout still applies to that wait; the client going
-// away no longer does.
+// been handed over, runCGI returns at once and s.cgi waits for the exit
+// (spawner.CGI.Detach), as Shutdown waits for s.cgi: the client has its
+// answer (and a kept connection its next request) without waiting for
+// the exit to be reaped. The timeout still applies to that wait; the
+// client going away no longer does.
 func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spec, body io.Reader, timeout time.Duration, log *slog.Logger, release func()) (code int, redirect string) {
 	var fromClient *clientBody // the body, when it streams from the client
 	if body != nil {
@@ -310,7 +309,8 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 			body = fromClient
 		}
 	}
-	c, err := s.reaper.StartCGI(spec)
+	// Until Detach, the client going away (r's context) kills the program.
+	c, err := s.cgi.Start(r.Context(), spec, spawner.CGIOptions{Timeout: timeout, Log: log, OnEnd: release})
 	if err != nil {
 		release()
 		if spawner.IsPermission(err) {
@@ -322,182 +322,133 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return http.StatusInternalServerError, ""
 	}
-	log = log.With("pid", c.Pid)
-	s.running.Add(1)
-	defer s.running.Done()
-
-	var timedOut, gone bool
-	var mu sync.Mutex // guards timedOut and gone, set from timer/context callbacks
-	kill := func() {
-		c.SignalGroup(syscall.SIGKILL)
-		// Unblock our reads and writes even if something that escaped the
-		// group still holds the pipes.
-		c.Stdout.SetReadDeadline(time.Now())
-		c.Stdin.SetWriteDeadline(time.Now())
-	}
-	var timer *time.Timer
-	if timeout > 0 {
-		timer = time.AfterFunc(timeout, func() {
-			mu.Lock()
-			timedOut = true
-			mu.Unlock()
-			log.Warn("cgi program timed out: killing its process group", "timeout", timeout)
-			kill()
-		})
-	}
-	stopCtx := context.AfterFunc(r.Context(), func() {
-		mu.Lock()
-		gone = true
-		mu.Unlock()
-		kill()
-	})
-	unregister := s.trackCGI(c.Process)
-
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		spawner.LogLines(c.Stderr, log, "stderr", nil)
-	}()
-	stdinDone := make(chan struct{})
+	copied := make(chan struct{}) // closed once the body is copied and stdin closed
 	if body == nil {
 		c.Stdin.Close()
-		close(stdinDone)
+		close(copied)
 	} else {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer close(stdinDone)
-			buf := make([]byte, 32<<10)
-			io.CopyBuffer(c.Stdin, body, buf) // EPIPE: the program did not read it all
-			c.Stdin.Close()
-		}()
-	}
-	// finish waits for the program, bounded by the timeout, then for the
-	// readers, and gives the place back.
-	finish := func() {
-		// The response is over (or failed): wait for the program, bounded
-		// by the timeout, then for the readers.
-		c.Stdout.Close()
-		<-c.Done()
-		if timer != nil {
-			timer.Stop()
-		}
-		stopCtx()
-		unregister()
-		c.Stdin.SetWriteDeadline(time.Now()) // a grandchild may hold stdin unread
-		if fromClient != nil {
-			// The program is done: read no more of the body. A client still
-			// sending one nobody reads must not hold this run (and its
-			// max_concurrent place) open: if the copy is still blocked
-			// reading from it, unblock it. Only then: once a body has
-			// ended, the server reads ahead on the connection for the next
-			// request, and a deadline would break that.
-			fromClient.stopped.Store(true)
-			t := time.NewTimer(bodyStopWait)
-			select {
-			case <-stdinDone:
-			case <-t.C:
-				http.NewResponseController(w).SetReadDeadline(time.Now())
-			}
-			t.Stop()
-		}
-		grace := time.AfterFunc(stderrGrace, func() { c.Stderr.SetReadDeadline(time.Now()) })
-		wg.Wait()
-		grace.Stop()
-		c.Stderr.Close()
-		if st := c.Status(); st.Exited() && st.ExitStatus() != 0 {
-			log.Info("cgi program exited", "status", st.ExitStatus())
-		}
-		release()
+		go copyBodyToStdin(c.Stdin, body, copied)
 	}
 	detached := false
 	defer func() {
 		if !detached {
-			finish()
+			// Failed, redirected, or the body copy still goes on: wait
+			// for the exit here, then stop the copy, then end the run.
+			c.Wait()
+			stopBodyCopy(w, fromClient, copied)
+			c.Close()
 		}
 	}()
-	failed := func() (int, bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case gone:
-			return 499, true
-		case timedOut:
-			return http.StatusGatewayTimeout, true
+	code, redirect, complete := s.answerCGI(w, c, log.With("pid", c.Pid))
+	if complete {
+		select {
+		case <-copied:
+			// The answer is complete and nothing reads the request any
+			// more: wait for the exit off the request.
+			c.Detach()
+			detached = true
+		default:
 		}
-		return 0, false
 	}
+	return code, redirect
+}
 
+// answerCGI answers with the response of the CGI program c: the header
+// block, then the body. It reports the status answered (499 when the
+// client went away), or the location of a local redirect, with nothing
+// answered, and whether a response went out complete. When the output
+// fails once the header is out, it cuts the connection: it panics with
+// http.ErrAbortHandler.
+func (s *Server) answerCGI(w http.ResponseWriter, c *spawner.CGI, log *slog.Logger) (code int, redirect string, complete bool) {
 	bufs := s.bufs.Get().(*buffers)
 	defer s.bufs.Put(bufs)
 	defer bufs.br.Reset(nil)
-	status, explicit, err := readCGIHeader(c.Stdout, bufs.br, w.Header())
+	status, explicit, err := readCGIHeader(c, bufs.br, w.Header())
 	if err != nil {
 		clear(w.Header())
 		c.SignalGroup(syscall.SIGKILL)
-		if code, ok := failed(); ok {
-			if code == http.StatusGatewayTimeout {
-				http.Error(w, "Gateway Timeout", code)
-			}
-			return code, ""
+		switch kerr := c.Err(); {
+		case errors.Is(kerr, spawner.ErrCGITimeout):
+			http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
+			return http.StatusGatewayTimeout, "", false
+		case kerr != nil:
+			return 499, "", false // the client went away
 		}
 		<-c.Done()
 		log.Error("cgi program sent no valid response", "err", err, "exit", spawner.Describe(c.Status()))
 		http.Error(w, "Bad Gateway", http.StatusBadGateway)
-		return http.StatusBadGateway, ""
+		return http.StatusBadGateway, "", false
 	}
 	if loc := w.Header().Get("Location"); !explicit && isLocalRedirect(loc) {
 		clear(w.Header())
-		return 0, loc // the program's document, if any, is not sent
+		return 0, loc, false // the program's document, if any, is not sent
 	}
 	w.WriteHeader(status)
-	// pending: is more output coming within pipeWait (data, or EOF as the
-	// program exits)? copyBody flushes only when not, so a response the
-	// program writes at once goes out in one write with a Content-Length,
-	// while what a pausing program wrote is sent pipeWait later. The wait
-	// is a read deadline, in Go's poller: no thread blocks in a syscall.
-	pending := func() int {
-		c.Stdout.SetReadDeadline(time.Now().Add(pipeWait))
-		_, err := bufs.br.Peek(1) // an error is returned once, not kept
-		mu.Lock()
-		if !timedOut && !gone {
-			c.Stdout.SetReadDeadline(time.Time{})
+	_, rerr, werr := copyBody(w, bufs.br, cgiPending(c, bufs.br), bufs.copy)
+	switch {
+	case werr != nil:
+		c.SignalGroup(syscall.SIGKILL)
+		return 499, "", false
+	case rerr != nil:
+		c.SignalGroup(syscall.SIGKILL)
+		if kerr := c.Err(); kerr != nil && !errors.Is(kerr, spawner.ErrCGITimeout) {
+			return 499, "", false // the client went away
 		}
-		mu.Unlock()
+		log.Warn("cgi program failed mid-response", "err", rerr)
+		panic(http.ErrAbortHandler) // headers are out: cut the connection
+	}
+	return status, "", true
+}
+
+// cgiPending is copyBody's pending for the output of c, read through br:
+// is more output coming within pipeWait (data, or EOF as the program
+// exits)? copyBody flushes only when not, so a response the program
+// writes at once goes out in one write with a Content-Length, while what
+// a pausing program wrote is sent pipeWait later. The wait is a read
+// deadline, in Go's poller: no thread blocks in a syscall. Once the
+// program was killed, c keeps its expired deadline and ignores these.
+func cgiPending(c *spawner.CGI, br *bufio.Reader) func() int {
+	return func() int {
+		c.SetReadDeadline(time.Now().Add(pipeWait))
+		_, err := br.Peek(1) // an error is returned once, not kept
+		c.SetReadDeadline(time.Time{})
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return 0
 		}
 		return 1
 	}
-	_, rerr, werr := copyBody(w, bufs.br, pending, bufs.copy)
-	if werr != nil {
-		c.SignalGroup(syscall.SIGKILL)
-		return 499, ""
-	}
-	if rerr != nil {
-		c.SignalGroup(syscall.SIGKILL)
-		if code, ok := failed(); ok && code == 499 {
-			return code, ""
+}
+
+// copyBodyToStdin copies the request body to a CGI program's stdin and
+// closes it; closing copied is its last act.
+func copyBodyToStdin(stdin *os.File, body io.Reader, copied chan<- struct{}) {
+	defer close(copied)
+	buf := make([]byte, 32<<10)
+	io.CopyBuffer(stdin, body, buf) // EPIPE: the program did not read it all
+	stdin.Close()
+}
+
+// stopBodyCopy ends the copy of the request body to a program that is
+// done, and returns once the copy has ended (copied is closed). A client
+// still sending a body nobody reads must not hold the run (and its
+// max_concurrent place) open: the copy reads no more of it, and if it is
+// still blocked reading from the client bodyStopWait later, the
+// connection's read deadline unblocks it. Only then: once a body has
+// ended, the server reads ahead on the connection for the next request,
+// and a deadline would break that. (A copy blocked writing to stdin was
+// unblocked by spawner.CGI.Wait.)
+func stopBodyCopy(w http.ResponseWriter, fromClient *clientBody, copied <-chan struct{}) {
+	if fromClient != nil {
+		fromClient.stopped.Store(true)
+		t := time.NewTimer(bodyStopWait)
+		select {
+		case <-copied:
+		case <-t.C:
+			http.NewResponseController(w).SetReadDeadline(time.Now())
 		}
-		log.Warn("cgi program failed mid-response", "err", rerr)
-		panic(http.ErrAbortHandler) // headers are out: cut the connection
+		t.Stop()
 	}
-	select {
-	case <-stdinDone:
-		// The answer is complete and nothing reads the request any more:
-		// wait for the exit off the request.
-		c.Stdout.Close()
-		stopCtx()
-		detached = true
-		s.running.Add(1)
-		go func() {
-			defer s.running.Done()
-			finish()
-		}()
-	default:
-	}
-	return status, ""
+	<-copied
 }
 
 // clientBody is a request body streaming from the client to a CGI
@@ -557,28 +508,3 @@ func isLocalRedirect(loc string) bool {
 // it flushes what it has: a program writes its response and exits, and
 // the exit (EOF) reaches us a moment after the last write.
 const pipeWait = 2 * time.Millisecond
-
-// trackCGI registers a running program so that Shutdown can kill it when
-// the grace period is over; the returned func unregisters it.
-func (s *Server) trackCGI(p *spawner.Process) func() {
-	s.procsMu.Lock()
-	if s.procs == nil {
-		s.procs = make(map[*spawner.Process]struct{})
-	}
-	s.procs[p] = struct{}{}
-	s.procsMu.Unlock()
-	return func() {
-		s.procsMu.Lock()
-		delete(s.procs, p)
-		s.procsMu.Unlock()
-	}
-}
-
-// killCGI kills every running CGI program's process group.
-func (s *Server) killCGI() {
-	s.procsMu.Lock()
-	defer s.procsMu.Unlock()
-	for p := range s.procs {
-		p.SignalGroup(syscall.SIGKILL)
-	}
-}

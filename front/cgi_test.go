@@ -164,14 +164,21 @@ var testReaper = sync.OnceValue(func() *spawner.Reaper {
 // cgiServer serves dir's scripts under /cgi-bin/ with a real Reaper.
 func cgiServer(t *testing.T, dir string, timeout time.Duration, maxConcurrent int) (*Server, *lockedBuffer) {
 	t.Helper()
-	reaper := testReaper()
+	return cgiServerWith(t, dir, timeout, maxConcurrent, Options{})
+}
+
+// cgiServerWith is cgiServer with o's fields besides Log, Software and
+// Reaper.
+func cgiServerWith(t *testing.T, dir string, timeout time.Duration, maxConcurrent int, o Options) (*Server, *lockedBuffer) {
+	t.Helper()
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	cfg := &conf.Config{HTTP: conf.HTTP{DocumentRoot: "/srv/www", MaxBodyBytes: 1 << 20, Routes: []*conf.Route{
 		{Prefix: "/cgi-bin/", CGI: dir, Timeout: timeout, MaxConcurrent: maxConcurrent},
 		{Prefix: "/static/", Static: dir},
 	}}}
-	s, err := New(cfg, nil, Options{Log: log, Software: "fcgivisor/test", Reaper: reaper})
+	o.Log, o.Software, o.Reaper = log, "fcgivisor/test", testReaper()
+	s, err := New(cfg, nil, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,7 +419,7 @@ func TestCGIBufferedStalledUploadHoldsNothing(t *testing.T) {
 	}
 }
 
-// A client that stops sending its body gets 408 after bodyReadTimeout,
+// A client that stops sending its body gets 408 after BodyReadTimeout,
 // and the script never runs; a kept connection after a whole body goes on
 // working (no deadline stays behind).
 func TestStalledBodyTimesOut(t *testing.T) {
@@ -420,10 +427,8 @@ func TestStalledBodyTimesOut(t *testing.T) {
 	marker := filepath.Join(dir, "ran")
 	writeScript(t, filepath.Join(dir, "mark.sh"), "#!/bin/sh\n: > "+marker+"\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n")
 	writeScript(t, filepath.Join(dir, "echo.sh"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n'\nexec cat\n")
-	s, _ := cgiServer(t, dir, 5*time.Second, 4)
+	s, _ := cgiServerWith(t, dir, 5*time.Second, 4, Options{BodyReadTimeout: 200 * time.Millisecond})
 	s.table.Load().cfg.RequestBuffering = true
-	defer func(d time.Duration) { bodyReadTimeout = d }(bodyReadTimeout)
-	bodyReadTimeout = 200 * time.Millisecond
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 

@@ -1,12 +1,16 @@
 // Package front is fcgivisor's HTTP server: it matches requests to routes
 // in file order, builds the RFC 3875 meta-variables, forwards pool routes
-// over FastCGI to a worker slot and turns the CGI-style answer into the
-// HTTP response. It never manages processes.
+// over FastCGI to a worker slot, runs cgi routes and CGI fallbacks as
+// one-shot programs, and turns the CGI-style answer into the HTTP
+// response. It speaks only HTTP to the programs (request body to stdin,
+// response from stdout, local redirects); starting, killing and reaping
+// them is spawner's (spawner.CGIRunner), and the workers are supervisor's.
 package front
 
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -29,20 +33,21 @@ import (
 // memory before it spills to a temporary file.
 const spoolInMemory = 256 << 10
 
+// defaultBodyReadTimeout is Options.BodyReadTimeout when unset: the time a
+// client may go without sending while its body is spooled.
+const defaultBodyReadTimeout = 60 * time.Second
+
 // Server is the HTTP front.
 type Server struct {
-	table      atomic.Pointer[table] // swapped whole by Update (reload)
-	log        *slog.Logger
-	software   string
-	reaper     *spawner.Reaper
-	privileged bool
-	srv        *http.Server
-	wg         sync.WaitGroup
-	bufs       sync.Pool // *buffers
-
-	running sync.WaitGroup // CGI runs (cgi.go)
-	procsMu sync.Mutex
-	procs   map[*spawner.Process]struct{}
+	table           atomic.Pointer[table] // swapped whole by Update (reload)
+	log             *slog.Logger
+	software        string
+	cgi             *spawner.CGIRunner // CGI programs (cgi.go); Shutdown shuts it down
+	privileged      bool
+	bodyReadTimeout time.Duration
+	srv             *http.Server
+	wg              sync.WaitGroup
+	bufs            sync.Pool // *buffers
 }
 
 // Options are what the front needs besides the config and pools.
@@ -54,6 +59,9 @@ type Options struct {
 	// Privileged: fcgivisor runs as root, so cgi routes' user and group
 	// apply (CheckPrivileges has checked them).
 	Privileged bool
+	// BodyReadTimeout bounds each read of a request body being spooled
+	// (readBody); 0 means defaultBodyReadTimeout.
+	BodyReadTimeout time.Duration
 }
 
 // table is what a request is served by: the [http] settings and the
@@ -136,7 +144,8 @@ type buffers struct {
 // New builds the front for cfg; pools holds every pool by name.
 func New(cfg *conf.Config, pools map[string]*supervisor.Pool, o Options) (*Server, error) {
 	log := o.Log
-	s := &Server{log: log, software: o.Software, reaper: o.Reaper, privileged: o.Privileged}
+	s := &Server{log: log, software: o.Software, cgi: spawner.NewCGIRunner(o.Reaper), privileged: o.Privileged,
+		bodyReadTimeout: cmp.Or(o.BodyReadTimeout, defaultBodyReadTimeout)}
 	if err := s.Update(cfg, pools); err != nil {
 		return nil, err
 	}
@@ -178,14 +187,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	// CGI programs still running (requests cut by Close, or answered
 	// programs whose exit is awaited) get until ctx is done, then SIGKILL.
-	done := make(chan struct{})
-	go func() { s.running.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.killCGI()
-		<-done
-	}
+	// Its error is not reported: a request cut is in err already, and an
+	// answered program killed cut none.
+	s.cgi.Shutdown(ctx)
 	s.wg.Wait()
 	return err
 }
@@ -230,7 +234,7 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, rt *route, scriptName, pathInfo string) {
 	cfg := t.cfg
-	body, length, status := readBody(cfg, w, r, s.log)
+	body, length, status := readBody(cfg, w, r, s.bodyReadTimeout, s.log)
 	if status != 0 {
 		http.Error(w, http.StatusText(status), status)
 		return
@@ -278,15 +282,12 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 	bufs.br.Reset(nil)
 	code := written
 	defer func() { rt.pool.Observe(code) }()
-	if err == nil {
-		return
-	}
 	var ce *clientError
 	switch {
+	case err == nil:
 	case errors.As(err, &ce) || r.Context().Err() != nil:
 		// The client went away; nothing to answer (499 as nginx logs it).
 		code = 499
-		return
 	case written != 0:
 		// Headers are out: cut the connection so the client sees the failure.
 		code = 502
@@ -295,20 +296,29 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 	case rt.pool.CanFallback(err):
 		// Nothing was sent to a worker: the body is unread.
 		code = s.serveFallback(t, w, r, bufs.params, body, rt, err) // the PARAMS that were not sent
+	default:
+		code = s.poolFailed(w, r, rt, err)
+	}
+}
+
+// poolFailed answers a request that pool route rt could not serve, with
+// nothing sent yet, and reports the status answered.
+func (s *Server) poolFailed(w http.ResponseWriter, r *http.Request, rt *route, err error) int {
+	switch {
 	case errors.Is(err, supervisor.ErrQueueTimeout), errors.Is(err, supervisor.ErrFailing), errors.Is(err, supervisor.ErrStopping),
 		errors.Is(err, supervisor.ErrNotAccepted):
 		s.log.Warn("pool cannot serve", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
 		w.Header().Set("Retry-After", "1")
 		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
-		code = http.StatusServiceUnavailable
+		return http.StatusServiceUnavailable
 	case errors.Is(err, supervisor.ErrTimeout):
 		s.log.Warn("request timed out", "pool", rt.pool.Name(), "uri", r.RequestURI)
 		http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
-		code = http.StatusGatewayTimeout
+		return http.StatusGatewayTimeout
 	default:
 		s.log.Error("worker failed", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
 		http.Error(w, "Bad Gateway", http.StatusBadGateway)
-		code = http.StatusBadGateway
+		return http.StatusBadGateway
 	}
 }
 
@@ -322,11 +332,11 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 // Content-Length streams to the worker as it arrives. status is non-zero
 // when the request must be refused (413, 400).
 //
-// While spooling, each read from the client must complete within
-// bodyReadTimeout (nginx's client_body_timeout): a client that stops
-// sending gets 408 instead of holding its connection, goroutine and spool.
-// w may be nil (no deadlines).
-func readBody(cfg *conf.HTTP, w http.ResponseWriter, r *http.Request, log *slog.Logger) (body io.Reader, length int64, status int) {
+// While spooling, each read from the client must complete within timeout
+// (nginx's client_body_timeout): a client that stops sending gets 408
+// instead of holding its connection, goroutine and spool. w may be nil
+// (no deadlines).
+func readBody(cfg *conf.HTTP, w http.ResponseWriter, r *http.Request, timeout time.Duration, log *slog.Logger) (body io.Reader, length int64, status int) {
 	limit := int64(cfg.MaxBodyBytes)
 	switch {
 	case r.ContentLength > limit:
@@ -339,7 +349,7 @@ func readBody(cfg *conf.HTTP, w http.ResponseWriter, r *http.Request, log *slog.
 	src := io.Reader(r.Body)
 	if w != nil {
 		rc := http.NewResponseController(w)
-		src = &deadlineReader{r: r.Body, set: rc.SetReadDeadline}
+		src = &deadlineReader{r: r.Body, set: rc.SetReadDeadline, timeout: timeout}
 		defer func() {
 			if status == 0 {
 				// The body has ended and the server reads ahead for the
@@ -395,19 +405,15 @@ func readBody(cfg *conf.HTTP, w http.ResponseWriter, r *http.Request, log *slog.
 	return f, n, 0
 }
 
-// bodyReadTimeout bounds each read of a request body being spooled: the
-// time a client may go without sending (nginx's client_body_timeout). A
-// variable for tests.
-var bodyReadTimeout = 60 * time.Second
-
-// deadlineReader sets a read deadline of bodyReadTimeout before each read.
+// deadlineReader sets a read deadline of timeout before each read.
 type deadlineReader struct {
-	r   io.Reader
-	set func(time.Time) error
+	r       io.Reader
+	set     func(time.Time) error
+	timeout time.Duration
 }
 
 func (d *deadlineReader) Read(p []byte) (int, error) {
-	d.set(time.Now().Add(bodyReadTimeout)) // unsupported (tests' recorders): no deadline
+	d.set(time.Now().Add(d.timeout)) // unsupported (tests' recorders): no deadline
 	return d.r.Read(p)
 }
 

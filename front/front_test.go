@@ -192,7 +192,7 @@ func TestBodyLimitsAndSpooling(t *testing.T) {
 	// Declared too large: refused before anything is read.
 	r := httptest.NewRequest("POST", "/", strings.NewReader("x"))
 	r.ContentLength = 3 << 20
-	if _, _, status := readBody(cfg, nil, r, log); status != http.StatusRequestEntityTooLarge {
+	if _, _, status := readBody(cfg, nil, r, defaultBodyReadTimeout, log); status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("status %d, want 413", status)
 	}
 	// Chunked (unknown length) bodies are spooled to learn their length:
@@ -200,7 +200,7 @@ func TestBodyLimitsAndSpooling(t *testing.T) {
 	for _, n := range []int{10, spoolInMemory + 5, 2 << 20} {
 		r := httptest.NewRequest("POST", "/", io.NopCloser(strings.NewReader(strings.Repeat("y", n))))
 		r.ContentLength = -1
-		body, length, status := readBody(cfg, nil, r, log)
+		body, length, status := readBody(cfg, nil, r, defaultBodyReadTimeout, log)
 		if status != 0 || length != int64(n) {
 			t.Fatalf("n=%d: length %d status %d", n, length, status)
 		}
@@ -214,7 +214,7 @@ func TestBodyLimitsAndSpooling(t *testing.T) {
 	}
 	r = httptest.NewRequest("POST", "/", io.NopCloser(strings.NewReader(strings.Repeat("z", 2<<20+1))))
 	r.ContentLength = -1
-	if _, _, status := readBody(cfg, nil, r, log); status != http.StatusRequestEntityTooLarge {
+	if _, _, status := readBody(cfg, nil, r, defaultBodyReadTimeout, log); status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("chunked over the limit: status %d, want 413", status)
 	}
 }
@@ -229,7 +229,7 @@ func TestRequestBuffering(t *testing.T) {
 			src := strings.NewReader(strings.Repeat("y", n))
 			r := httptest.NewRequest("POST", "/", io.NopCloser(src))
 			r.ContentLength = int64(n)
-			body, length, status := readBody(cfg, nil, r, log)
+			body, length, status := readBody(cfg, nil, r, defaultBodyReadTimeout, log)
 			if status != 0 || length != int64(n) {
 				t.Fatalf("n=%d buffering=%v: length %d status %d", n, buffering, length, status)
 			}

@@ -15,7 +15,7 @@ type route struct {
 }
 
 // match reports whether the route serves urlPath and, if so, how the path
-// splits into SCRIPT_NAME and PATH_INFO (DESIGN.md "Path split"):
+// splits into SCRIPT_NAME and PATH_INFO:
 //   - with script: SCRIPT_NAME is the script, PATH_INFO the whole path;
 //   - with suffix: SCRIPT_NAME ends at the first segment ending in suffix,
 //     PATH_INFO is the rest; a path with no such segment does not match;

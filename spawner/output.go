@@ -8,7 +8,8 @@ import (
 )
 
 // maxLine is the longest output line logged as one record; longer
-// lines are split and the pieces marked (DESIGN.md "Logs").
+// lines are logged in pieces of at most maxLine bytes, each marked
+// split=true.
 const maxLine = 16 << 10
 
 // LogLines logs what a process writes to stdout or stderr, one record per

@@ -7,6 +7,10 @@
 // every child, hands the status of the ones it started to their owner, and
 // discards the rest (orphans). Nothing else may wait for children while a
 // Reaper runs: start every process through it.
+//
+// A CGIRunner (cgi.go) runs one-shot CGI programs on top of a Reaper: it
+// kills them at their timeout or when their caller's context is done, and
+// kills and waits for the ones left at Shutdown.
 package spawner
 
 import (

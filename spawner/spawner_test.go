@@ -63,6 +63,10 @@ func helper(name string) {
 		os.Exit(0)
 	case "exit7":
 		os.Exit(7)
+	case "hold":
+		time.Sleep(time.Minute)
+	default:
+		cgiHelper(name)
 	}
 }
 
