@@ -28,6 +28,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fcgivisor/fcgivisor/internal/testlog"
+	"golang.org/x/sys/unix"
 )
 
 // Paths fixed by TestMain.
@@ -44,8 +47,6 @@ var (
 	perlBin      string
 	perlSkip     string
 )
-
-const prSetChildSubreaper = 36 // PR_SET_CHILD_SUBREAPER, linux/prctl.h
 
 // Deadlines. They bound waits; nothing waits for them to pass.
 const (
@@ -67,8 +68,8 @@ func testMain(m *testing.M) int {
 	repoRoot = filepath.Dir(wd)
 	// Orphans below a fcgivisor under test become our children, so that
 	// checkExit sees a worker that outlived it instead of losing it to init.
-	if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0, 0, 0, 0); errno != 0 {
-		fmt.Fprintln(os.Stderr, "prctl(PR_SET_CHILD_SUBREAPER):", errno)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "prctl(PR_SET_CHILD_SUBREAPER):", err)
 		return 1
 	}
 	tmp, err := os.MkdirTemp("", "fcgivisor-integration-")
@@ -365,34 +366,6 @@ func freePort(t testing.TB) int {
 // ---------------------------------------------------------------------------
 // Output capture
 
-// logBuffer collects fcgivisor's stdout and stderr; waiters are woken on
-// every write, so a test waits for a log line without sleeping.
-type logBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newLogBuffer() *logBuffer { return &logBuffer{changed: make(chan struct{})} }
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return len(p), nil
-}
-
-// snapshot returns the text so far and a channel closed at the next write.
-func (b *logBuffer) snapshot() (string, <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String(), b.changed
-}
-
-func (b *logBuffer) String() string { s, _ := b.snapshot(); return s }
-
 // records parses the JSON log records in text; other lines are skipped.
 func records(text string) []map[string]any {
 	var recs []map[string]any
@@ -540,7 +513,7 @@ type instance struct {
 	base       string // http://127.0.0.1:PORT
 	runtimeDir string
 	configPath string
-	out        *logBuffer
+	out        *testlog.Buffer // fcgivisor's stdout and stderr
 	client     *http.Client
 	transport  *http.Transport
 
@@ -577,7 +550,7 @@ func start(t testing.TB, o options) *instance {
 			base:       fmt.Sprintf("http://127.0.0.1:%d", port),
 			runtimeDir: runtimeDir,
 			configPath: filepath.Join(cfgDir, fmt.Sprintf("fcgivisor-%d.toml", attempt)),
-			out:        newLogBuffer(),
+			out:        &testlog.Buffer{},
 			done:       make(chan struct{}),
 			seen:       map[int]procID{},
 		}
@@ -899,7 +872,7 @@ func (in *instance) waitLog(t testing.TB, what string, match func(map[string]any
 	t.Helper()
 	timeout := time.After(eventTimeout)
 	for {
-		text, changed := in.out.snapshot()
+		text, changed := in.out.Snapshot()
 		for _, r := range records(text) {
 			if match(r) {
 				return r
