@@ -90,20 +90,21 @@ func (tr *cgiTree) write(t testing.TB, path, content string, mode os.FileMode) {
 	}
 }
 
-// cgiRoute renders one cgi [[http.route]]; lines are more `key = value`
-// lines. user = "root" is added unless lines name a user: as root,
-// fcgivisor refuses a cgi route without one.
+// cgiRoute renders one cgi [[http.route]] whose scripts run as root; lines
+// are more `key = value` lines, not user (see cgiRouteAs).
 func cgiRoute(prefix, dir string, lines ...string) string {
+	return cgiRouteAs("root", prefix, dir, lines...)
+}
+
+// cgiRouteAs is cgiRoute with the scripts' user: as root, fcgivisor
+// refuses a cgi route without one.
+func cgiRouteAs(user, prefix, dir string, lines ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[[http.route]]\nprefix = %s\ncgi = %s\n", tomlString(prefix), tomlString(dir))
-	hasUser := false
 	for _, l := range lines {
 		b.WriteString(l + "\n")
-		hasUser = hasUser || strings.HasPrefix(l, "user ")
 	}
-	if !hasUser {
-		b.WriteString("user = \"root\"\n")
-	}
+	fmt.Fprintf(&b, "user = %s\n", tomlString(user))
 	return b.String() + "\n"
 }
 
@@ -818,8 +819,8 @@ func TestCGIRunsAsUser(t *testing.T) {
 	}
 	t.Parallel()
 	tr := newCGITree(t)
-	in := start(t, options{langs: []string{}, routes: cgiRoute("/cgi-bin/", tr.dir, `user = "nobody"`) +
-		cgiRoute("/as-root/", tr.dir, `user = "root"`)})
+	in := start(t, options{langs: []string{}, routes: cgiRouteAs("nobody", "/cgi-bin/", tr.dir) +
+		cgiRouteAs("root", "/as-root/", tr.dir)})
 	if os.Geteuid() != 0 {
 		// Not root: user is ignored with a warning; scripts run as fcgivisor.
 		own := fmt.Sprintf("%d %d\n", os.Getuid(), os.Getgid())

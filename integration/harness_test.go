@@ -234,7 +234,8 @@ type poolOpts struct {
 	concurrency int
 	env         map[string]string
 	inheritEnv  []string
-	extra       []string // more `key = value` lines
+	user        string   // "" means "root": as root, fcgivisor runs workers as root only when told so
+	extra       []string // more `key = value` lines, not user
 }
 
 // options describe one fcgivisor instance.
@@ -327,15 +328,14 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 		if p.inheritEnv != nil {
 			fmt.Fprintf(&b, "inherit_env = %s\n", tomlStrings(p.inheritEnv))
 		}
-		hasUser := false
 		for _, e := range p.extra {
 			b.WriteString(e + "\n")
-			hasUser = hasUser || strings.HasPrefix(e, "user ")
 		}
-		if !hasUser {
-			// As root, fcgivisor runs workers as root only when told so.
-			b.WriteString("user = \"root\"\n")
+		user := p.user
+		if user == "" {
+			user = "root"
 		}
+		fmt.Fprintf(&b, "user = %s\n", tomlString(user))
 	}
 	return b.String()
 }
