@@ -161,7 +161,7 @@ func envOf(t testing.TB, what string, body []byte) map[string]string {
 }
 
 // metaVarNames are the names fcgivisor's meta-variables may have besides
-// HTTP_*: those the spec lists and the others the FastCGI params carry too
+// HTTP_*: those RFC 3875 lists and the others the FastCGI params carry too
 // (front/cgivars.go).
 var metaVarNames = []string{
 	"AUTH_TYPE", "CONTENT_LENGTH", "CONTENT_TYPE", "DOCUMENT_ROOT", "DOCUMENT_URI",
@@ -673,7 +673,8 @@ func TestCGIRefusals(t *testing.T) {
 		{"/cgi-bin/empty/", []int{403, 404}},
 		{"/cgi-bin/plain.txt", []int{403}},
 		{"/cgi-bin/plain.sh", []int{403}},
-		// Traversal: DESIGN.md allows 400 or 404 for ".." segments.
+		// Traversal: a path with ".." segments, raw or percent-encoded,
+		// is answered 400 or 404 (either is correct); nothing outside runs.
 		{"/cgi-bin/../canary.sh", []int{400, 404}},
 		{"/cgi-bin/sub/../../canary.sh", []int{400, 404}},
 		{"/cgi-bin/%2e%2e/canary.sh", []int{400, 404}},
