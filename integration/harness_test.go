@@ -178,6 +178,24 @@ func (l lang) need(t testing.TB) {
 	}
 }
 
+// eachLang runs f for every language as a parallel subtest named after it;
+// need skips (or fails) the languages that cannot run here.
+func eachLang(t *testing.T, f func(t *testing.T, l lang)) {
+	t.Helper()
+	for _, l := range langs {
+		t.Run(l.name, func(t *testing.T) {
+			l.need(t)
+			t.Parallel()
+			f(t, l)
+		})
+	}
+}
+
+// availableLangs lists the languages that can run here, in langs' order.
+func availableLangs() []lang {
+	return slices.DeleteFunc(slices.Clone(langs), func(l lang) bool { return !l.available() })
+}
+
 func (l lang) available() bool {
 	switch l.name {
 	case "c":
@@ -250,17 +268,20 @@ type options struct {
 }
 
 func (o *options) langList() []lang {
-	var ls []lang
-	for _, l := range langs {
-		if !l.available() {
-			continue
-		}
-		if o.langs != nil && !slices.Contains(o.langs, l.name) {
-			continue
-		}
-		ls = append(ls, l)
+	ls := availableLangs()
+	if o.langs != nil {
+		ls = slices.DeleteFunc(ls, func(l lang) bool { return !slices.Contains(o.langs, l.name) })
 	}
 	return ls
+}
+
+// oneSlot adjusts every pool to one worker with one slot, plus lines (more
+// `key = value` lines): tests that need to know which request waits.
+func oneSlot(lines ...string) func(lang, *poolOpts) {
+	return func(_ lang, p *poolOpts) {
+		p.workers, p.concurrency = 1, 1
+		p.extra = append(p.extra, lines...)
+	}
 }
 
 func defaultPool(l lang) poolOpts {
