@@ -22,7 +22,8 @@
 # clients go on (MAX_RUN in all at most) so that tN still gets a figure. Then
 # the stack is stopped. ROUNDS rounds, the four stacks in the order
 # above in each; the table shows the median over rounds per stack, and the
-# t16 ratios the issue sets targets for (median of per-round ratios). Before
+# t16 ratios against the targets set for this benchmark (median of
+# per-round ratios). Before
 # the rounds, a reference: MAX_WORKERS php-cgi cold starts at once with no
 # load (the floor for any manager that must exec php-cgi).
 #

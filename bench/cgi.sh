@@ -21,7 +21,7 @@
 # (DURATION each, --latency) on each stack in the order above, SETTLE
 # seconds after every run; ROUNDS rounds. It prints per stack the median
 # req/s, p50 and p99, errors summed, and the ratios as the median of the
-# per-round ratios (anchor-figures.md section 4, "same-run pairs"):
+# per-round ratios (same-run pairs, as for the baseline in bench/README.md):
 # fcgivisor CGI / nginx+fcgiwrap (C and PHP; target >= 1.0) and
 # FastCGI / CGI for the PHP script under fcgivisor. It also prints the CPU
 # time per request of the servers (fcgivisor; nginx + fcgiwrap) from

@@ -8,8 +8,8 @@
 # every round runs wrk -t2 -c32 and wrk -t1 -c1 (DURATION each, --latency)
 # alternating A, B, with SETTLE seconds between runs, for ROUNDS rounds. It
 # prints per stack the median req/s, p50 and p99, and the throughput ratio
-# A/B as the median of the per-round ratios: the method of the baseline in
-# anchor-figures.md (section 4, "same-run pairs").
+# A/B as the median of the per-round ratios: the method of the baseline
+# figures in bench/README.md (same-run pairs).
 #
 # Run from anywhere after `make build` (bin/fcgivisor, bin/c-worker):
 #   bench/front-vs-nginx.sh
