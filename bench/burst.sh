@@ -22,7 +22,8 @@
 # clients go on (MAX_RUN in all at most) so that tN still gets a figure. Then
 # the stack is stopped. ROUNDS rounds, the four stacks in the order
 # above in each; the table shows the median over rounds per stack, and the
-# t16 ratios the issue sets targets for (median of per-round ratios). Before
+# t16 ratios against the targets set for this benchmark (median of
+# per-round ratios). Before
 # the rounds, a reference: MAX_WORKERS php-cgi cold starts at once with no
 # load (the floor for any manager that must exec php-cgi).
 #
@@ -76,7 +77,7 @@ chmod 755 "$TMP"                      # nginx's worker and php-fpm's children re
 RUN_PIDS=()                           # the current stack's processes (leaders), killed by pid
 
 # shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh" # stop_stack, cleanup (EXIT trap), free_port, wait_listen, wait_file
+. "$ROOT/bench/lib.sh" # stop_stack, cleanup (EXIT trap), free_port, wait_listen, start_fpm_nginx, ...
 
 # start_fv MODE TAG: fcgivisor with a php-cgi pool; sets PORT and WORKER_PARENT.
 start_fv() {
@@ -90,32 +91,17 @@ max_idle     = 3" ;;
 	ondemand) scaling='scaling      = "ondemand"' ;;
 	esac
 	mkdir -p "$TMP/rt-$tag"
-	cat >"$TMP/$tag.toml" <<EOF
-[server]
-runtime_dir = "$TMP/rt-$tag"
-log_level   = "$LOG_LEVEL"
-
-[http]
-listen        = ["127.0.0.1:$PORT"]
-document_root = "$SCRIPT_DIR"
-
-[[http.route]]
-prefix = "/"
-script = "/burst.php"
-pool   = "php"
-
-[pool.php]
-command      = ["$PHP_CGI"]
-env          = { PHP_FCGI_MAX_REQUESTS = "0" }
-user         = "root"        # the bench runs as root; workers as root by choice
+	{
+		fv_php_config "$TMP/rt-$tag" "$PORT" "$SCRIPT_DIR" /burst.php
+		cat <<EOF
 $scaling
 max_workers  = $MAX_WORKERS
 idle_timeout = "10s"
 EOF
-	"$FCGIVISOR" run -c "$TMP/$tag.toml" >"$TMP/$tag.log" 2>&1 &
-	RUN_PIDS+=($!)
-	WORKER_PARENT=$!
-	wait_listen "$PORT" fcgivisor "$!"
+	} >"$TMP/$tag.toml"
+	start_fv_run "$tag"
+	WORKER_PARENT=$FV_PID
+	wait_listen "$PORT" fcgivisor "$FV_PID"
 }
 
 # start_fpm MODE TAG: php-fpm (own config, pid, log, socket) behind nginx; sets PORT and WORKER_PARENT.
@@ -142,23 +128,9 @@ $pm
 pm.max_children = $MAX_WORKERS
 pm.max_requests = 0
 EOF
-	local fpm_flags=(-F -y "$TMP/$tag-fpm.conf")
-	if [[ $EUID -eq 0 ]]; then fpm_flags+=(-R); fi # user/group unset: the children run as root
-	"$PHP_FPM" "${fpm_flags[@]}" >"$TMP/$tag-fpm.out" 2>&1 &
-	RUN_PIDS+=($!)
-	WORKER_PARENT=$!
-	wait_file "$TMP/$tag-fpm.sock" php-fpm "$!"
-
-	start_nginx "$tag-nginx" "$PORT" "        location / {
-            include /etc/nginx/fastcgi_params;
-            fastcgi_param SCRIPT_FILENAME $SCRIPT_DIR/burst.php;
-            fastcgi_pass unix:$TMP/$tag-fpm.sock;   # fastcgi_keep_conn off, as shipped
-        }"
-	RUN_PIDS+=("$NGINX_PID")
-	wait_listen "$PORT" nginx "$NGINX_PID"
+	start_fpm_nginx "$tag" "$PORT" "$SCRIPT_DIR/burst.php"
+	WORKER_PARENT=$FPM_PID
 }
-
-nworkers() { { ps --ppid "$1" -o pid= 2>/dev/null || true; } | wc -l; }
 
 # run STACK ROUND: one fresh stack, one burst; appends
 # "STACK ROUND before=N after=N <burst summary>" to $TMP/results.
@@ -177,8 +149,8 @@ run() {
 	stop_stack
 	# What the manager logged about itself (worker output lines aside).
 	case $stack in
-	fv-*) notes=$(grep -E 'level=(WARN|ERROR)' "$TMP/$tag.log" | grep -v -E ' (stdout|stderr)=' | sed -E 's/^time=[^ ]+ //' | sort | uniq -c | sort -rn | head -5 || true) ;;
-	fpm-*) notes=$(grep -E 'WARNING|ERROR' "$TMP/$tag-fpm.log" | sed -E 's/^\[[^]]*\] //' | sort | uniq -c | sort -rn | head -5 || true) ;;
+	fv-*) notes=$(fv_warnings "$TMP/$tag.log" | sed -E 's/^time=[^ ]+ //' | most_frequent 5 || true) ;;
+	fpm-*) notes=$(fpm_warnings "$tag") ;;
 	esac
 	echo "$stack $round before=$before after=$after ${line#"$stack" }" >>"$TMP/results"
 	echo "  round $round ${line} (workers before=$before after=$after)" >&2
@@ -188,7 +160,7 @@ run() {
 
 "$GO" build -o "$TMP/burst" ./bench/burst
 
-echo "burst: $(nproc) CPUs, $(uname -r); $("$FCGIVISOR" version 2>&1 | head -1); $("$PHP_FPM" -v | head -1 | awk '{print "php-fpm " $2}'); $("$PHP_CGI" -v | head -1 | awk '{print "php-cgi " $2}'); $(nginx -v 2>&1 | sed 's/^nginx version: //')" >&2
+echo "burst: $(php_stack_versions)" >&2
 echo "burst: $CLIENTS clients x GET /?sleep=$SLEEP_MS&pid for $DURATION from idle (settle ${SETTLE}s), timeout $TIMEOUT, max $MAX_WORKERS workers, $ROUNDS rounds, fcgivisor log_level=$LOG_LEVEL" >&2
 # The floor of exec-based spawning on this machine: MAX_WORKERS php-cgi cold
 # starts at once (each runs an empty script and exits), wall time, median of 5.

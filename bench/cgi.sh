@@ -21,7 +21,7 @@
 # (DURATION each, --latency) on each stack in the order above, SETTLE
 # seconds after every run; ROUNDS rounds. It prints per stack the median
 # req/s, p50 and p99, errors summed, and the ratios as the median of the
-# per-round ratios (anchor-figures.md section 4, "same-run pairs"):
+# per-round ratios (same-run pairs, as for the baseline in bench/README.md):
 # fcgivisor CGI / nginx+fcgiwrap (C and PHP; target >= 1.0) and
 # FastCGI / CGI for the PHP script under fcgivisor. It also prints the CPU
 # time per request of the servers (fcgivisor; nginx + fcgiwrap) from
@@ -80,7 +80,7 @@ TMP=$(mktemp -d /tmp/fv-cgi.XXXXXX) # short: worker socket paths must stay < 108
 RUN_PIDS=()                         # every process started, killed by pid at the end
 
 # shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh" # stop_stack, cleanup (EXIT trap), free_port, wait_listen, wait_file
+. "$ROOT/bench/lib.sh" # stop_stack, cleanup (EXIT trap), free_port, wait_listen, wait_file, to_ms, ...
 
 # --- the scripts -----------------------------------------------------------------
 CGI_DIR=$TMP/cgi-bin
@@ -149,14 +149,9 @@ fi
 # --- fcgivisor: one cgi route, one php pool ----------------------------------------
 if [[ -n $NEED_FV ]]; then
 	FV_PORT=$(free_port)
-	cat >"$TMP/fcgivisor.toml" <<EOF
-[server]
-runtime_dir = "$TMP/fv"
-log_level   = "$LOG_LEVEL"
-
-[http]
-listen        = ["127.0.0.1:$FV_PORT"]
-document_root = "$CGI_DIR"
+	{
+		fv_config_head "$TMP/fv" "$LOG_LEVEL" "$FV_PORT" "$CGI_DIR"
+		cat <<EOF
 
 [[http.route]]
 prefix         = "/cgi-bin/"
@@ -177,9 +172,8 @@ user    = "root"
 scaling = "static"
 workers = $PHP_WORKERS
 EOF
-	"$FCGIVISOR" run -c "$TMP/fcgivisor.toml" >"$TMP/fcgivisor.log" 2>&1 &
-	RUN_PIDS+=($!)
-	FV_PID=$!
+	} >"$TMP/fcgivisor.toml"
+	start_fv_run fcgivisor
 	wait_listen "$FV_PORT" fcgivisor "$FV_PID"
 	URL[fv-cgi]="http://127.0.0.1:$FV_PORT/cgi-bin/hello?$QUERY"
 	URL[fv-php-fcgi]="http://127.0.0.1:$FV_PORT/fcgi/?$QUERY"
@@ -191,14 +185,6 @@ for stack in "${STACKS[@]}"; do
 done
 
 # --- measure -------------------------------------------------------------------
-# to_ms converts a wrk latency ("812.00us", "1.05ms", "1.20s") to ms.
-to_ms() {
-	awk -v v="$1" 'BEGIN {
-		n = v + 0
-		if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
-		printf "%.3f", n }'
-}
-
 # CPU accounting, less sensitive than req/s to a shared machine: the
 # server processes' own CPU time (fcgivisor; nginx + fcgiwrap and their
 # children), and the programs' (the CGI processes they reaped, counted in
@@ -247,17 +233,14 @@ run() {
 	# Requests wrk gave up on may still run: let them finish before counting.
 	sleep "$SETTLE"
 	t1=$(cpu_ticks "$stack")
-	local rps p50 p99 errs cpu
-	rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-	p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
-	p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
-	errs=$(awk '/Socket errors:/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } /Non-2xx/ { n += $NF } END { print n + 0 }' "$out")
+	local cpu
 	cpu=$(awk -v a="$t0" -v b="$t1" -v t="$TICK" '/ requests in / { n = $1 } END {
 		split(a, x, " "); split(b, y, " ")
 		if (n > 0) printf "%.0f %.0f", (y[1] - x[1]) * 1e6 / t / n, (y[2] - x[2]) * 1e6 / t / n; else print "0 0" }' "$out")
-	echo "$stack $load $round $rps $p50 $p99 $errs $cpu" >>"$TMP/results"
+	wrk_figures "$out"
+	echo "$stack $load $round $RPS $P50 $P99 $ERRS $cpu" >>"$TMP/results"
 	printf '  round %d %-11s %-3s %9.0f req/s  p50 %8.3f ms  p99 %8.3f ms  errors %s  CPU us/req server %s program %s\n' \
-		"$round" "$stack" "$load" "$rps" "$p50" "$p99" "$errs" "${cpu% *}" "${cpu#* }" >&2
+		"$round" "$stack" "$load" "$RPS" "$P50" "$P99" "$ERRS" "${cpu% *}" "${cpu#* }" >&2
 }
 
 # exec_ms PROGRAM N [ENV...]: mean ms of one fork+exec+wait of PROGRAM from
@@ -372,7 +355,7 @@ echo
 echo "reference, no server: fork+exec+wait from bash: hello $EXEC_C ms, hello.php (php-cgi) $EXEC_PHP ms"
 if [[ -n $NEED_FV ]]; then
 	echo "fcgivisor after the last run: $WORKERS_NOW php-cgi workers; other children (CGI processes left running or unreaped): $LEFT"
-	grep -E 'level=(WARN|ERROR)' "$TMP/fcgivisor.log" | sed -E 's/^time=[^ ]+ //' | sort | uniq -c | sort -rn | head -10 >"$TMP/fv-warnings" || true
+	grep -E 'level=(WARN|ERROR)' "$TMP/fcgivisor.log" | sed -E 's/^time=[^ ]+ //' | most_frequent 10 >"$TMP/fv-warnings" || true
 	if [[ -s $TMP/fv-warnings ]]; then
 		echo "fcgivisor WARN/ERROR log lines (distinct, most frequent first):"
 		cat "$TMP/fv-warnings"

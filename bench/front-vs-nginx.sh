@@ -8,8 +8,8 @@
 # every round runs wrk -t2 -c32 and wrk -t1 -c1 (DURATION each, --latency)
 # alternating A, B, with SETTLE seconds between runs, for ROUNDS rounds. It
 # prints per stack the median req/s, p50 and p99, and the throughput ratio
-# A/B as the median of the per-round ratios: the method of the baseline in
-# anchor-figures.md (section 4, "same-run pairs").
+# A/B as the median of the per-round ratios: the method of the baseline
+# figures in bench/README.md (same-run pairs).
 #
 # Run from anywhere after `make build` (bin/fcgivisor, bin/c-worker):
 #   bench/front-vs-nginx.sh
@@ -52,7 +52,7 @@ fi
 TMP=$(mktemp -d /tmp/fv-bench.XXXXXX)
 RUN_PIDS=()    # everything we started, stopped by pid at the end
 declare -A URL # stack -> URL of the hello endpoint
-. bench/lib.sh # (cwd is the repo root) stop_stack, cleanup (EXIT trap), free_port, start_nginx
+. bench/lib.sh # (cwd is the repo root) stop_stack, cleanup (EXIT trap), free_port, start_nginx, to_ms, ...
 
 # wait_hello URL NAME PID: wait until URL answers the hello body.
 wait_hello() {
@@ -71,11 +71,7 @@ NGINX_PORT=$(free_port)
 spawn-fcgi -F 4 -s "$TMP/c.sock" -P "$TMP/spawn-fcgi.pid" -- "$C_WORKER" >/dev/null
 mapfile -t spawned < <(grep -o '[0-9]\+' "$TMP/spawn-fcgi.pid")
 RUN_PIDS+=("${spawned[@]}")
-start_nginx nginx "$NGINX_PORT" "        location / {
-            include /etc/nginx/fastcgi_params;
-            fastcgi_param SCRIPT_FILENAME /hello;
-            fastcgi_pass unix:$TMP/c.sock;   # fastcgi_keep_conn off, as shipped
-        }"
+start_nginx nginx "$NGINX_PORT" "$(fastcgi_location /hello "$TMP/c.sock")"
 RUN_PIDS+=("$NGINX_PID")
 wait_hello "http://127.0.0.1:$NGINX_PORT/" nginx "$NGINX_PID"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/"
@@ -83,13 +79,9 @@ URL[nginx]="http://127.0.0.1:$NGINX_PORT/"
 # --- A: fcgivisor ------------------------------------------------------------
 if [[ -z $ONLY ]]; then
 	FV_PORT=$(free_port)
-	cat >"$TMP/fcgivisor.toml" <<EOF
-[server]
-runtime_dir = "$TMP/fv"
-log_level   = "warn"
-
-[http]
-listen = ["127.0.0.1:$FV_PORT"]
+	{
+		fv_config_head "$TMP/fv" warn "$FV_PORT"
+		cat <<EOF
 
 [[http.route]]
 prefix = "/"
@@ -101,21 +93,13 @@ user    = "root"   # the bench runs as root; workers as root by choice
 scaling = "static"
 workers = 4
 EOF
-	"$FCGIVISOR" run -c "$TMP/fcgivisor.toml" >"$TMP/fcgivisor.log" 2>&1 &
-	RUN_PIDS+=($!)
-	wait_hello "http://127.0.0.1:$FV_PORT/" fcgivisor "${RUN_PIDS[-1]}"
+	} >"$TMP/fcgivisor.toml"
+	start_fv_run fcgivisor
+	wait_hello "http://127.0.0.1:$FV_PORT/" fcgivisor "$FV_PID"
 	URL[fcgivisor]="http://127.0.0.1:$FV_PORT/"
 fi
 
 # --- measure -------------------------------------------------------------------
-# to_ms converts a wrk latency ("812.00us", "1.05ms", "1.20s") to ms.
-to_ms() {
-	awk -v v="$1" 'BEGIN {
-		n = v + 0
-		if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
-		printf "%.3f", n }'
-}
-
 # run STACK LOAD ROUND: one wrk run; appends "stack load round rps p50 p99 errors" to $TMP/results.
 run() {
 	local stack=$1 load=$2 round=$3 out args
@@ -125,14 +109,10 @@ run() {
 	c1) args=(-t1 -c1) ;;
 	esac
 	wrk "${args[@]}" -d"$DURATION" --latency "${URL[$stack]}" >"$out"
-	local rps p50 p99 errs
-	rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-	p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
-	p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
-	errs=$(awk '/Socket errors:/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } /Non-2xx/ { n += $NF } END { print n + 0 }' "$out")
-	echo "$stack $load $round $rps $p50 $p99 $errs" >>"$TMP/results"
+	wrk_figures "$out"
+	echo "$stack $load $round $RPS $P50 $P99 $ERRS" >>"$TMP/results"
 	printf '  round %d %-9s %-3s %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  errors %s\n' \
-		"$round" "$stack" "$load" "$rps" "$p50" "$p99" "$errs" >&2
+		"$round" "$stack" "$load" "$RPS" "$P50" "$P99" "$ERRS" >&2
 }
 
 echo "front-vs-nginx: $(nproc) CPUs, $(uname -r); $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{print "wrk " $2}')${ONLY:+; ONLY=$ONLY}" >&2

@@ -81,7 +81,7 @@ chmod 755 "$TMP"                       # nginx's worker and php-fpm's children r
 RUN_PIDS=()                            # the current stack's processes (leaders), killed by pid
 
 # shellcheck source=bench/lib.sh
-. "$ROOT/bench/lib.sh" # stop_stack, cleanup (EXIT trap), free_port, wait_listen, wait_file
+. "$ROOT/bench/lib.sh" # stop_stack, cleanup (EXIT trap), free_port, wait_listen, start_fpm_nginx, ...
 
 # start_fv TAG STACK: fcgivisor with a static php-cgi pool of WORKERS; sets
 # PORT, MANAGER (the pid to signal, the workers' parent) and RELOAD_CMD.
@@ -92,32 +92,15 @@ start_fv() {
 	local tag=$1 stack=$2
 	PORT=$(free_port)
 	mkdir -p "$TMP/rt-$tag"
-	cat >"$TMP/$tag.toml.in" <<END_TOML
-[server]
-runtime_dir = "$TMP/rt-$tag"
-log_level   = "$LOG_LEVEL"
-
-[http]
-listen        = ["127.0.0.1:$PORT"]
-document_root = "$DOCROOT"
-
-[[http.route]]
-prefix = "/"
-script = "/index.php"
-pool   = "php"
-
-[pool.php]
-command = ["$PHP_CGI"]
-env     = { PHP_FCGI_MAX_REQUESTS = "0", GEN = "@GEN@" }
-user    = "root"   # the bench runs as root; workers as root by choice (ignored otherwise)
-scaling = "static"
-workers = $WORKERS
-END_TOML
+	{
+		fv_php_config "$TMP/rt-$tag" "$PORT" "$DOCROOT" /index.php 'GEN = "@GEN@"'
+		echo 'scaling = "static"'
+		echo "workers = $WORKERS"
+	} >"$TMP/$tag.toml.in"
 	sed 's/@GEN@/0/' "$TMP/$tag.toml.in" >"$TMP/$tag.toml"
-	"$FCGIVISOR" run -c "$TMP/$tag.toml" >"$TMP/$tag.log" 2>&1 &
-	RUN_PIDS+=($!)
-	MANAGER=$!
-	wait_listen "$PORT" fcgivisor "$!"
+	start_fv_run "$tag"
+	MANAGER=$FV_PID
+	wait_listen "$PORT" fcgivisor "$FV_PID"
 	case $stack in
 	fv-env) RELOAD_CMD="sed \"s/@GEN@/\$GEN/\" $TMP/$tag.toml.in >$TMP/$tag.toml.tmp && mv $TMP/$tag.toml.tmp $TMP/$tag.toml && kill -HUP $MANAGER" ;;
 	fv-same) RELOAD_CMD="kill -HUP $MANAGER" ;;
@@ -143,27 +126,13 @@ pm = static
 pm.max_children = $WORKERS
 pm.max_requests = 0
 END_FPM
-	local fpm_flags=(-F -y "$TMP/$tag-fpm.conf")
-	if [[ $EUID -eq 0 ]]; then fpm_flags+=(-R); fi # user/group unset: the children run as root
-	"$PHP_FPM" "${fpm_flags[@]}" >"$TMP/$tag-fpm.out" 2>&1 &
-	RUN_PIDS+=($!)
-	MANAGER=$!
-	wait_file "$TMP/$tag-fpm.sock" php-fpm "$!"
-
-	start_nginx "$tag-nginx" "$PORT" "        location / {
-            include /etc/nginx/fastcgi_params;
-            fastcgi_param SCRIPT_FILENAME $DOCROOT/index.php;
-            fastcgi_pass unix:$TMP/$tag-fpm.sock;   # fastcgi_keep_conn off, as shipped
-        }"
-	RUN_PIDS+=("$NGINX_PID")
-	wait_listen "$PORT" nginx "$NGINX_PID"
+	start_fpm_nginx "$tag" "$PORT" "$DOCROOT/index.php"
+	MANAGER=$FPM_PID
 	case $stack in
 	fpm-usr2) RELOAD_CMD="kill -USR2 $MANAGER" ;;
 	*) RELOAD_CMD="" ;;
 	esac
 }
-
-nworkers() { { ps --ppid "$1" -o pid= 2>/dev/null || true; } | wc -l; }
 
 # run STACK ENDPOINT ROUND: one fresh stack, one measured run; appends
 # "STACK ENDPOINT ROUND <load summary> workers_after=N reloaded=N ..." to $TMP/results.
@@ -205,10 +174,10 @@ run() {
 	# What the manager logged about itself (worker output aside), verbatim.
 	case $stack in
 	fv-*)
-		notes=$(grep -E 'level=(WARN|ERROR)' "$TMP/$tag.log" | grep -v -E ' (stdout|stderr)=' || true)
+		notes=$(fv_warnings "$TMP/$tag.log")
 		if [[ -n $notes ]]; then sed "s/^/$tag: /" <<<"$notes" >>"$TMP/fv-warnings"; fi
 		;;
-	fpm-*) notes=$(grep -E 'WARNING|ERROR' "$TMP/$tag-fpm.log" | sed -E 's/^\[[^]]*\] //' | sort | uniq -c | sort -rn | head -5 || true) ;;
+	fpm-*) notes=$(fpm_warnings "$tag") ;;
 	esac
 	echo "$stack $ep $round ${line#"$stack" } workers_after=$after reloaded=$reloaded$extra" >>"$TMP/results"
 	echo "  round $round $ep ${line} workers_after=$after reloaded=$reloaded$extra" >&2
@@ -218,7 +187,7 @@ run() {
 
 "$GO" build -o "$TMP/load" ./bench/reload
 
-echo "reload: $(nproc) CPUs, $(uname -r); $("$FCGIVISOR" version 2>&1 | head -1); $("$PHP_FPM" -v | head -1 | awk '{print "php-fpm " $2}'); $("$PHP_CGI" -v | head -1 | awk '{print "php-cgi " $2}'); $(nginx -v 2>&1 | sed 's/^nginx version: //')" >&2
+echo "reload: $(php_stack_versions)" >&2
 echo "reload: $CLIENTS clients for $DURATION, $RELOADS reloads, $WORKERS workers, timeout $TIMEOUT, $ROUNDS rounds, fcgivisor log_level=$LOG_LEVEL" >&2
 
 : >"$TMP/results"

@@ -21,7 +21,8 @@ import (
 	"time"
 )
 
-// adminDoc is the /status JSON as DESIGN.md fixes it ("Status JSON").
+// adminDoc is the /status JSON (also printed by `fcgivisor status --json`):
+// its field names are a contract with users' tools, so a rename fails here.
 type adminDoc struct {
 	Pools []adminPool `json:"pools"`
 }

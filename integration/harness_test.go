@@ -28,6 +28,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fcgivisor/fcgivisor/internal/testlog"
+	"golang.org/x/sys/unix"
 )
 
 // Paths fixed by TestMain.
@@ -44,8 +47,6 @@ var (
 	perlBin      string
 	perlSkip     string
 )
-
-const prSetChildSubreaper = 36 // PR_SET_CHILD_SUBREAPER, linux/prctl.h
 
 // Deadlines. They bound waits; nothing waits for them to pass.
 const (
@@ -67,8 +68,8 @@ func testMain(m *testing.M) int {
 	repoRoot = filepath.Dir(wd)
 	// Orphans below a fcgivisor under test become our children, so that
 	// checkExit sees a worker that outlived it instead of losing it to init.
-	if _, _, errno := syscall.RawSyscall6(syscall.SYS_PRCTL, prSetChildSubreaper, 1, 0, 0, 0, 0); errno != 0 {
-		fmt.Fprintln(os.Stderr, "prctl(PR_SET_CHILD_SUBREAPER):", errno)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		fmt.Fprintln(os.Stderr, "prctl(PR_SET_CHILD_SUBREAPER):", err)
 		return 1
 	}
 	tmp, err := os.MkdirTemp("", "fcgivisor-integration-")
@@ -177,6 +178,24 @@ func (l lang) need(t testing.TB) {
 	}
 }
 
+// eachLang runs f for every language as a parallel subtest named after it;
+// need skips (or fails) the languages that cannot run here.
+func eachLang(t *testing.T, f func(t *testing.T, l lang)) {
+	t.Helper()
+	for _, l := range langs {
+		t.Run(l.name, func(t *testing.T) {
+			l.need(t)
+			t.Parallel()
+			f(t, l)
+		})
+	}
+}
+
+// availableLangs lists the languages that can run here, in langs' order.
+func availableLangs() []lang {
+	return slices.DeleteFunc(slices.Clone(langs), func(l lang) bool { return !l.available() })
+}
+
 func (l lang) available() bool {
 	switch l.name {
 	case "c":
@@ -233,7 +252,8 @@ type poolOpts struct {
 	concurrency int
 	env         map[string]string
 	inheritEnv  []string
-	extra       []string // more `key = value` lines
+	user        string   // "" means "root": as root, fcgivisor runs workers as root only when told so
+	extra       []string // more `key = value` lines, not user
 }
 
 // options describe one fcgivisor instance.
@@ -248,17 +268,20 @@ type options struct {
 }
 
 func (o *options) langList() []lang {
-	var ls []lang
-	for _, l := range langs {
-		if !l.available() {
-			continue
-		}
-		if o.langs != nil && !slices.Contains(o.langs, l.name) {
-			continue
-		}
-		ls = append(ls, l)
+	ls := availableLangs()
+	if o.langs != nil {
+		ls = slices.DeleteFunc(ls, func(l lang) bool { return !slices.Contains(o.langs, l.name) })
 	}
 	return ls
+}
+
+// oneSlot adjusts every pool to one worker with one slot, plus lines (more
+// `key = value` lines): tests that need to know which request waits.
+func oneSlot(lines ...string) func(lang, *poolOpts) {
+	return func(_ lang, p *poolOpts) {
+		p.workers, p.concurrency = 1, 1
+		p.extra = append(p.extra, lines...)
+	}
 }
 
 func defaultPool(l lang) poolOpts {
@@ -326,15 +349,14 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 		if p.inheritEnv != nil {
 			fmt.Fprintf(&b, "inherit_env = %s\n", tomlStrings(p.inheritEnv))
 		}
-		hasUser := false
 		for _, e := range p.extra {
 			b.WriteString(e + "\n")
-			hasUser = hasUser || strings.HasPrefix(e, "user ")
 		}
-		if !hasUser {
-			// As root, fcgivisor runs workers as root only when told so.
-			b.WriteString("user = \"root\"\n")
+		user := p.user
+		if user == "" {
+			user = "root"
 		}
+		fmt.Fprintf(&b, "user = %s\n", tomlString(user))
 	}
 	return b.String()
 }
@@ -364,34 +386,6 @@ func freePort(t testing.TB) int {
 
 // ---------------------------------------------------------------------------
 // Output capture
-
-// logBuffer collects fcgivisor's stdout and stderr; waiters are woken on
-// every write, so a test waits for a log line without sleeping.
-type logBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newLogBuffer() *logBuffer { return &logBuffer{changed: make(chan struct{})} }
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	close(b.changed)
-	b.changed = make(chan struct{})
-	return len(p), nil
-}
-
-// snapshot returns the text so far and a channel closed at the next write.
-func (b *logBuffer) snapshot() (string, <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String(), b.changed
-}
-
-func (b *logBuffer) String() string { s, _ := b.snapshot(); return s }
 
 // records parses the JSON log records in text; other lines are skipped.
 func records(text string) []map[string]any {
@@ -540,7 +534,7 @@ type instance struct {
 	base       string // http://127.0.0.1:PORT
 	runtimeDir string
 	configPath string
-	out        *logBuffer
+	out        *testlog.Buffer // fcgivisor's stdout and stderr
 	client     *http.Client
 	transport  *http.Transport
 
@@ -577,7 +571,7 @@ func start(t testing.TB, o options) *instance {
 			base:       fmt.Sprintf("http://127.0.0.1:%d", port),
 			runtimeDir: runtimeDir,
 			configPath: filepath.Join(cfgDir, fmt.Sprintf("fcgivisor-%d.toml", attempt)),
-			out:        newLogBuffer(),
+			out:        &testlog.Buffer{},
 			done:       make(chan struct{}),
 			seen:       map[int]procID{},
 		}
@@ -899,7 +893,7 @@ func (in *instance) waitLog(t testing.TB, what string, match func(map[string]any
 	t.Helper()
 	timeout := time.After(eventTimeout)
 	for {
-		text, changed := in.out.snapshot()
+		text, changed := in.out.Snapshot()
 		for _, r := range records(text) {
 			if match(r) {
 				return r

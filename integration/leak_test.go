@@ -22,12 +22,7 @@ import (
 func TestNoFDLeak(t *testing.T) {
 	t.Parallel()
 	in := start(t, options{})
-	var pools []lang
-	for _, l := range langs {
-		if l.available() {
-			pools = append(pools, l)
-		}
-	}
+	pools := availableLangs()
 
 	// Warm up: every slot of every pool busy at once, so that every
 	// per-slot FastCGI connection fcgivisor keeps is open before counting.

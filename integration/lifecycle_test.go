@@ -24,17 +24,13 @@ import (
 func TestWorkerKilledIsReplaced(t *testing.T) {
 	t.Parallel()
 	in := start(t, options{})
-	for _, l := range langs {
-		t.Run(l.name, func(t *testing.T) {
-			l.need(t)
-			t.Parallel()
-			// A few rounds: the request right after a death races with
-			// fcgivisor noticing it, and must win every time.
-			for round := range 3 {
-				killAndReplace(t, in, l, round)
-			}
-		})
-	}
+	eachLang(t, func(t *testing.T, l lang) {
+		// A few rounds: the request right after a death races with
+		// fcgivisor noticing it, and must win every time.
+		for round := range 3 {
+			killAndReplace(t, in, l, round)
+		}
+	})
 }
 
 func killAndReplace(t *testing.T, in *instance, l lang, round int) {
@@ -144,34 +140,30 @@ func TestEnvIsolation(t *testing.T) {
 			p.env["FOO"] = "bar"
 		},
 	})
-	for _, l := range langs {
-		t.Run(l.name, func(t *testing.T) {
-			l.need(t)
-			t.Parallel()
-			resp, body := in.get(t, l.path("/env?penv"))
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("?penv: %d %q", resp.StatusCode, clip(body))
+	eachLang(t, func(t *testing.T, l lang) {
+		resp, body := in.get(t, l.path("/env?penv"))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("?penv: %d %q", resp.StatusCode, clip(body))
+		}
+		env := parseLines(body)
+		want := map[string]string{"FOO": "bar", "PATH": path}
+		if l.name == "php" {
+			want["PHP_FCGI_MAX_REQUESTS"] = "0"
+		}
+		for k, v := range want {
+			if got := env[k]; !slices.Equal(got, []string{v}) {
+				t.Errorf("worker env %s = %q, want %q", k, got, v)
 			}
-			env := parseLines(body)
-			want := map[string]string{"FOO": "bar", "PATH": path}
-			if l.name == "php" {
-				want["PHP_FCGI_MAX_REQUESTS"] = "0"
+		}
+		for k, v := range env {
+			if _, ok := want[k]; !ok {
+				t.Errorf("worker env has %s=%q; only %v may be passed", k, v, keys(want))
 			}
-			for k, v := range want {
-				if got := env[k]; !slices.Equal(got, []string{v}) {
-					t.Errorf("worker env %s = %q, want %q", k, got, v)
-				}
-			}
-			for k, v := range env {
-				if _, ok := want[k]; !ok {
-					t.Errorf("worker env has %s=%q; only %v may be passed", k, v, keys(want))
-				}
-			}
-			if t.Failed() {
-				t.Logf("worker environment:\n%s", body)
-			}
-		})
-	}
+		}
+		if t.Failed() {
+			t.Logf("worker environment:\n%s", body)
+		}
+	})
 }
 
 func keys(m map[string]string) []string {
@@ -187,198 +179,174 @@ func keys(m map[string]string) []string {
 // stops accepting, then stops every worker and exits 0.
 func TestGracefulStop(t *testing.T) {
 	t.Parallel()
-	for _, l := range langs {
-		t.Run(l.name, func(t *testing.T) {
-			l.need(t)
-			t.Parallel()
-			in := start(t, options{langs: []string{l.name}})
-			workers := in.poolWorkers(l)
-			if len(workers) != defaultPool(l).workers {
-				t.Fatalf("pool %s runs %v, want %d workers", l.name, workers, defaultPool(l).workers)
-			}
+	eachLang(t, func(t *testing.T, l lang) {
+		in := start(t, options{langs: []string{l.name}})
+		workers := in.poolWorkers(l)
+		if len(workers) != defaultPool(l).workers {
+			t.Fatalf("pool %s runs %v, want %d workers", l.name, workers, defaultPool(l).workers)
+		}
 
-			type result struct {
-				code int
-				body string
-				err  error
-			}
-			wrote := make(chan struct{})
-			done := make(chan result, 1)
-			go func() {
-				ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
-					WroteRequest: func(httptrace.WroteRequestInfo) { close(wrote) },
-				})
-				resp, body, err := in.do(ctx, http.MethodGet, l.path("/slow?sleep=1500"), nil, nil)
-				r := result{body: string(body), err: err}
-				if resp != nil {
-					r.code = resp.StatusCode
-				}
-				done <- r
-			}()
-			select {
-			case <-wrote:
-			case r := <-done:
-				t.Fatalf("the request ended before it was sent: %+v", r)
-			case <-time.After(eventTimeout):
-				t.Fatal("the request was not sent")
-			}
-			// No event tells when fcgivisor has handed the request to
-			// the worker; 200 ms is ample on a 1500 ms request.
-			time.Sleep(200 * time.Millisecond)
-			in.snapshot()
-			in.signal(syscall.SIGTERM)
-
-			// fcgivisor stops accepting while the request still runs.
-			refused := waitFor(eventTimeout, func() bool {
-				c, err := net.DialTimeout("tcp", in.base[len("http://"):], time.Second)
-				if err != nil {
-					return true
-				}
-				c.Close()
-				return false
+		type result struct {
+			code int
+			body string
+			err  error
+		}
+		wrote := make(chan struct{})
+		done := make(chan result, 1)
+		go func() {
+			ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+				WroteRequest: func(httptrace.WroteRequestInfo) { close(wrote) },
 			})
-			var r result
-			select {
-			case r = <-done:
-			case <-time.After(stopTimeout):
-				t.Fatal("the in-flight request did not end")
+			resp, body, err := in.do(ctx, http.MethodGet, l.path("/slow?sleep=1500"), nil, nil)
+			r := result{body: string(body), err: err}
+			if resp != nil {
+				r.code = resp.StatusCode
 			}
-			if !refused {
-				t.Errorf("fcgivisor still accepted connections %v after SIGTERM", eventTimeout)
+			done <- r
+		}()
+		select {
+		case <-wrote:
+		case r := <-done:
+			t.Fatalf("the request ended before it was sent: %+v", r)
+		case <-time.After(eventTimeout):
+			t.Fatal("the request was not sent")
+		}
+		// No event tells when fcgivisor has handed the request to
+		// the worker; 200 ms is ample on a 1500 ms request.
+		time.Sleep(200 * time.Millisecond)
+		in.snapshot()
+		in.signal(syscall.SIGTERM)
+
+		// fcgivisor stops accepting while the request still runs.
+		refused := waitFor(eventTimeout, func() bool {
+			c, err := net.DialTimeout("tcp", in.base[len("http://"):], time.Second)
+			if err != nil {
+				return true
 			}
-			if r.err != nil || r.code != http.StatusOK || r.body != "slept 1500\n" {
-				t.Errorf("in-flight request: %d %q %v, want 200 %q", r.code, r.body, r.err, "slept 1500\n")
-			}
-			in.checkExit(t)
+			c.Close()
+			return false
 		})
-	}
+		var r result
+		select {
+		case r = <-done:
+		case <-time.After(stopTimeout):
+			t.Fatal("the in-flight request did not end")
+		}
+		if !refused {
+			t.Errorf("fcgivisor still accepted connections %v after SIGTERM", eventTimeout)
+		}
+		if r.err != nil || r.code != http.StatusOK || r.body != "slept 1500\n" {
+			t.Errorf("in-flight request: %d %q %v, want 200 %q", r.code, r.body, r.err, "slept 1500\n")
+		}
+		in.checkExit(t)
+	})
 }
 
 // TestQueueTimeout: with its one slot busy, a pool answers 503 with
 // Retry-After once queue_timeout has passed, not when the slot frees.
 func TestQueueTimeout(t *testing.T) {
 	t.Parallel()
-	in := start(t, options{pool: func(l lang, p *poolOpts) {
-		p.workers, p.concurrency = 1, 1
-		p.extra = append(p.extra, `queue_timeout = "200ms"`)
-	}})
-	for _, l := range langs {
-		t.Run(l.name, func(t *testing.T) {
-			l.need(t)
-			t.Parallel()
-			type result struct {
-				code       int
-				body       string
-				retryAfter string
-				took       time.Duration
-				err        error
-			}
-			// Two at once: one gets the slot, the other waits in the queue.
-			results := make(chan result, 2)
-			for range 2 {
-				go func() {
-					t0 := time.Now()
-					resp, body, err := in.do(context.Background(), http.MethodGet, l.path("/q?sleep=1000"), nil, nil)
-					r := result{body: string(body), err: err, took: time.Since(t0)}
-					if resp != nil {
-						r.code = resp.StatusCode
-						r.retryAfter = resp.Header.Get("Retry-After")
-					}
-					results <- r
-				}()
-			}
-			var ok, unavailable []result
-			for range 2 {
-				r := <-results
-				switch {
-				case r.err != nil:
-					t.Errorf("request failed: %v", r.err)
-				case r.code == http.StatusOK && r.body == "slept 1000\n":
-					ok = append(ok, r)
-				case r.code == http.StatusServiceUnavailable:
-					unavailable = append(unavailable, r)
-				default:
-					t.Errorf("unexpected answer %d %q", r.code, clip([]byte(r.body)))
+	in := start(t, options{pool: oneSlot(`queue_timeout = "200ms"`)})
+	eachLang(t, func(t *testing.T, l lang) {
+		type result struct {
+			code       int
+			body       string
+			retryAfter string
+			took       time.Duration
+			err        error
+		}
+		// Two at once: one gets the slot, the other waits in the queue.
+		results := make(chan result, 2)
+		for range 2 {
+			go func() {
+				t0 := time.Now()
+				resp, body, err := in.do(context.Background(), http.MethodGet, l.path("/q?sleep=1000"), nil, nil)
+				r := result{body: string(body), err: err, took: time.Since(t0)}
+				if resp != nil {
+					r.code = resp.StatusCode
+					r.retryAfter = resp.Header.Get("Retry-After")
 				}
+				results <- r
+			}()
+		}
+		var ok, unavailable []result
+		for range 2 {
+			r := <-results
+			switch {
+			case r.err != nil:
+				t.Errorf("request failed: %v", r.err)
+			case r.code == http.StatusOK && r.body == "slept 1000\n":
+				ok = append(ok, r)
+			case r.code == http.StatusServiceUnavailable:
+				unavailable = append(unavailable, r)
+			default:
+				t.Errorf("unexpected answer %d %q", r.code, clip([]byte(r.body)))
 			}
-			if len(ok) != 1 || len(unavailable) != 1 {
-				t.Fatalf("got %d×200 and %d×503, want one of each: %+v %+v", len(ok), len(unavailable), ok, unavailable)
-			}
-			u := unavailable[0]
-			if u.retryAfter == "" {
-				t.Errorf("503 without a Retry-After header")
-			}
-			if u.took >= 900*time.Millisecond {
-				t.Errorf("503 came after %v: the queue waited for the slot instead of queue_timeout (200ms)", u.took)
-			}
-			// The pool still serves.
-			in.expect(t, l.path("/after"), http.StatusOK, "hello from "+l.name+"\n")
-		})
-	}
+		}
+		if len(ok) != 1 || len(unavailable) != 1 {
+			t.Fatalf("got %d×200 and %d×503, want one of each: %+v %+v", len(ok), len(unavailable), ok, unavailable)
+		}
+		u := unavailable[0]
+		if u.retryAfter == "" {
+			t.Errorf("503 without a Retry-After header")
+		}
+		if u.took >= 900*time.Millisecond {
+			t.Errorf("503 came after %v: the queue waited for the slot instead of queue_timeout (200ms)", u.took)
+		}
+		// The pool still serves.
+		in.expect(t, l.path("/after"), http.StatusOK, "hello from "+l.name+"\n")
+	})
 }
 
 // TestRequestTimeout: a request running past request_timeout gets 504,
 // its worker is killed and replaced, and the pool serves again.
 func TestRequestTimeout(t *testing.T) {
 	t.Parallel()
-	in := start(t, options{pool: func(l lang, p *poolOpts) {
-		p.workers, p.concurrency = 1, 1
-		p.extra = append(p.extra, `request_timeout = "500ms"`)
-	}})
-	for _, l := range langs {
-		t.Run(l.name, func(t *testing.T) {
-			l.need(t)
-			t.Parallel()
-			before, _ := identify(in.workerPid(t, l))
-			t0 := time.Now()
-			resp, body := in.get(t, l.path("/t?sleep=3000"))
-			took := time.Since(t0)
-			if resp.StatusCode != http.StatusGatewayTimeout {
-				t.Fatalf("?sleep=3000 past request_timeout 500ms: %d %q after %v, want 504", resp.StatusCode, clip(body), took)
-			}
-			if took < 450*time.Millisecond || took > 2500*time.Millisecond {
-				t.Errorf("504 after %v, want about request_timeout (500ms)", took)
-			}
-			in.expect(t, l.path("/after"), http.StatusOK, "hello from "+l.name+"\n")
-			if after := in.workerPid(t, l); after == before.pid {
-				t.Errorf("the timed-out worker %d still serves", after)
-			}
-			waitGone(t, before, "the timed-out worker was not killed and reaped")
-		})
-	}
+	in := start(t, options{pool: oneSlot(`request_timeout = "500ms"`)})
+	eachLang(t, func(t *testing.T, l lang) {
+		before, _ := identify(in.workerPid(t, l))
+		t0 := time.Now()
+		resp, body := in.get(t, l.path("/t?sleep=3000"))
+		took := time.Since(t0)
+		if resp.StatusCode != http.StatusGatewayTimeout {
+			t.Fatalf("?sleep=3000 past request_timeout 500ms: %d %q after %v, want 504", resp.StatusCode, clip(body), took)
+		}
+		if took < 450*time.Millisecond || took > 2500*time.Millisecond {
+			t.Errorf("504 after %v, want about request_timeout (500ms)", took)
+		}
+		in.expect(t, l.path("/after"), http.StatusOK, "hello from "+l.name+"\n")
+		if after := in.workerPid(t, l); after == before.pid {
+			t.Errorf("the timed-out worker %d still serves", after)
+		}
+		waitGone(t, before, "the timed-out worker was not killed and reaped")
+	})
 }
 
 // TestWorkerCrash: a worker that exits mid-request gives 502; fcgivisor
 // replaces it and keeps serving.
 func TestWorkerCrash(t *testing.T) {
 	t.Parallel()
-	in := start(t, options{pool: func(l lang, p *poolOpts) {
-		p.workers, p.concurrency = 1, 1
-	}})
-	for _, l := range langs {
-		t.Run(l.name, func(t *testing.T) {
-			l.need(t)
-			t.Parallel()
-			before, _ := identify(in.workerPid(t, l))
-			resp, body := in.get(t, l.path("/x?exit"))
-			if resp.StatusCode != http.StatusBadGateway {
-				t.Fatalf("?exit: %d %q, want 502", resp.StatusCode, clip(body))
-			}
-			for i := range 3 {
-				in.expect(t, l.path(fmt.Sprintf("/after-%d", i)), http.StatusOK, "hello from "+l.name+"\n")
-			}
-			if after := in.workerPid(t, l); after == before.pid {
-				t.Errorf("?pid still answers %d, the worker that exited", after)
-			}
-			waitGone(t, before, "the crashed worker was not reaped")
-			// The crash is in the log, with pool and pid.
-			in.waitLog(t, fmt.Sprintf("(WARN or ERROR) about pid %d exiting", before.pid), func(r map[string]any) bool {
-				pid, _ := r["pid"].(float64)
-				return r["pool"] == l.name && int(pid) == before.pid &&
-					(r["level"] == "WARN" || r["level"] == "ERROR") && recordMentions(r, "exit")
-			})
+	in := start(t, options{pool: oneSlot()})
+	eachLang(t, func(t *testing.T, l lang) {
+		before, _ := identify(in.workerPid(t, l))
+		resp, body := in.get(t, l.path("/x?exit"))
+		if resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("?exit: %d %q, want 502", resp.StatusCode, clip(body))
+		}
+		for i := range 3 {
+			in.expect(t, l.path(fmt.Sprintf("/after-%d", i)), http.StatusOK, "hello from "+l.name+"\n")
+		}
+		if after := in.workerPid(t, l); after == before.pid {
+			t.Errorf("?pid still answers %d, the worker that exited", after)
+		}
+		waitGone(t, before, "the crashed worker was not reaped")
+		// The crash is in the log, with pool and pid.
+		in.waitLog(t, fmt.Sprintf("(WARN or ERROR) about pid %d exiting", before.pid), func(r map[string]any) bool {
+			pid, _ := r["pid"].(float64)
+			return r["pool"] == l.name && int(pid) == before.pid &&
+				(r["level"] == "WARN" || r["level"] == "ERROR") && recordMentions(r, "exit")
 		})
-	}
+	})
 }
 
 // TestRuntimeDirInUse: a second fcgivisor on the same runtime_dir refuses
@@ -429,10 +397,8 @@ func TestRuntimeDirInUse(t *testing.T) {
 	if after := sockets(); !slices.Equal(before, after) {
 		t.Errorf("worker sockets of the running instance changed: %v, then %v", before, after)
 	}
-	for _, l := range langs {
-		if l.available() {
-			first.expect(t, l.path("/still"), http.StatusOK, "hello from "+l.name+"\n")
-		}
+	for _, l := range availableLangs() {
+		first.expect(t, l.path("/still"), http.StatusOK, "hello from "+l.name+"\n")
 	}
 }
 
@@ -444,11 +410,9 @@ func TestStaleRuntimeDir(t *testing.T) {
 	runtimeDir := shortTempDir(t)
 	first := start(t, options{runtimeDir: runtimeDir})
 	var workers []procID
-	for _, l := range langs {
-		if l.available() {
-			first.workerPid(t, l)
-			workers = append(workers, first.poolWorkers(l)...)
-		}
+	for _, l := range availableLangs() {
+		first.workerPid(t, l)
+		workers = append(workers, first.poolWorkers(l)...)
 	}
 	if len(workers) == 0 {
 		t.Fatal("no workers running")
@@ -472,9 +436,7 @@ func TestStaleRuntimeDir(t *testing.T) {
 	}
 	t.Logf("stale sockets: %v", stale)
 	second := start(t, options{runtimeDir: runtimeDir})
-	for _, l := range langs {
-		if l.available() {
-			second.expect(t, l.path("/again"), http.StatusOK, "hello from "+l.name+"\n")
-		}
+	for _, l := range availableLangs() {
+		second.expect(t, l.path("/again"), http.StatusOK, "hello from "+l.name+"\n")
 	}
 }

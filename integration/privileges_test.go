@@ -46,7 +46,8 @@ func TestPoolRunsAsItsUser(t *testing.T) {
 	}
 	t.Parallel()
 	in := start(t, options{langs: []string{"c"}, pool: func(l lang, p *poolOpts) {
-		p.extra = append(p.extra, `user = "nobody"`, `rlimit_nofile = 777`)
+		p.user = "nobody"
+		p.extra = append(p.extra, `rlimit_nofile = 777`)
 	}})
 	resp, body, err := in.do(context.Background(), http.MethodGet, c.path("/x?pid"), nil, nil)
 	if err != nil || resp.StatusCode != 200 {

@@ -43,21 +43,17 @@ func TestProtocol(t *testing.T) {
 	t.Parallel()
 	in := start(t, options{routes: splitRoutes})
 
-	for _, l := range langs {
-		t.Run(l.name, func(t *testing.T) {
-			l.need(t)
-			t.Parallel()
-			t.Run("hello", func(t *testing.T) { testHello(t, in, l) })
-			t.Run("echo", func(t *testing.T) { testEcho(t, in, l) })
-			t.Run("echo-chunked", func(t *testing.T) { testEchoChunked(t, in, l) })
-			t.Run("size", func(t *testing.T) { testSize(t, in, l) })
-			t.Run("status", func(t *testing.T) { testStatus(t, in, l) })
-			t.Run("location", func(t *testing.T) { testLocation(t, in, l) })
-			t.Run("vars-get", func(t *testing.T) { testVars(t, in, l, http.MethodGet) })
-			t.Run("vars-post", func(t *testing.T) { testVars(t, in, l, http.MethodPost) })
-			t.Run("stderr", func(t *testing.T) { testStderr(t, in, l) })
-		})
-	}
+	eachLang(t, func(t *testing.T, l lang) {
+		t.Run("hello", func(t *testing.T) { testHello(t, in, l) })
+		t.Run("echo", func(t *testing.T) { testEcho(t, in, l) })
+		t.Run("echo-chunked", func(t *testing.T) { testEchoChunked(t, in, l) })
+		t.Run("size", func(t *testing.T) { testSize(t, in, l) })
+		t.Run("status", func(t *testing.T) { testStatus(t, in, l) })
+		t.Run("location", func(t *testing.T) { testLocation(t, in, l) })
+		t.Run("vars-get", func(t *testing.T) { testVars(t, in, l, http.MethodGet) })
+		t.Run("vars-post", func(t *testing.T) { testVars(t, in, l, http.MethodPost) })
+		t.Run("stderr", func(t *testing.T) { testStderr(t, in, l) })
+	})
 	t.Run("pathsplit", func(t *testing.T) {
 		t.Parallel()
 		testPathSplit(t, in)

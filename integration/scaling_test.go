@@ -10,8 +10,8 @@ import (
 	"time"
 )
 
-// Scaling and recycling with real C libfcgi workers (issue: scale pools by
-// load and recycle workers).
+// Scaling pools by load and recycling workers, with real C libfcgi
+// workers.
 
 func TestOnDemandStartsWithZeroWorkers(t *testing.T) {
 	c := lang{"c"}

@@ -13,7 +13,7 @@ import (
 // kept connection. Under a concurrent loop that costs no failed request:
 // fcgivisor stops sending to a worker at its limit and starts its
 // replacement (and re-sends the rare request a worker dropped unread).
-// The issue: 5 s of a concurrent loop, zero failed requests.
+// The bar: 5 s of a concurrent loop, zero failed requests.
 func TestPHPExitingByItselfLosesNothing(t *testing.T) {
 	php := lang{"php"}
 	php.need(t)

@@ -94,8 +94,7 @@ func TestSdNotifyAndWatchdog(t *testing.T) {
 	if m := ns.next(t); !strings.HasPrefix(m, "READY=1") {
 		t.Fatalf("after a reload %q, want READY=1", m)
 	}
-	good, _ := os.ReadFile(in.configPath)
-	os.WriteFile(in.configPath, []byte(strings.Replace(string(good), "[pool.c]", "[pool.c]\nworkerz = 3", 1)), 0o644)
+	in.editConfig(t, "[pool.c]", "[pool.c]\nworkerz = 3")
 	in.signal(syscall.SIGHUP)
 	if m := ns.next(t); !strings.HasPrefix(m, "RELOADING=1") {
 		t.Fatalf("%q, want RELOADING=1", m)

@@ -17,7 +17,9 @@
 // figure rather than "never"; what happens after the window counts only
 // for tN (and failures_after).
 //
-// Linux only (CLOCK_BOOTTIME, /proc starttime); standard library only.
+// Linux only (CLOCK_BOOTTIME, /proc starttime); standard library only,
+// besides the summary line and percentiles it shares with bench/reload
+// (bench/internal/figures).
 package main
 
 import (
@@ -26,7 +28,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +38,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"github.com/fcgivisor/fcgivisor/bench/internal/figures"
 )
 
 type result struct {
@@ -124,7 +127,7 @@ func main() {
 
 	sort.Slice(results, func(i, j int) bool { return results[i].start < results[j].start })
 	if *raw != "" {
-		if err := writeRaw(*raw, results); err != nil {
+		if err := figures.WriteCSV(*raw, "client,start_ms,latency_ms,status,pid,spawned_ticks,error", results, csvRow); err != nil {
 			fmt.Fprintln(os.Stderr, "burst:", err)
 			os.Exit(1)
 		}
@@ -174,18 +177,13 @@ func get(hc *http.Client, url string, timeout time.Duration, client int, start, 
 	return r
 }
 
+// classify names a failure kind; a request past its timeout ends with its
+// context's deadline.
 func classify(err error) string {
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
+	if errors.Is(err, context.DeadlineExceeded) {
 		return "timeout"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "connection reset"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "EOF"
 	}
-	return err.Error()
+	return figures.ErrKind(err)
 }
 
 // summary is one line: label, then key=value figures (times in ms from the
@@ -193,12 +191,8 @@ func classify(err error) string {
 // failed ones included at the time they failed).
 func summary(label string, rs []result, dur, elapsed time.Duration, target int, boot0 time.Duration, hz int) string {
 	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) }
-	var b strings.Builder
-	if label == "" {
-		label = "-"
-	}
-	b.WriteString(label)
-	kv := func(k, v string) { b.WriteString(" " + k + "=" + v) }
+	line := figures.NewLine(label)
+	kv := line.Add
 
 	// First completion and spawn time per worker.
 	type seen struct {
@@ -263,8 +257,8 @@ func summary(label string, rs []result, dur, elapsed time.Duration, target int, 
 	kv("ok", strconv.Itoa(ok))
 	kv("rps", strconv.FormatFloat(float64(inWindow)/dur.Seconds(), 'f', 0, 64))
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	kv("p50", ms(pct(lat, 50)))
-	kv("p99", ms(pct(lat, 99)))
+	kv("p50", ms(figures.Pct(lat, 50)))
+	kv("p99", ms(figures.Pct(lat, 99)))
 	if len(lat) > 0 {
 		kv("max", ms(lat[len(lat)-1]))
 	} else {
@@ -287,36 +281,15 @@ func summary(label string, rs []result, dur, elapsed time.Duration, target int, 
 	}
 	kv("ramp", strings.Join(ramp, ","))
 	if nfail > 0 {
-		var kinds []string
-		for k, n := range failures {
-			kinds = append(kinds, fmt.Sprintf("%d×%s", n, strings.ReplaceAll(k, " ", "_")))
-		}
-		sort.Strings(kinds)
-		kv("failed", strings.Join(kinds, ";"))
+		kv("failed", figures.Kinds(failures))
 	}
-	return b.String()
+	return line.String()
 }
 
-// pct is the p-th percentile (nearest rank) of sorted d.
-func pct(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(d)))) - 1
-	return d[max(0, min(i, len(d)-1))]
-}
-
-func writeRaw(path string, rs []result) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(f, "client,start_ms,latency_ms,status,pid,spawned_ticks,error")
-	for _, r := range rs {
-		fmt.Fprintf(f, "%d,%.3f,%.3f,%d,%d,%d,%q\n", r.client, float64(r.start)/1e6, float64(r.latency)/1e6,
-			r.status, r.pid, r.spawned, r.err)
-	}
-	return f.Close()
+// csvRow is r as a line of the -raw file.
+func csvRow(r result) string {
+	return fmt.Sprintf("%d,%.3f,%.3f,%d,%d,%d,%q", r.client, float64(r.start)/1e6, float64(r.latency)/1e6,
+		r.status, r.pid, r.spawned, r.err)
 }
 
 // boottime is CLOCK_BOOTTIME, the clock of /proc/PID/stat's starttime; 0 if

@@ -17,7 +17,8 @@
 // GEN=1..N in its environment, synchronously, from its own goroutine: a
 // slow command delays the next reload, not the clients.
 //
-// Standard library only.
+// Standard library only, besides the summary line, percentiles and
+// failure kinds it shares with bench/burst (bench/internal/figures).
 package main
 
 import (
@@ -27,7 +28,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -39,6 +39,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/fcgivisor/fcgivisor/bench/internal/figures"
 )
 
 type result struct {
@@ -134,7 +136,7 @@ func main() {
 
 	sort.Slice(results, func(i, j int) bool { return results[i].start < results[j].start })
 	if *raw != "" {
-		if err := writeRaw(*raw, results); err != nil {
+		if err := figures.WriteCSV(*raw, "client,start_ms,latency_ms,status,error", results, csvRow); err != nil {
 			fmt.Fprintln(os.Stderr, "reload:", err)
 			os.Exit(1)
 		}
@@ -224,33 +226,25 @@ func (cl *client) do(deadline time.Time) (r result) {
 	return r
 }
 
+// classify names a failure kind; a request past its timeout ends with the
+// connection's deadline, and a write to a closed connection with EPIPE.
 func classify(err error) string {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection refused"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "connection reset"
 	case errors.Is(err, syscall.EPIPE):
 		return "broken pipe"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "EOF"
 	}
-	return err.Error()
+	return figures.ErrKind(err)
 }
 
 // summary is one line: label, then key=value figures; latencies in ms over
 // every request (failed ones included at the time they failed).
 func summary(label string, rs []result, runs []reloadRun, dur, elapsed, near time.Duration) string {
 	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 2, 64) }
-	var b strings.Builder
-	if label == "" {
-		label = "-"
-	}
-	b.WriteString(label)
-	kv := func(k, v string) { b.WriteString(" " + k + "=" + v) }
+	line := figures.NewLine(label)
+	kv := line.Add
 
 	failures := map[string]int{}
 	var lat, nearLat []time.Duration
@@ -276,12 +270,12 @@ func summary(label string, rs []result, runs []reloadRun, dur, elapsed, near tim
 	kv("requests", strconv.Itoa(len(rs)))
 	kv("ok", strconv.Itoa(ok))
 	kv("rps", strconv.FormatFloat(float64(len(rs))/dur.Seconds(), 'f', 0, 64))
-	kv("p50", ms(pct(lat, 50)))
-	kv("p99", ms(pct(lat, 99)))
-	kv("max", ms(pct(lat, 100)))
+	kv("p50", ms(figures.Pct(lat, 50)))
+	kv("p99", ms(figures.Pct(lat, 99)))
+	kv("max", ms(figures.Pct(lat, 100)))
 	kv("near_n", strconv.Itoa(len(nearLat)))
-	kv("near_p99", ms(pct(nearLat, 99)))
-	kv("near_max", ms(pct(nearLat, 100)))
+	kv("near_p99", ms(figures.Pct(nearLat, 99)))
+	kv("near_max", ms(figures.Pct(nearLat, 100)))
 	kv("failures", strconv.Itoa(len(rs)-ok))
 	kv("ran", ms(elapsed))
 	var at, took []string
@@ -300,37 +294,16 @@ func summary(label string, rs []result, runs []reloadRun, dur, elapsed, near tim
 		kv("reload_cmd_ms", strings.Join(took, ","))
 	}
 	if len(failures) > 0 {
-		var kinds []string
-		for k, n := range failures {
-			kinds = append(kinds, fmt.Sprintf("%d×%s", n, strings.ReplaceAll(k, " ", "_")))
-		}
-		sort.Strings(kinds)
-		kv("failed", strings.Join(kinds, ";"))
+		kv("failed", figures.Kinds(failures))
 		if len(failAt) > 20 {
 			failAt = append(failAt[:20], "...")
 		}
 		kv("failed_at_ms", strings.Join(failAt, ","))
 	}
-	return b.String()
+	return line.String()
 }
 
-// pct is the p-th percentile (nearest rank) of sorted d.
-func pct(d []time.Duration, p float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	i := int(math.Ceil(p/100*float64(len(d)))) - 1
-	return d[max(0, min(i, len(d)-1))]
-}
-
-func writeRaw(path string, rs []result) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintln(f, "client,start_ms,latency_ms,status,error")
-	for _, r := range rs {
-		fmt.Fprintf(f, "%d,%.3f,%.3f,%d,%q\n", r.client, float64(r.start)/1e6, float64(r.latency)/1e6, r.status, r.err)
-	}
-	return f.Close()
+// csvRow is r as a line of the -raw file.
+func csvRow(r result) string {
+	return fmt.Sprintf("%d,%.3f,%.3f,%d,%q", r.client, float64(r.start)/1e6, float64(r.latency)/1e6, r.status, r.err)
 }
