@@ -933,8 +933,12 @@ func TestCGIFallbackFailingPool(t *testing.T) {
 	if err := os.Chmod(tr.out, 0o777); err != nil {
 		t.Fatal(err)
 	}
+	// workers = 4 makes max_workers, the fallback limit, 4: the requests
+	// below follow one another, and one may arrive before the previous
+	// run's exit was reaped (its place is held until then; the limit
+	// itself is TestCGIFallbackSaturatedPool's).
 	fbRoute, fbPool := fallbackPool("fb", wrapper, fbUser, tr.out, "cgi_fallback = true", `queue_timeout = "10s"`, `request_timeout = "2s"`,
-		"dir = "+tomlString(tr.out))
+		"workers = 4", "dir = "+tomlString(tr.out))
 	noRoute, noPool := fallbackPool("nofb", wrapper, "root", tr.out, `queue_timeout = "10s"`)
 	in := start(t, options{langs: []string{}, env: []string{"FCGIVISOR_SECRET=x"}, routes: fbRoute + noRoute + fbPool + noPool})
 	a := newAdminClient(t, "unix", filepath.Join(in.runtimeDir, "admin.sock"))
