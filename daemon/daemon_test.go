@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/internal/testlog"
 	"github.com/fcgivisor/fcgivisor/signals"
 	"github.com/fcgivisor/fcgivisor/spawner"
 )
@@ -99,12 +99,12 @@ type fixture struct {
 	t    *testing.T
 	dir  string
 	path string
-	log  *syncBuffer
+	log  *testlog.Buffer
 }
 
 func newFixture(t *testing.T) *fixture {
 	dir := t.TempDir()
-	return &fixture{t: t, dir: dir, path: filepath.Join(dir, "fcgivisor.toml"), log: &syncBuffer{}}
+	return &fixture{t: t, dir: dir, path: filepath.Join(dir, "fcgivisor.toml"), log: &testlog.Buffer{}}
 }
 
 // sock is a Unix socket path in the fixture's directory.
@@ -178,24 +178,6 @@ func get(t *testing.T, sock, name string) (string, error) {
 		return "", fmt.Errorf("GET /%s/: %s: %s", name, resp.Status, body)
 	}
 	return string(body), err
-}
-
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // loadPools is the pools of a config written by f.write.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/internal/testlog"
 	"github.com/fcgivisor/fcgivisor/spawner"
 )
 
@@ -162,16 +163,16 @@ var testReaper = sync.OnceValue(func() *spawner.Reaper {
 })
 
 // cgiServer serves dir's scripts under /cgi-bin/ with a real Reaper.
-func cgiServer(t *testing.T, dir string, timeout time.Duration, maxConcurrent int) (*Server, *lockedBuffer) {
+func cgiServer(t *testing.T, dir string, timeout time.Duration, maxConcurrent int) (*Server, *testlog.Buffer) {
 	t.Helper()
 	return cgiServerWith(t, dir, timeout, maxConcurrent, Options{})
 }
 
 // cgiServerWith is cgiServer with o's fields besides Log, Software and
 // Reaper.
-func cgiServerWith(t *testing.T, dir string, timeout time.Duration, maxConcurrent int, o Options) (*Server, *lockedBuffer) {
+func cgiServerWith(t *testing.T, dir string, timeout time.Duration, maxConcurrent int, o Options) (*Server, *testlog.Buffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	cfg := &conf.Config{HTTP: conf.HTTP{DocumentRoot: "/srv/www", MaxBodyBytes: 1 << 20, Routes: []*conf.Route{
 		{Prefix: "/cgi-bin/", CGI: dir, Timeout: timeout, MaxConcurrent: maxConcurrent},
@@ -183,24 +184,6 @@ func cgiServerWith(t *testing.T, dir string, timeout time.Duration, maxConcurren
 		t.Fatal(err)
 	}
 	return s, logs
-}
-
-// lockedBuffer is a log sink safe for concurrent writers and readers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func TestCGIRunsScripts(t *testing.T) {

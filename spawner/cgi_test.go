@@ -2,7 +2,6 @@ package spawner
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,10 +12,11 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fcgivisor/fcgivisor/internal/testlog"
 )
 
 // cgiHelper runs the CGI helpers of the test binary (see TestMain).
@@ -81,24 +81,6 @@ func cgiSpec(t *testing.T, name string, env ...string) Spec {
 	return Spec{Path: self(t), Args: []string{"cgi"}, Env: append([]string{"SPAWNER_HELPER=" + name}, env...)}
 }
 
-// logSink is a log destination safe for the run's goroutines.
-type logSink struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // readLine reads the first line the program c prints.
 func readLine(t *testing.T, c *CGI) string {
 	t.Helper()
@@ -140,7 +122,7 @@ func closed(ch <-chan struct{}) bool {
 // once it was reaped, with a non-zero exit logged and OnEnd run.
 func TestCGIRunsAndIsReaped(t *testing.T) {
 	cr := NewCGIRunner(startReaper(t))
-	logs := &logSink{}
+	logs := &testlog.Buffer{}
 	ended := make(chan struct{})
 	c, err := cr.Start(context.Background(), cgiSpec(t, "cgi-echo", "CGI_EXIT=3"), CGIOptions{
 		Timeout: 10 * time.Second, Log: slog.New(slog.NewTextHandler(logs, nil)), OnEnd: func() { close(ended) },
@@ -184,7 +166,7 @@ func TestCGIRunsAndIsReaped(t *testing.T) {
 // grandchild included, and Err says so.
 func TestCGITimeoutKillsGroup(t *testing.T) {
 	cr := NewCGIRunner(startReaper(t))
-	logs := &logSink{}
+	logs := &testlog.Buffer{}
 	start := time.Now()
 	c, err := cr.Start(context.Background(), cgiSpec(t, "cgi-fork"), CGIOptions{
 		Timeout: 300 * time.Millisecond, Log: slog.New(slog.NewTextHandler(logs, nil)),
