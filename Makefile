@@ -33,6 +33,7 @@ test: build lint
 
 lint:
 	$(GO) vet ./...
+	@$(GO) run ./hack/funclen -n 0 -max 80 || { echo "a production function is over 80 lines: split it"; exit 1; }
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 bench: build
