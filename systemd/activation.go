@@ -2,8 +2,8 @@
 // systemd-socket-activate, opens the listening sockets and passes them as
 // fds 3, 4, ... with LISTEN_FDS=<count>, LISTEN_PID=<our pid> and
 // LISTEN_FDNAMES=<name>:<name>... (from FileDescriptorName=). fcgivisor
-// matches them by address to http.listen and pool listen entries, so a
-// config works the same with and without a .socket unit.
+// matches them by address to http.listen entries, so a config works the
+// same with and without a .socket unit.
 
 package systemd
 
