@@ -37,6 +37,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/fastcgi"
 	"github.com/fcgivisor/fcgivisor/socket"
@@ -97,6 +99,63 @@ type Env struct {
 	// Self is fcgivisor's executable, re-exec'ed to apply rlimit_nofile
 	// (spawner.WithLimits); "" leaves rlimits alone.
 	Self string
+
+	// Start starts a worker process; nil: Reaper.Start. Dial connects to a
+	// worker's socket; nil: a Unix-socket dial. Tests set both to run a
+	// pool against scripted processes on fake time (testing/synctest),
+	// which real processes and sockets would keep from advancing.
+	Start func(spawner.Spec) (Process, error)
+	Dial  func(ctx context.Context, path string) (net.Conn, error)
+}
+
+// Process is a started worker process: one the Reaper started, or a
+// test's scripted one.
+type Process interface {
+	Pid() int
+	// Done is closed once the process has exited and was reaped; Status
+	// is then its wait status.
+	Done() <-chan struct{}
+	Status() unix.WaitStatus
+	// SignalGroup sends sig to the process's group; ESRCH is no error.
+	SignalGroup(sig syscall.Signal) error
+}
+
+// reaped is a Process the Reaper started.
+type reaped struct{ p *spawner.Process }
+
+func (r reaped) Pid() int                             { return r.p.Pid }
+func (r reaped) Done() <-chan struct{}                { return r.p.Done() }
+func (r reaped) Status() unix.WaitStatus              { return r.p.Status() }
+func (r reaped) SignalGroup(sig syscall.Signal) error { return r.p.SignalGroup(sig) }
+
+// exited reports, without blocking, whether proc has exited.
+func exited(proc Process) bool {
+	select {
+	case <-proc.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// defaults fills the OS behind env's fields that are nil.
+func (env *Env) defaults() {
+	if env.Start == nil {
+		reaper := env.Reaper
+		env.Start = func(spec spawner.Spec) (Process, error) {
+			proc, err := reaper.Start(spec)
+			if err != nil {
+				return nil, err
+			}
+			return reaped{proc}, nil
+		}
+	}
+	if env.Dial == nil {
+		env.Dial = func(ctx context.Context, path string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}
+	}
 }
 
 // Pool is a set of worker processes running one command.
@@ -145,7 +204,7 @@ type Pool struct {
 }
 
 type worker struct {
-	proc     *spawner.Process
+	proc     Process
 	path     string // socket path
 	started  time.Time
 	lifetime time.Duration // max_lifetime drawn for this worker; 0 = none
@@ -185,6 +244,7 @@ type waiter struct {
 
 // NewPool returns a pool for cfg; Run starts it.
 func NewPool(cfg *conf.Pool, env Env) *Pool {
+	env.defaults()
 	p := &Pool{
 		env:     env,
 		log:     env.Logger.With("pool", cfg.Name),
@@ -303,7 +363,7 @@ func (p *Pool) Pids() []int {
 	var pids []int
 	for w := range p.workers {
 		if !w.gone {
-			pids = append(pids, w.proc.Pid)
+			pids = append(pids, w.proc.Pid())
 		}
 	}
 	sort.Ints(pids)
@@ -335,7 +395,7 @@ func (p *Pool) Run(ctx, hard context.Context) {
 		probes.Add(1)
 		go func() {
 			defer probes.Done()
-			if w.probe() {
+			if p.probe(w) {
 				alive.Add(1)
 			}
 		}()
@@ -529,7 +589,7 @@ func (p *Pool) start() (*worker, error) {
 		return nil, err
 	}
 	spec.Stdin, spec.Stdout, spec.Stderr = ln, stdoutW, stderrW
-	proc, err := p.env.Reaper.Start(spec)
+	proc, err := p.env.Start(spec)
 	stdoutW.Close()
 	stderrW.Close()
 	if err != nil {
@@ -542,7 +602,7 @@ func (p *Pool) start() (*worker, error) {
 		proc:    proc,
 		path:    path,
 		started: time.Now(),
-		log:     p.log.With("pid", proc.Pid),
+		log:     p.log.With("pid", proc.Pid()),
 		outDone: make(chan struct{}),
 	}
 	w.log.Debug("worker started", "socket", path)
@@ -585,8 +645,10 @@ const probeTimeout = 2 * time.Second
 //
 // It reports false when the worker is gone (refused or reset the probe):
 // it died at start.
-func (w *worker) probe() bool {
-	nc, err := net.DialTimeout("unix", w.path, probeTimeout)
+func (p *Pool) probe(w *worker) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	nc, err := p.env.Dial(ctx, w.path)
 	if err != nil {
 		return false
 	}
@@ -661,7 +723,7 @@ func (p *Pool) stopAll(hard context.Context) {
 		select {
 		case <-again.C:
 			for _, w := range live {
-				if !w.proc.Exited() {
+				if !exited(w.proc) {
 					w.proc.SignalGroup(syscall.SIGTERM)
 				}
 			}

@@ -169,7 +169,7 @@ func (o *owner) tick(now time.Time) {
 		}
 		p.mu.Unlock()
 		for _, w := range ws {
-			if n, err := readRSS(w.proc.Pid); err == nil {
+			if n, err := readRSS(w.proc.Pid()); err == nil {
 				rss[w] = n
 			}
 		}

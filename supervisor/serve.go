@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -121,14 +120,13 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		reused = false
 	}
 	if s.conn == nil {
-		var d net.Dialer
-		nc, err := d.DialContext(ctx, "unix", w.path)
+		nc, err := p.env.Dial(ctx, w.path)
 		if err != nil {
 			if ctx.Err() == nil {
 				p.markGone(w)
 			}
 			p.release(s, false, false)
-			return fmt.Errorf("connect to worker %d: %w", w.proc.Pid, err), false, ctx.Err() == nil
+			return fmt.Errorf("connect to worker %d: %w", w.proc.Pid(), err), false, ctx.Err() == nil
 		}
 		s.conn = fastcgi.NewConn(nc)
 	}
@@ -171,7 +169,7 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 			// A fresh connection dropped unread: the worker is exiting.
 			p.markGone(w)
 		}
-		return fmt.Errorf("worker %d: %w", w.proc.Pid, err), true, unread
+		return fmt.Errorf("worker %d: %w", w.proc.Pid(), err), true, unread
 	}
 	herr := handle(resp)
 	keep := resp.Close()

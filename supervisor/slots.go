@@ -297,14 +297,14 @@ func (p *Pool) termLocked(w *worker) {
 	stop := p.conf().StopTimeout
 	first := min(termRepeat, stop)
 	w.killTimer = time.AfterFunc(first, func() {
-		if w.proc.Exited() {
+		if exited(w.proc) {
 			return
 		}
 		w.proc.SignalGroup(syscall.SIGTERM)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		w.killTimer = time.AfterFunc(stop-first, func() {
-			if !w.proc.Exited() {
+			if !exited(w.proc) {
 				w.log.Warn("worker did not stop within stop_timeout; killing it")
 				w.proc.SignalGroup(syscall.SIGKILL)
 			}
@@ -335,7 +335,7 @@ func (p *Pool) markGone(w *worker) {
 	w.gone = true
 	p.dropIdleLocked(w)
 	p.mu.Unlock()
-	if !already && !w.proc.Exited() {
+	if !already && !exited(w.proc) {
 		w.proc.SignalGroup(syscall.SIGKILL)
 	}
 	p.poke()

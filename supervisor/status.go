@@ -97,7 +97,7 @@ func (p *Pool) Status() Status {
 	st.Totals.Recycled = maps.Clone(p.totals.Recycled)
 	for w := range p.workers {
 		ws := WorkerStatus{
-			Pid:        w.proc.Pid,
+			Pid:        w.proc.Pid(),
 			Requests:   w.served,
 			AgeSeconds: now.Sub(w.started).Seconds(),
 		}
