@@ -220,9 +220,8 @@ type worker struct {
 	gone      bool      // exited, retiring, failed to accept, or being stopped: hand out no more slots
 	retiring  bool      // recycled: stopped once busy is 0
 	killed    bool      // killed by fcgivisor (timeout, protocol error): not a crash
+	termed    bool      // fcgivisor sent SIGTERM: a clean exit is not the worker's own
 	killTimer *time.Timer
-
-	termed atomic.Bool // fcgivisor sent SIGTERM: a clean exit is not the worker's own
 }
 
 type slot struct {
@@ -379,7 +378,7 @@ func (p *Pool) Pids() []int {
 // on a tick, and each time re-decides from the pool's exact numbers.
 func (p *Pool) Run(ctx, hard context.Context) {
 	defer close(p.done)
-	o := &owner{p: p, tokens: float64(p.spawnBurst()), refilled: time.Now()}
+	o := &owner{p: p, tokens: float64(spawnBurst(p.conf())), refilled: time.Now()}
 	o.scale(time.Now())
 	// Ready once the initial workers serve (answered the probe) or died:
 	// a new generation takes over from an old one only then.
@@ -481,28 +480,29 @@ func (p *Pool) liveLocked() int {
 // onExit accounts for an exited worker and returns the backoff before the
 // pool may spawn again (0: at once).
 func (p *Pool) onExit(w *worker) (delay time.Duration) {
+	var fx effects
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	delete(p.workers, w) // watch already dropped its idle slots
 	p.totals.Exits++
-	if p.state == Stopping {
-		return 0
-	}
-	uptime := time.Since(w.started)
-	if w.killed || w.retiring || w.termed.Load() || w.served > 0 || uptime >= minUptime {
+	switch {
+	case p.state == Stopping:
+	case w.killed || w.retiring || w.termed || w.served > 0 || time.Since(w.started) >= minUptime:
 		p.failures = 0
-		return 0
+	default:
+		delay = p.youngDeathLocked(&fx)
 	}
-	return p.youngDeathLocked()
+	p.mu.Unlock()
+	fx.run()
+	return delay
 }
 
 // youngDeathLocked counts a worker that died at start and returns the
 // backoff; failLimit in a row make the pool failing.
-func (p *Pool) youngDeathLocked() time.Duration {
+func (p *Pool) youngDeathLocked(fx *effects) time.Duration {
 	p.failures++
 	if p.failures >= failLimit && p.state != Failing && p.state != Stopping {
 		p.state = Failing
-		p.log.Error("pool failing: workers exit at start; backing off", "failures", p.failures, "last", p.lastErr)
+		fx.logs(p.log, slog.LevelError, "pool failing: workers exit at start; backing off", "failures", p.failures, "last", p.lastErr)
 		p.wakeWaitersLocked()
 	}
 	return backoff(p.failures)
@@ -516,13 +516,13 @@ func backoff(n int) time.Duration {
 	return min(d, backoffMax)
 }
 
-// spawn starts one worker; false if it could not be started.
-func (p *Pool) spawn() bool {
+// spawn starts one worker with cfg; false if it could not be started.
+func (p *Pool) spawn(cfg *conf.Pool) bool {
 	p.mu.Lock()
 	p.totals.Spawns++
 	p.mu.Unlock()
 
-	w, err := p.start()
+	w, err := p.start(cfg)
 	if err != nil {
 		p.log.Error("start worker", "err", err)
 		p.mu.Lock()
@@ -530,7 +530,7 @@ func (p *Pool) spawn() bool {
 		p.mu.Unlock()
 		return false
 	}
-	if l := p.conf().MaxLifetime; l > 0 {
+	if l := cfg.MaxLifetime; l > 0 {
 		// Spread between 90% and 100% so that a pool's workers do not all
 		// retire at once.
 		w.lifetime = l - time.Duration(rand.Int64N(int64(l)/10+1))
@@ -538,7 +538,7 @@ func (p *Pool) spawn() bool {
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
 	w.idleSince = w.started
-	for range p.conf().Concurrency {
+	for range cfg.Concurrency {
 		s := &slot{w: w}
 		w.slots = append(w.slots, s)
 		p.putLocked(s)
@@ -548,10 +548,10 @@ func (p *Pool) spawn() bool {
 	return true
 }
 
-// command is the pool's command as a spawner.Spec: resolved, with its
-// dir, environment, credentials and rlimits. Callers set the stdio.
-func (p *Pool) command() (spawner.Spec, error) {
-	cfg := p.conf()
+// command is the pool's command under cfg as a spawner.Spec: resolved,
+// with its dir, environment, credentials and rlimits. Callers set the
+// stdio.
+func (p *Pool) command(cfg *conf.Pool) (spawner.Spec, error) {
 	fcgivisorPath, _ := p.env.Getenv("PATH")
 	exe, err := spawner.Resolve(p.argv[0], cfg.Dir, p.penv, fcgivisorPath)
 	if err != nil {
@@ -565,12 +565,12 @@ func (p *Pool) command() (spawner.Spec, error) {
 }
 
 // start creates the worker's socket and process.
-func (p *Pool) start() (*worker, error) {
-	spec, err := p.command()
+func (p *Pool) start(cfg *conf.Pool) (*worker, error) {
+	spec, err := p.command(cfg)
 	if err != nil {
 		return nil, err
 	}
-	path := p.env.Runtime.NewWorkerPath(p.conf().Name)
+	path := p.env.Runtime.NewWorkerPath(cfg.Name)
 	ln, err := socket.WorkerListener(path)
 	if err != nil {
 		return nil, err
@@ -679,7 +679,7 @@ func (p *Pool) watch(w *worker) {
 	os.Remove(w.path)
 	st := w.proc.Status()
 	p.mu.Lock()
-	expected := p.state == Stopping || w.killed || w.retiring || w.termed.Load()
+	expected := p.state == Stopping || w.killed || w.retiring || w.termed
 	if !expected {
 		p.lastErr = spawner.Describe(st)
 	}
@@ -695,6 +695,8 @@ func (p *Pool) watch(w *worker) {
 // stopAll stops every worker: SIGTERM to each group, SIGKILL past
 // stop_timeout, and returns once all have exited.
 func (p *Pool) stopAll(hard context.Context) {
+	var fx effects
+	d := p.decide()
 	p.mu.Lock()
 	p.state = Stopping
 	p.wakeWaitersLocked()
@@ -707,14 +709,13 @@ func (p *Pool) stopAll(hard context.Context) {
 	live := make([]*worker, 0, len(p.workers))
 	for w := range p.workers {
 		w.gone = true
+		w.termed = true
+		fx.signal(w, syscall.SIGTERM)
 		live = append(live, w)
 	}
 	p.mu.Unlock()
-	for _, w := range live {
-		w.termed.Store(true)
-		w.proc.SignalGroup(syscall.SIGTERM)
-	}
-	kill := time.NewTimer(p.conf().StopTimeout)
+	fx.run()
+	kill := time.NewTimer(d.cfg.StopTimeout)
 	defer kill.Stop()
 	again := time.NewTimer(termRepeat) // see termRepeat
 	defer again.Stop()
@@ -724,26 +725,27 @@ func (p *Pool) stopAll(hard context.Context) {
 		case <-again.C:
 			for _, w := range live {
 				if !exited(w.proc) {
-					w.proc.SignalGroup(syscall.SIGTERM)
+					fx.signal(w, syscall.SIGTERM)
 				}
 			}
 		case w := <-p.exits:
 			// The leader is gone; children it left in its group go too.
-			w.proc.SignalGroup(syscall.SIGKILL)
+			fx.signal(w, syscall.SIGKILL)
 			p.mu.Lock()
 			delete(p.workers, w)
 			p.mu.Unlock()
 			n--
 		case <-kill.C:
-			p.log.Warn("workers did not stop within stop_timeout; killing", "remaining", n)
+			fx.logs(p.log, slog.LevelWarn, "workers did not stop within stop_timeout; killing", "remaining", n)
 			for _, w := range live {
-				w.proc.SignalGroup(syscall.SIGKILL)
+				fx.signal(w, syscall.SIGKILL)
 			}
 		case <-hardC:
 			hardC = nil
 			for _, w := range live {
-				w.proc.SignalGroup(syscall.SIGKILL)
+				fx.signal(w, syscall.SIGKILL)
 			}
 		}
+		fx.run()
 	}
 }

@@ -134,8 +134,8 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 
 	var timedOut atomic.Bool
 	var timer *time.Timer
-	if p.conf().RequestTimeout > 0 { // 0: no limit
-		timer = time.AfterFunc(p.conf().RequestTimeout, func() {
+	if limit := p.conf().RequestTimeout; limit > 0 { // 0: no limit
+		timer = time.AfterFunc(limit, func() {
 			timedOut.Store(true)
 			conn.Close()
 		})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"syscall"
 	"time"
 )
@@ -38,7 +39,7 @@ func (p *Pool) busyLocked(s *slot, uri string) {
 
 // freeLocked marks s as no longer serving; a retiring worker whose last
 // request ended is stopped.
-func (p *Pool) freeLocked(s *slot) {
+func (p *Pool) freeLocked(d *decision, s *slot) {
 	if !s.busy {
 		return
 	}
@@ -48,8 +49,8 @@ func (p *Pool) freeLocked(s *slot) {
 	w.busy--
 	if w.busy == 0 {
 		w.idleSince = time.Now()
-		if w.retiring && !w.termed.Load() {
-			p.termLocked(w)
+		if w.retiring && !w.termed {
+			p.termLocked(d, w)
 		}
 		if p.draining {
 			p.poke()
@@ -153,9 +154,10 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 	// tick: a queued request is the signal to spawn.
 	p.poke()
 
+	d := p.decide()
 	var timeout <-chan time.Time
-	if p.conf().QueueTimeout > 0 {
-		timer := time.NewTimer(p.conf().QueueTimeout)
+	if d.cfg.QueueTimeout > 0 {
+		timer := time.NewTimer(d.cfg.QueueTimeout)
 		defer timer.Stop()
 		timeout = timer.C
 	} else {
@@ -186,7 +188,7 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 	if wt.done {
 		// A slot was handed over as we gave up: pass it on.
 		if s := <-wt.ch; s != nil {
-			p.freeLocked(s)
+			p.freeLocked(d, s)
 			if !s.w.gone {
 				p.putLocked(s)
 			}
@@ -194,6 +196,7 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 	}
 	wt.done = true
 	p.mu.Unlock()
+	d.run()
 	return nil, err
 }
 
@@ -232,22 +235,29 @@ func (p *Pool) releaseAt(s *slot, keep, served, last bool) {
 		s.conn.Close()
 		s.conn = nil
 	}
+	d := p.decide()
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.releaseLocked(d, s, served, last)
+	p.mu.Unlock()
+	d.run()
+}
+
+// releaseLocked is releaseAt's decision, under p.mu.
+func (p *Pool) releaseLocked(d *decision, s *slot, served, last bool) {
 	w := s.w
 	if served {
 		w.served++
 		switch {
-		case p.conf().MaxRequests > 0 && w.served >= int64(p.conf().MaxRequests):
-			p.retireLocked(w, "max_requests")
+		case d.cfg.MaxRequests > 0 && w.served >= int64(d.cfg.MaxRequests):
+			p.retireLocked(d, w, "max_requests")
 		case p.selfLimit > 0 && w.served >= p.selfLimit:
 			// php-cgi exits by itself now (PHP_FCGI_MAX_REQUESTS): a
 			// request sent to it would race its exit. The SIGTERM that
 			// retiring sends only says the same thing.
-			p.retireLocked(w, "self_limit")
+			p.retireLocked(d, w, "self_limit")
 		}
 	}
-	p.freeLocked(s)
+	p.freeLocked(d, s)
 	if w.gone || p.state == Stopping {
 		if s.conn != nil {
 			s.conn.Close()
@@ -268,7 +278,7 @@ func (p *Pool) releaseAt(s *slot, keep, served, last bool) {
 // starts its replacement where the pool needs the capacity, and w is
 // stopped (SIGTERM, SIGKILL past stop_timeout) once its requests in
 // progress are done.
-func (p *Pool) retireLocked(w *worker, cause string) {
+func (p *Pool) retireLocked(d *decision, w *worker, cause string) {
 	if w.gone {
 		return
 	}
@@ -276,9 +286,9 @@ func (p *Pool) retireLocked(w *worker, cause string) {
 	w.retiring = true
 	p.dropIdleLocked(w)
 	p.totals.Recycled[cause]++
-	w.log.Info("recycling worker", "cause", cause, "requests", w.served, "age", time.Since(w.started).Round(time.Millisecond))
+	d.logs(w.log, slog.LevelInfo, "recycling worker", "cause", cause, "requests", w.served, "age", time.Since(w.started).Round(time.Millisecond))
 	if w.busy == 0 {
-		p.termLocked(w)
+		p.termLocked(d, w)
 	}
 	p.poke()
 }
@@ -291,10 +301,10 @@ const termRepeat = 500 * time.Millisecond
 
 // termLocked sends SIGTERM to w's group, again after termRepeat, and
 // SIGKILL past stop_timeout.
-func (p *Pool) termLocked(w *worker) {
-	w.termed.Store(true)
-	w.proc.SignalGroup(syscall.SIGTERM)
-	stop := p.conf().StopTimeout
+func (p *Pool) termLocked(d *decision, w *worker) {
+	w.termed = true
+	d.signal(w, syscall.SIGTERM)
+	stop := d.cfg.StopTimeout
 	first := min(termRepeat, stop)
 	w.killTimer = time.AfterFunc(first, func() {
 		if exited(w.proc) {
@@ -312,16 +322,23 @@ func (p *Pool) termLocked(w *worker) {
 	})
 }
 
+// killLocked stops w at once, its whole process group.
+func (p *Pool) killLocked(fx *effects, w *worker) {
+	w.gone = true
+	p.dropIdleLocked(w)
+	fx.signal(w, syscall.SIGKILL)
+}
+
 // kill stops w at once (its whole process group) because of how it served
 // a request; it is replaced without counting as a crash.
 func (p *Pool) kill(w *worker, why string) {
+	var fx effects
 	p.mu.Lock()
-	w.gone = true
 	w.killed = true
-	p.dropIdleLocked(w)
+	fx.logs(w.log, slog.LevelWarn, "killing worker", "reason", why)
+	p.killLocked(&fx, w)
 	p.mu.Unlock()
-	w.log.Warn("killing worker", "reason", why)
-	w.proc.SignalGroup(syscall.SIGKILL)
+	fx.run()
 	p.poke()
 }
 
@@ -330,26 +347,29 @@ func (p *Pool) kill(w *worker, why string) {
 // so that it is replaced; its exit is accounted as what it is (a crash at
 // start still backs off).
 func (p *Pool) markGone(w *worker) {
+	var fx effects
 	p.mu.Lock()
-	already := w.gone
-	w.gone = true
-	p.dropIdleLocked(w)
-	p.mu.Unlock()
-	if !already && !exited(w.proc) {
-		w.proc.SignalGroup(syscall.SIGKILL)
+	if w.gone || exited(w.proc) {
+		w.gone = true
+		p.dropIdleLocked(w)
+	} else {
+		p.killLocked(&fx, w)
 	}
+	p.mu.Unlock()
+	fx.run()
 	p.poke()
 }
 
 // Roll recycles every worker of the pool (SIGUSR2): each gets no new
 // request, its replacement starts first, and it stops once idle.
 func (p *Pool) Roll() {
+	d := p.decide()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state == Stopping {
-		return
+	if p.state != Stopping {
+		for w := range p.workers {
+			p.retireLocked(d, w, "restart")
+		}
 	}
-	for w := range p.workers {
-		p.retireLocked(w, "restart")
-	}
+	p.mu.Unlock()
+	d.run()
 }

@@ -78,15 +78,16 @@ func (p *Pool) Observe(code int) {
 // worker, outside the pool's lock.
 func (p *Pool) Status() Status {
 	now := time.Now()
+	cfg := p.conf()
 	p.mu.Lock()
 	st := Status{
-		Name:        p.conf().Name,
-		Mode:        string(p.conf().Scaling),
+		Name:        cfg.Name,
+		Mode:        string(cfg.Scaling),
 		State:       p.state.String(),
 		Queue:       p.queuedLocked(),
-		MinWorkers:  p.floor(),
-		MaxWorkers:  p.conf().MaxWorkers,
-		Concurrency: p.conf().Concurrency,
+		MinWorkers:  floor(cfg),
+		MaxWorkers:  cfg.MaxWorkers,
+		Concurrency: cfg.Concurrency,
 		LastExit:    p.lastErr,
 		LastStderr:  p.lastStderr,
 		Totals:      p.totals,
