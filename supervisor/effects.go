@@ -37,7 +37,8 @@ type effect struct {
 	args  []any
 }
 
-// signal sends sig to w's process group.
+// signal sends sig to w's process group. It is the only way the pool
+// signals a worker.
 func (fx *effects) signal(w *worker, sig syscall.Signal) {
 	*fx = append(*fx, effect{w: w, sig: sig})
 }

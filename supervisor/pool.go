@@ -17,6 +17,27 @@
 //	                                         │                                  │
 //	                                         └──failLimit young deaths──▶ failing
 //	any ──ctx done──▶ stopping
+//
+// Lock rules:
+//   - Fields marked "guarded by Pool.mu" are read and written with p.mu
+//     held; a function that needs it held ends in Locked.
+//   - Nothing waits, logs or signals a worker while holding p.mu. A Locked
+//     function that decides to log or signal appends to the effects its
+//     caller passes (effects.go); the caller runs them once it has released
+//     p.mu. Every signal to a worker is sent that way, by the goroutine
+//     that decided it, after the unlock: timers, kill, markGone and stopAll
+//     included.
+//   - A timer callback that acts on a worker takes p.mu and returns unless
+//     the worker is still in the stop step that armed it (stopTimeElapsed):
+//     a timer that elapsed in any other step, or after the exit, does
+//     nothing. Such a timer is stored in the worker under p.mu, and watch
+//     stops it under p.mu once the worker exited, so none outlives its
+//     worker. Timers that only close a connection or pipe (request_timeout,
+//     the output drain) touch no pool state and take no lock; the goroutine
+//     that armed them learns from Stop whether they fired.
+//   - A decision reads the pool's configuration once (p.decide, or
+//     cfg := p.conf()) and passes it down, so that an Update cannot hand
+//     one decision two configurations.
 package supervisor
 
 import (
@@ -214,14 +235,15 @@ type worker struct {
 
 	// guarded by Pool.mu
 	served    int64
-	busy      int       // slots serving a request
-	idleSince time.Time // when busy last became 0
-	rss       int64     // last sampled resident set size
-	gone      bool      // exited, retiring, failed to accept, or being stopped: hand out no more slots
-	retiring  bool      // recycled: stopped once busy is 0
-	killed    bool      // killed by fcgivisor (timeout, protocol error): not a crash
-	termed    bool      // fcgivisor sent SIGTERM: a clean exit is not the worker's own
-	killTimer *time.Timer
+	busy      int         // slots serving a request
+	idleSince time.Time   // when busy last became 0
+	rss       int64       // last sampled resident set size
+	gone      bool        // exited, retiring, failed to accept, or being stopped: hand out no more slots
+	retiring  bool        // recycled: stopped once busy is 0
+	killed    bool        // killed by fcgivisor (timeout, protocol error): not a crash
+	termed    bool        // fcgivisor sent SIGTERM: a clean exit is not the worker's own
+	stop      stopStep    // how far termLocked's sequence got
+	stopTimer *time.Timer // the pending step of that sequence; watch stops it
 }
 
 type slot struct {
@@ -669,8 +691,8 @@ func (p *Pool) probe(w *worker) bool {
 func (p *Pool) watch(w *worker) {
 	<-w.proc.Done()
 	p.mu.Lock()
-	if w.killTimer != nil {
-		w.killTimer.Stop()
+	if w.stopTimer != nil {
+		w.stopTimer.Stop()
 	}
 	w.gone = true
 	p.dropIdleLocked(w)

@@ -299,33 +299,66 @@ func (p *Pool) retireLocked(d *decision, w *worker, cause string) {
 // stop_timeout.
 const termRepeat = 500 * time.Millisecond
 
+// stopStep is how far termLocked's sequence has gone in stopping a worker
+// (guarded by Pool.mu). Steps only advance; each timer of the sequence
+// acts only in the step that armed it (stopTimeElapsed):
+//
+//	notStopped ──termLocked: SIGTERM──▶ termSent ──termRepeat: SIGTERM──▶ termRepeated ──stop_timeout: SIGKILL──▶ killSent
+//	any ──kill: SIGKILL──▶ killSent
+//	any ──the process exited──▶ watch stops the pending timer
+type stopStep int
+
+const (
+	notStopped stopStep = iota
+	termSent
+	termRepeated
+	killSent
+)
+
 // termLocked sends SIGTERM to w's group, again after termRepeat, and
 // SIGKILL past stop_timeout.
 func (p *Pool) termLocked(d *decision, w *worker) {
 	w.termed = true
+	w.stop = termSent
 	d.signal(w, syscall.SIGTERM)
 	stop := d.cfg.StopTimeout
 	first := min(termRepeat, stop)
-	w.killTimer = time.AfterFunc(first, func() {
-		if exited(w.proc) {
-			return
-		}
-		w.proc.SignalGroup(syscall.SIGTERM)
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		w.killTimer = time.AfterFunc(stop-first, func() {
-			if !exited(w.proc) {
-				w.log.Warn("worker did not stop within stop_timeout; killing it")
-				w.proc.SignalGroup(syscall.SIGKILL)
-			}
-		})
-	})
+	w.stopTimer = time.AfterFunc(first, func() { p.stopTimeElapsed(w, termSent, stop-first) })
 }
 
-// killLocked stops w at once, its whole process group.
+// stopTimeElapsed is the timer of stop step armed: it acts only when w has
+// neither exited nor moved to another step since. From termSent it sends
+// SIGTERM again and arms the step that sends SIGKILL after rest.
+func (p *Pool) stopTimeElapsed(w *worker, armed stopStep, rest time.Duration) {
+	var fx effects
+	p.mu.Lock()
+	if exited(w.proc) || w.stop != armed {
+		p.mu.Unlock()
+		return
+	}
+	switch armed {
+	case termSent:
+		w.stop = termRepeated
+		fx.signal(w, syscall.SIGTERM)
+		w.stopTimer = time.AfterFunc(rest, func() { p.stopTimeElapsed(w, termRepeated, 0) })
+	case termRepeated:
+		w.stop = killSent
+		fx.logs(w.log, slog.LevelWarn, "worker did not stop within stop_timeout; killing it")
+		fx.signal(w, syscall.SIGKILL)
+	}
+	p.mu.Unlock()
+	fx.run()
+}
+
+// killLocked stops w at once, its whole process group, ending any stop
+// sequence.
 func (p *Pool) killLocked(fx *effects, w *worker) {
 	w.gone = true
 	p.dropIdleLocked(w)
+	if w.stopTimer != nil {
+		w.stopTimer.Stop()
+	}
+	w.stop = killSent
 	fx.signal(w, syscall.SIGKILL)
 }
 
