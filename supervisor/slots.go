@@ -222,56 +222,68 @@ func (p *Pool) unavailableLocked() error {
 	return nil
 }
 
-// release returns s to the pool after a request. keep says whether its
-// connection can carry another request; served whether the worker handled
-// (or may have handled) the request, which counts toward its limits.
-func (p *Pool) release(s *slot, keep, served bool) {
-	p.releaseAt(s, keep, served, false)
-}
+// outcome is how a request's attempt on a slot ended; release acts on it.
+type outcome int
 
-// releaseAt is release; last puts an idle slot where it is taken last.
-func (p *Pool) releaseAt(s *slot, keep, served, last bool) {
-	if !keep && s.conn != nil {
+const (
+	// notCounted: the attempt does not count toward the worker's limits
+	// (it never reached the worker, or the worker is being killed for it).
+	// The connection is closed.
+	notCounted outcome = iota
+	// droppedUnread: the worker closed the connection with the request
+	// unread. It is likely exiting: the slot goes where it is taken last.
+	droppedUnread
+	// served: the worker handled (or may have handled) the request, which
+	// counts toward its limits. The connection is closed.
+	served
+	// servedKeepConn: served, and the connection can carry another
+	// request.
+	servedKeepConn
+)
+
+// release returns s to the pool after a request that ended as out.
+func (p *Pool) release(s *slot, out outcome) {
+	if out != servedKeepConn && s.conn != nil {
 		s.conn.Close()
 		s.conn = nil
 	}
 	d := p.decide()
 	p.mu.Lock()
-	p.releaseLocked(d, s, served, last)
-	p.mu.Unlock()
-	d.run()
-}
-
-// releaseLocked is releaseAt's decision, under p.mu.
-func (p *Pool) releaseLocked(d *decision, s *slot, served, last bool) {
 	w := s.w
-	if served {
-		w.served++
-		switch {
-		case d.cfg.MaxRequests > 0 && w.served >= int64(d.cfg.MaxRequests):
-			p.retireLocked(d, w, "max_requests")
-		case p.selfLimit > 0 && w.served >= p.selfLimit:
-			// php-cgi exits by itself now (PHP_FCGI_MAX_REQUESTS): a
-			// request sent to it would race its exit. The SIGTERM that
-			// retiring sends only says the same thing.
-			p.retireLocked(d, w, "self_limit")
-		}
+	if out == served || out == servedKeepConn {
+		p.countServedLocked(d, w)
 	}
 	p.freeLocked(d, s)
-	if w.gone || p.state == Stopping {
+	switch {
+	case w.gone || p.state == Stopping:
 		if s.conn != nil {
 			s.conn.Close()
 			s.conn = nil
 		}
-		return
-	}
-	if last && len(p.waiters) == 0 {
+	case out == droppedUnread && len(p.waiters) == 0:
 		p.idle = append(p.idle, nil)
 		copy(p.idle[1:], p.idle)
 		p.idle[0] = s
-		return
+	default:
+		p.putLocked(s)
 	}
-	p.putLocked(s)
+	p.mu.Unlock()
+	d.run()
+}
+
+// countServedLocked counts a request w served and retires w once it has
+// served its max_requests, or the number after which it exits by itself.
+func (p *Pool) countServedLocked(d *decision, w *worker) {
+	w.served++
+	switch {
+	case d.cfg.MaxRequests > 0 && w.served >= int64(d.cfg.MaxRequests):
+		p.retireLocked(d, w, "max_requests")
+	case p.selfLimit > 0 && w.served >= p.selfLimit:
+		// php-cgi exits by itself now (PHP_FCGI_MAX_REQUESTS): a
+		// request sent to it would race its exit. The SIGTERM that
+		// retiring sends only says the same thing.
+		p.retireLocked(d, w, "self_limit")
+	}
 }
 
 // retireLocked recycles w gracefully: it gets no new request, the owner
