@@ -237,7 +237,6 @@ type worker struct {
 	served    int64
 	busy      int         // slots serving a request
 	idleSince time.Time   // when busy last became 0
-	rss       int64       // last sampled resident set size
 	gone      bool        // exited, retiring, failed to accept, or being stopped: hand out no more slots
 	retiring  bool        // recycled: stopped once busy is 0
 	killed    bool        // killed by fcgivisor (timeout, protocol error): not a crash

@@ -220,12 +220,9 @@ func (p *Pool) tickLocked(d *decision, now time.Time, rss map[*worker]int64) {
 		if w.gone {
 			continue
 		}
-		if n, ok := rss[w]; ok {
-			w.rss = n
-			if n > int64(d.cfg.MaxMemory) {
-				p.retireLocked(d, w, "max_memory")
-				continue
-			}
+		if n, ok := rss[w]; ok && n > int64(d.cfg.MaxMemory) {
+			p.retireLocked(d, w, "max_memory")
+			continue
 		}
 		if w.lifetime > 0 && now.Sub(w.started) >= w.lifetime {
 			p.retireLocked(d, w, "max_lifetime")
