@@ -401,33 +401,7 @@ func (p *Pool) Run(ctx, hard context.Context) {
 	defer close(p.done)
 	o := &owner{p: p, tokens: float64(spawnBurst(p.conf())), refilled: time.Now()}
 	o.scale(time.Now())
-	// Ready once the initial workers serve (answered the probe) or died:
-	// a new generation takes over from an old one only then.
-	p.mu.Lock()
-	initial := make([]*worker, 0, len(p.workers))
-	for w := range p.workers {
-		initial = append(initial, w)
-	}
-	p.mu.Unlock()
-	var probes sync.WaitGroup
-	var alive atomic.Int64
-	for _, w := range initial {
-		probes.Add(1)
-		go func() {
-			defer probes.Done()
-			if p.probe(w) {
-				alive.Add(1)
-			}
-		}()
-	}
-	probes.Wait()
-	p.startFailed.Store(len(initial) > 0 && alive.Load() == 0)
-	p.mu.Lock()
-	if p.state == Starting {
-		p.state = Running
-	}
-	p.mu.Unlock()
-	close(p.ready)
+	p.awaitInitial()
 
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
@@ -457,6 +431,35 @@ func (p *Pool) Run(ctx, hard context.Context) {
 			return
 		}
 	}
+}
+
+// awaitInitial waits until the initial workers serve (answered the probe)
+// or died, records whether they all died (StartFailed), and closes Ready:
+// a new generation takes over from an old one only then.
+func (p *Pool) awaitInitial() {
+	p.mu.Lock()
+	initial := make([]*worker, 0, len(p.workers))
+	for w := range p.workers {
+		initial = append(initial, w)
+	}
+	p.mu.Unlock()
+	var probes sync.WaitGroup
+	var alive atomic.Int64
+	for _, w := range initial {
+		probes.Go(func() {
+			if p.probe(w) {
+				alive.Add(1)
+			}
+		})
+	}
+	probes.Wait()
+	p.startFailed.Store(len(initial) > 0 && alive.Load() == 0)
+	p.mu.Lock()
+	if p.state == Starting {
+		p.state = Running
+	}
+	p.mu.Unlock()
+	close(p.ready)
 }
 
 // Drain winds the pool down after a reload removed or replaced it: new
@@ -627,29 +630,31 @@ func (p *Pool) start(cfg *conf.Pool) (*worker, error) {
 		outDone: make(chan struct{}),
 	}
 	w.log.Debug("worker started", "socket", path)
+	go p.logOutput(w, stdoutR, stderrR)
+	return w, nil
+}
+
+// logOutput logs w's stdout and stderr line by line until both end, and
+// then closes w.outDone.
+func (p *Pool) logOutput(w *worker, stdout, stderr *os.File) {
+	defer close(w.outDone)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); spawner.LogLines(stdoutR, w.log, "stdout", nil) }()
-	go func() {
-		defer wg.Done()
-		spawner.LogLines(stderrR, w.log, "stderr", func(line string) {
+	wg.Go(func() { spawner.LogLines(stdout, w.log, "stdout", nil) })
+	wg.Go(func() {
+		spawner.LogLines(stderr, w.log, "stderr", func(line string) {
 			p.mu.Lock()
 			p.lastStderr = line
 			p.mu.Unlock()
 		})
-	}()
-	go func() {
-		// Like exec.Cmd.WaitDelay: a grandchild may hold the pipes open after
-		// the worker died; stop reading a second after its exit.
-		<-proc.Done()
-		t := time.AfterFunc(time.Second, func() { stdoutR.Close(); stderrR.Close() })
-		wg.Wait()
-		t.Stop()
-		stdoutR.Close()
-		stderrR.Close()
-		close(w.outDone)
-	}()
-	return w, nil
+	})
+	// Like exec.Cmd.WaitDelay: a grandchild may hold the pipes open after
+	// the worker died; stop reading a second after its exit.
+	<-w.proc.Done()
+	t := time.AfterFunc(time.Second, func() { stdout.Close(); stderr.Close() })
+	wg.Wait()
+	t.Stop()
+	stdout.Close()
+	stderr.Close()
 }
 
 // probeTimeout bounds how long a pool's initial worker may take to answer
