@@ -1,6 +1,6 @@
 // Package supervisor owns the process tree: pools of FastCGI workers, their
 // slots, replacement of dead workers with backoff, and serving one request
-// on a worker slot with the retry rule of the design.
+// on a worker slot with the retry rule written at Serve (serve.go).
 //
 // A pool's state lives behind one mutex (p.mu) so that the request path
 // (Acquire/release) costs a lock and no channel round trip; the pool's
@@ -11,7 +11,7 @@
 //	             │
 //	             └─ stop: SIGTERM to its group ── stop_timeout ──▶ SIGKILL
 //
-// Pool states (DESIGN.md "Pool states"):
+// Pool states:
 //
 //	starting ──initial workers spawned──▶ running ◀──a worker lived minUptime──┐
 //	                                         │                                  │

@@ -12,7 +12,7 @@ import (
 	"github.com/fcgivisor/fcgivisor/conf"
 )
 
-// Scaling (DESIGN.md "scaling"):
+// Scaling:
 //
 //   - static: exactly `workers`; a worker that exits or retires is replaced.
 //   - dynamic: starts `workers`; keeps at least min_idle idle workers and

@@ -30,8 +30,8 @@ const maxDials = 8
 // errors from reading the response with %w so that a protocol violation
 // (fastcgi.ErrProtocol) is seen and the worker replaced.
 //
-// Retry rule (DESIGN.md "Retries"): the request is sent again, once, only
-// when it cannot have been processed. On a Unix socket the kernel tells:
+// Retry rule: the request is sent again, once, only when it cannot have
+// been processed. On a Unix socket the kernel tells:
 //   - the connect failed: never sent (does not use up the re-send);
 //   - EPIPE: the worker had closed the connection before our write;
 //   - ECONNRESET: the worker closed it with our request unread in its

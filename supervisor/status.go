@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// Status is a pool's state as the admin endpoints show it (DESIGN.md
-// "Status JSON"); Pool.Status returns a consistent snapshot.
+// Status is a pool's state as the admin endpoints show it (/status JSON,
+// and the metrics derived from it); Pool.Status returns a consistent
+// snapshot.
 type Status struct {
 	Name  string `json:"name"`
 	Mode  string `json:"mode"`  // static | dynamic | ondemand
