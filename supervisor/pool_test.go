@@ -14,6 +14,7 @@ import (
 	"net/http/fcgi"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,6 +278,18 @@ func pidOf(t *testing.T, body string) int {
 	return pid
 }
 
+// within polls cond on a synctest bubble's clock for up to d.
+func within(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, d)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -318,25 +331,85 @@ func TestServeAndReplaceKilledWorker(t *testing.T) {
 	}
 }
 
+// On fake time: the scripted process exits with status 1 as it starts.
 func TestCrashLoopBacksOffAndFails(t *testing.T) {
-	tp := newTestPool(t, "crash", nil)
-	eventually(t, "failing state", func() bool { return tp.State() == Failing })
-	// A failing pool answers at once instead of waiting out queue_timeout.
-	start := time.Now()
-	_, err := tp.get(context.Background(), "")
-	if !errors.Is(err, ErrFailing) || time.Since(start) > time.Second {
-		t.Fatalf("err %v after %v, want ErrFailing at once", err, time.Since(start))
-	}
-	if !strings.Contains(err.Error(), "exit status 1") {
-		t.Fatalf("error %q does not carry the last exit status", err)
-	}
-	// Backoff, not spinning: 100+200+400+800 ms leaves room for about 5
-	// spawns in 1.5 s; a spinning supervisor would do hundreds.
-	time.Sleep(1500 * time.Millisecond)
-	spawns := tp.Status().Totals.Spawns
-	if spawns > 8 {
-		t.Fatalf("%d spawns in ~1.5 s: the crash loop is not backing off", spawns)
-	}
+	o := newFakeOS(func(int) script { return script{crash: true} })
+	inBubble(t, o, nil, func(t *testing.T, tp *testPool) {
+		within(t, 10*time.Second, "failing state", func() bool { return tp.State() == Failing })
+		// A failing pool answers at once instead of waiting out queue_timeout.
+		start := time.Now()
+		_, err := tp.get(context.Background(), "")
+		if !errors.Is(err, ErrFailing) || time.Since(start) > time.Second {
+			t.Fatalf("err %v after %v, want ErrFailing at once", err, time.Since(start))
+		}
+		if !strings.Contains(err.Error(), "exit status 1") {
+			t.Fatalf("error %q does not carry the last exit status", err)
+		}
+		// Backoff, not spinning: 100+200+400+800 ms leaves room for about 5
+		// spawns in 1.5 s; a spinning supervisor would do hundreds.
+		time.Sleep(1500 * time.Millisecond)
+		spawns := tp.Status().Totals.Spawns
+		if spawns > 8 {
+			t.Fatalf("%d spawns in ~1.5 s: the crash loop is not backing off", spawns)
+		}
+	})
+}
+
+// Each young death delays the replacement twice as long as the one before,
+// from backoffBase up to backoffMax; the third in a row makes the pool
+// failing.
+func TestCrashLoopBackoffDoubles(t *testing.T) {
+	o := newFakeOS(func(int) script { return script{crash: true} })
+	inBubble(t, o, nil, func(t *testing.T, tp *testPool) {
+		t0 := time.Now()
+		time.Sleep(250 * time.Millisecond) // two deaths: at 0 and 100 ms
+		if st := tp.State(); st != Running {
+			t.Fatalf("state %v after two young deaths, want running", st)
+		}
+		time.Sleep(100 * time.Millisecond) // the third, at 300 ms
+		if st := tp.State(); st != Failing {
+			t.Fatalf("state %v after three young deaths, want failing", st)
+		}
+		time.Sleep(40 * time.Second)
+		var starts []time.Time
+		for _, p := range o.started() {
+			starts = append(starts, p.started)
+		}
+		var gaps []time.Duration
+		for i := 1; i < len(starts); i++ {
+			gaps = append(gaps, starts[i].Sub(starts[i-1]))
+		}
+		ms := time.Millisecond
+		want := []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 6400 * ms, 10000 * ms, 10000 * ms}
+		if !slices.Equal(gaps, want) || !starts[0].Equal(t0) {
+			t.Fatalf("workers started at %v, want the gaps %v from 0", since(t0, starts), want)
+		}
+	})
+}
+
+// A failing pool runs again once a worker has lived minUptime (seen at the
+// next tick), and serves with it.
+func TestFailingPoolRecovers(t *testing.T) {
+	o := newFakeOS(func(n int) script { return script{crash: n < 3} })
+	inBubble(t, o, nil, func(t *testing.T, tp *testPool) {
+		// Deaths at 0, 100 and 300 ms; the fourth process starts at 700 ms.
+		time.Sleep(700*time.Millisecond + minUptime - time.Millisecond)
+		if st := tp.State(); st != Failing {
+			t.Fatalf("state %v before the fourth worker lived minUptime, want failing", st)
+		}
+		time.Sleep(tickEvery + time.Millisecond)
+		if st := tp.State(); st != Running {
+			t.Fatalf("state %v a tick after the fourth worker lived minUptime, want running", st)
+		}
+		if !strings.Contains(tp.log.String(), "pool recovered") {
+			t.Fatal("no log of the recovery")
+		}
+		procs := o.started()
+		body, err := tp.get(context.Background(), "")
+		if err != nil || len(procs) != 4 || body != fmt.Sprintf("pid=%d", procs[3].pid) {
+			t.Fatalf("after recovery: %q, %v from %d processes; want the fourth to serve", body, err, len(procs))
+		}
+	})
 }
 
 func TestQueueTimeout(t *testing.T) {
