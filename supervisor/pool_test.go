@@ -679,3 +679,88 @@ func TestRecycleRepeatsSIGTERM(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// offsets renders signals as "SIGNAL@offset from t0".
+func offsets(t0 time.Time, sigs []signalAt) []string {
+	var out []string
+	for _, s := range sigs {
+		out = append(out, fmt.Sprintf("%s@%v", unix.SignalName(s.sig), s.at.Sub(t0)))
+	}
+	return out
+}
+
+// On fake time: a recycled worker gets SIGTERM once idle, again after
+// termRepeat, and SIGKILL at stop_timeout, each step only while it still
+// runs; nothing is sent once it has exited.
+func TestRecycleStopSequenceOnFakeTime(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script script
+		want   []string
+		killed bool // "did not stop within stop_timeout" logged
+	}{
+		{"stops on SIGTERM", script{}, []string{"SIGTERM@0s"}, false},
+		{"loses the first SIGTERM", script{loseTerms: 1}, []string{"SIGTERM@0s", "SIGTERM@500ms"}, false},
+		{"ignores SIGTERM", script{ignoreTerm: true}, []string{"SIGTERM@0s", "SIGTERM@500ms", "SIGKILL@2s"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newFakeOS(func(n int) script {
+				if n == 0 {
+					return tc.script
+				}
+				return script{}
+			})
+			inBubble(t, o, func(c *conf.Pool) { c.MaxRequests, c.StopTimeout = 1, 2*time.Second }, func(t *testing.T, tp *testPool) {
+				if _, err := tp.get(context.Background(), "sleep=10"); err != nil {
+					t.Fatal(err)
+				}
+				recycled := time.Now()
+				time.Sleep(10 * time.Second)
+				first := o.started()[0]
+				got, late := first.sigs()
+				if !slices.Equal(offsets(recycled, got), tc.want) || len(late) > 0 {
+					t.Fatalf("signals %v, after exit %v; want %v and none after", offsets(recycled, got), offsets(recycled, late), tc.want)
+				}
+				if killed := strings.Contains(tp.log.String(), "did not stop within stop_timeout"); killed != tc.killed {
+					t.Fatalf("stop_timeout kill logged: %v, want %v", killed, tc.killed)
+				}
+			})
+		})
+	}
+}
+
+// On fake time: a kill ends a stop sequence. A retiring worker whose last
+// request ran past request_timeout gets SIGTERM as it goes idle and SIGKILL
+// at once; the pending SIGTERM repeat, and the SIGKILL at stop_timeout, are
+// not sent while the killed process takes its time to die.
+func TestKillEndsStopSequence(t *testing.T) {
+	o := newFakeOS(func(n int) script {
+		if n == 0 {
+			return script{ignoreTerm: true, killDelay: 2 * time.Second}
+		}
+		return script{}
+	})
+	inBubble(t, o, func(c *conf.Pool) { c.RequestTimeout = time.Second }, func(t *testing.T, tp *testPool) {
+		t0 := time.Now()
+		errc := make(chan error, 1)
+		go func() { _, err := tp.get(context.Background(), "sleep=60000"); errc <- err }()
+		time.Sleep(100 * time.Millisecond)
+		tp.Roll() // retiring, busy: stopped once its request ends
+		if err := <-errc; !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err %v, want ErrTimeout", err)
+		}
+		time.Sleep(10 * time.Second)
+		first := o.started()[0]
+		got, late := first.sigs()
+		want := []string{"SIGTERM@1s", "SIGKILL@1s"}
+		if !slices.Equal(offsets(t0, got), want) || len(late) > 0 {
+			t.Fatalf("signals %v, after exit %v; want %v and none after", offsets(t0, got), offsets(t0, late), want)
+		}
+		if at := first.exitTime(); !at.Equal(t0.Add(3 * time.Second)) {
+			t.Fatalf("exited at %v, want 3s (SIGKILL at 1s + 2s)", at.Sub(t0))
+		}
+		if strings.Contains(tp.log.String(), "did not stop within stop_timeout") {
+			t.Fatal("the stop sequence went on after the kill")
+		}
+	})
+}
