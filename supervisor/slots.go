@@ -130,19 +130,8 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 		p.mu.Unlock()
 		return nil, errRedirect
 	}
-	if n := len(p.idle); n > 0 {
-		i := n - 1
-		if avoid != nil {
-			for j, s := range p.idle {
-				if (p.idle[i].w == avoid && s.w != avoid) || (s.w != avoid && s.w.served < p.idle[i].w.served) {
-					i = j
-				}
-			}
-		}
-		s := p.idle[i]
-		copy(p.idle[i:], p.idle[i+1:])
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
+	if len(p.idle) > 0 {
+		s := p.takeIdleLocked(avoid)
 		p.busyLocked(s, uri)
 		p.mu.Unlock()
 		return s, nil
@@ -153,7 +142,32 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 	// The scaler decides on exact numbers, at once rather than at its next
 	// tick: a queued request is the signal to spawn.
 	p.poke()
+	return p.await(ctx, wt)
+}
 
+// takeIdleLocked takes an idle slot off p.idle, the last one put there,
+// or for a retry (avoid set) one of the worker that has served the fewest
+// requests, not avoid's if possible. There must be one.
+func (p *Pool) takeIdleLocked(avoid *worker) *slot {
+	n := len(p.idle)
+	i := n - 1
+	if avoid != nil {
+		for j, s := range p.idle {
+			if (p.idle[i].w == avoid && s.w != avoid) || (s.w != avoid && s.w.served < p.idle[i].w.served) {
+				i = j
+			}
+		}
+	}
+	s := p.idle[i]
+	copy(p.idle[i:], p.idle[i+1:])
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	return s
+}
+
+// await waits up to queue_timeout for the queued request wt to be handed
+// a slot.
+func (p *Pool) await(ctx context.Context, wt *waiter) (*slot, error) {
 	d := p.decide()
 	var timeout <-chan time.Time
 	if d.cfg.QueueTimeout > 0 {
