@@ -331,9 +331,10 @@ func TestServeAndReplaceKilledWorker(t *testing.T) {
 	}
 }
 
-// On fake time: the scripted process exits with status 1 as it starts.
+// On fake time: the scripted process exits with status 1 a millisecond
+// after it started.
 func TestCrashLoopBacksOffAndFails(t *testing.T) {
-	o := newFakeOS(func(int) script { return script{crash: true} })
+	o := newFakeOS(func(int) script { return script{crashAfter: time.Millisecond} })
 	inBubble(t, o, nil, func(t *testing.T, tp *testPool) {
 		within(t, 10*time.Second, "failing state", func() bool { return tp.State() == Failing })
 		// A failing pool answers at once instead of waiting out queue_timeout.
@@ -359,14 +360,15 @@ func TestCrashLoopBacksOffAndFails(t *testing.T) {
 // from backoffBase up to backoffMax; the third in a row makes the pool
 // failing.
 func TestCrashLoopBackoffDoubles(t *testing.T) {
-	o := newFakeOS(func(int) script { return script{crash: true} })
+	const life = time.Millisecond // each scripted process dies this long after its start
+	o := newFakeOS(func(int) script { return script{crashAfter: life} })
 	inBubble(t, o, nil, func(t *testing.T, tp *testPool) {
-		t0 := time.Now()
-		time.Sleep(250 * time.Millisecond) // two deaths: at 0 and 100 ms
+		// Ready came once the first process died, 1 ms after it started.
+		time.Sleep(250 * time.Millisecond) // two deaths: at 1 and 102 ms
 		if st := tp.State(); st != Running {
 			t.Fatalf("state %v after two young deaths, want running", st)
 		}
-		time.Sleep(100 * time.Millisecond) // the third, at 300 ms
+		time.Sleep(100 * time.Millisecond) // the third, at 303 ms
 		if st := tp.State(); st != Failing {
 			t.Fatalf("state %v after three young deaths, want failing", st)
 		}
@@ -377,12 +379,12 @@ func TestCrashLoopBackoffDoubles(t *testing.T) {
 		}
 		var gaps []time.Duration
 		for i := 1; i < len(starts); i++ {
-			gaps = append(gaps, starts[i].Sub(starts[i-1]))
+			gaps = append(gaps, starts[i].Sub(starts[i-1])-life)
 		}
 		ms := time.Millisecond
 		want := []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 6400 * ms, 10000 * ms, 10000 * ms}
-		if !slices.Equal(gaps, want) || !starts[0].Equal(t0) {
-			t.Fatalf("workers started at %v, want the gaps %v from 0", since(t0, starts), want)
+		if !slices.Equal(gaps, want) {
+			t.Fatalf("workers started at %v, want each %v after the last one's death", since(starts[0], starts), want)
 		}
 	})
 }
@@ -390,10 +392,20 @@ func TestCrashLoopBackoffDoubles(t *testing.T) {
 // A failing pool runs again once a worker has lived minUptime (seen at the
 // next tick), and serves with it.
 func TestFailingPoolRecovers(t *testing.T) {
-	o := newFakeOS(func(n int) script { return script{crash: n < 3} })
+	o := newFakeOS(func(n int) script {
+		if n < 3 {
+			return script{crashAfter: time.Millisecond}
+		}
+		return script{}
+	})
 	inBubble(t, o, nil, func(t *testing.T, tp *testPool) {
-		// Deaths at 0, 100 and 300 ms; the fourth process starts at 700 ms.
-		time.Sleep(700*time.Millisecond + minUptime - time.Millisecond)
+		// Deaths at 1, 102 and 303 ms; the fourth process starts at 703 ms.
+		time.Sleep(800 * time.Millisecond)
+		procs := o.started()
+		if len(procs) != 4 {
+			t.Fatalf("%d processes started, want 4", len(procs))
+		}
+		time.Sleep(time.Until(procs[3].started.Add(minUptime - time.Millisecond)))
 		if st := tp.State(); st != Failing {
 			t.Fatalf("state %v before the fourth worker lived minUptime, want failing", st)
 		}
@@ -404,10 +416,9 @@ func TestFailingPoolRecovers(t *testing.T) {
 		if !strings.Contains(tp.log.String(), "pool recovered") {
 			t.Fatal("no log of the recovery")
 		}
-		procs := o.started()
 		body, err := tp.get(context.Background(), "")
-		if err != nil || len(procs) != 4 || body != fmt.Sprintf("pid=%d", procs[3].pid) {
-			t.Fatalf("after recovery: %q, %v from %d processes; want the fourth to serve", body, err, len(procs))
+		if err != nil || body != fmt.Sprintf("pid=%d", procs[3].pid) {
+			t.Fatalf("after recovery: %q, %v; want the fourth process (pid %d) to serve", body, err, procs[3].pid)
 		}
 	})
 }

@@ -33,7 +33,13 @@ import (
 
 // script is how a scripted process behaves.
 type script struct {
-	crash      bool          // exits with status 1 as it starts
+	// crashAfter > 0: it exits with status 1 this long after it started,
+	// answering nothing. (Not at the very instant: the pool's backoffs and
+	// ticks are all multiples of 100 ms, and a tick that lands between a
+	// worker's death and the owner accounting for it lets the scaler
+	// replace the worker without backoff. That race is Pool.Run's own and
+	// real time has it too, rarely; the tests here keep clear of it.)
+	crashAfter time.Duration
 	ignoreTerm bool          // SIGTERM does nothing (else it exits with status 0)
 	loseTerms  int           // the first loseTerms SIGTERMs do nothing (php-cgi before accept)
 	killDelay  time.Duration // a SIGKILL takes this long to end it (a process in uninterruptible sleep)
@@ -96,8 +102,8 @@ func (o *fakeOS) start(spec spawner.Spec) (Process, error) {
 	o.procs = append(o.procs, p)
 	o.byPath[p.path] = p
 	o.mu.Unlock()
-	if p.script.crash {
-		p.exit(unix.WaitStatus(1 << 8)) // exit status 1
+	if d := p.script.crashAfter; d > 0 {
+		time.AfterFunc(d, func() { p.exit(unix.WaitStatus(1 << 8)) }) // exit status 1
 		return p, nil
 	}
 	go fcgi.Serve(fakeListener{p}, p)
