@@ -122,22 +122,25 @@ func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 	}
 }
 
+// On fake time, with scripted processes.
 func TestMaxLifetimeRecycles(t *testing.T) {
-	tp := newTestPool(t, "fcgi", func(c *conf.Pool) { c.MaxLifetime = 800 * time.Millisecond })
-	first := tp.Pids()[0]
-	deadline := time.Now().Add(2500 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		if _, err := tp.get(context.Background(), "sleep=20"); err != nil {
-			t.Fatalf("request failed during recycling: %v", err)
+	o := newFakeOS(func(int) script { return script{} })
+	inBubble(t, o, func(c *conf.Pool) { c.MaxLifetime = 800 * time.Millisecond }, func(t *testing.T, tp *testPool) {
+		first := tp.Pids()[0]
+		deadline := time.Now().Add(2500 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if _, err := tp.get(context.Background(), "sleep=20"); err != nil {
+				t.Fatalf("request failed during recycling: %v", err)
+			}
 		}
-	}
-	pids := tp.Pids()
-	if len(pids) != 1 || pids[0] == first {
-		t.Fatalf("pids %v: the first worker %d was not recycled after max_lifetime", pids, first)
-	}
-	if tp.recycled("max_lifetime") < 1 {
-		t.Fatal("max_lifetime recycling not counted")
-	}
+		pids := tp.Pids()
+		if len(pids) != 1 || pids[0] == first {
+			t.Fatalf("pids %v: the first worker %d was not recycled after max_lifetime", pids, first)
+		}
+		if tp.recycled("max_lifetime") < 1 {
+			t.Fatal("max_lifetime recycling not counted")
+		}
+	})
 }
 
 func TestMaxMemoryRecycles(t *testing.T) {
