@@ -64,7 +64,7 @@ func (p *Pool) Fallback() (*Fallback, error) {
 			p.mu.Unlock()
 		})
 	}
-	spec, err := p.command()
+	spec, err := p.command(cfg)
 	if err != nil {
 		done()
 		return nil, err

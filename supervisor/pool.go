@@ -1,6 +1,6 @@
 // Package supervisor owns the process tree: pools of FastCGI workers, their
 // slots, replacement of dead workers with backoff, and serving one request
-// on a worker slot with the retry rule of the design.
+// on a worker slot with the retry rule written at Serve (serve.go).
 //
 // A pool's state lives behind one mutex (p.mu) so that the request path
 // (Acquire/release) costs a lock and no channel round trip; the pool's
@@ -11,12 +11,33 @@
 //	             │
 //	             └─ stop: SIGTERM to its group ── stop_timeout ──▶ SIGKILL
 //
-// Pool states (DESIGN.md "Pool states"):
+// Pool states:
 //
 //	starting ──initial workers spawned──▶ running ◀──a worker lived minUptime──┐
 //	                                         │                                  │
 //	                                         └──failLimit young deaths──▶ failing
 //	any ──ctx done──▶ stopping
+//
+// Lock rules:
+//   - Fields marked "guarded by Pool.mu" are read and written with p.mu
+//     held; a function that needs it held ends in Locked.
+//   - Nothing waits, logs or signals a worker while holding p.mu. A Locked
+//     function that decides to log or signal appends to the effects its
+//     caller passes (effects.go); the caller runs them once it has released
+//     p.mu. Every signal to a worker is sent that way, by the goroutine
+//     that decided it, after the unlock: timers, kill, markGone and stopAll
+//     included.
+//   - A timer callback that acts on a worker takes p.mu and returns unless
+//     the worker is still in the stop step that armed it (stopTimeElapsed):
+//     a timer that elapsed in any other step, or after the exit, does
+//     nothing. Such a timer is stored in the worker under p.mu, and watch
+//     stops it under p.mu once the worker exited, so none outlives its
+//     worker. Timers that only close a connection or pipe (request_timeout,
+//     the output drain) touch no pool state and take no lock; the goroutine
+//     that armed them learns from Stop whether they fired.
+//   - A decision reads the pool's configuration once (p.decide, or
+//     cfg := p.conf()) and passes it down, so that an Update cannot hand
+//     one decision two configurations.
 package supervisor
 
 import (
@@ -36,6 +57,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/fastcgi"
@@ -97,6 +120,63 @@ type Env struct {
 	// Self is fcgivisor's executable, re-exec'ed to apply rlimit_nofile
 	// (spawner.WithLimits); "" leaves rlimits alone.
 	Self string
+
+	// Start starts a worker process; nil: Reaper.Start. Dial connects to a
+	// worker's socket; nil: a Unix-socket dial. Tests set both to run a
+	// pool against scripted processes on fake time (testing/synctest),
+	// which real processes and sockets would keep from advancing.
+	Start func(spawner.Spec) (Process, error)
+	Dial  func(ctx context.Context, path string) (net.Conn, error)
+}
+
+// Process is a started worker process: one the Reaper started, or a
+// test's scripted one.
+type Process interface {
+	Pid() int
+	// Done is closed once the process has exited and was reaped; Status
+	// is then its wait status.
+	Done() <-chan struct{}
+	Status() unix.WaitStatus
+	// SignalGroup sends sig to the process's group; ESRCH is no error.
+	SignalGroup(sig syscall.Signal) error
+}
+
+// reaped is a Process the Reaper started.
+type reaped struct{ p *spawner.Process }
+
+func (r reaped) Pid() int                             { return r.p.Pid }
+func (r reaped) Done() <-chan struct{}                { return r.p.Done() }
+func (r reaped) Status() unix.WaitStatus              { return r.p.Status() }
+func (r reaped) SignalGroup(sig syscall.Signal) error { return r.p.SignalGroup(sig) }
+
+// exited reports, without blocking, whether proc has exited.
+func exited(proc Process) bool {
+	select {
+	case <-proc.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// defaults fills the OS behind env's fields that are nil.
+func (env *Env) defaults() {
+	if env.Start == nil {
+		reaper := env.Reaper
+		env.Start = func(spec spawner.Spec) (Process, error) {
+			proc, err := reaper.Start(spec)
+			if err != nil {
+				return nil, err
+			}
+			return reaped{proc}, nil
+		}
+	}
+	if env.Dial == nil {
+		env.Dial = func(ctx context.Context, path string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}
+	}
 }
 
 // Pool is a set of worker processes running one command.
@@ -145,7 +225,7 @@ type Pool struct {
 }
 
 type worker struct {
-	proc     *spawner.Process
+	proc     Process
 	path     string // socket path
 	started  time.Time
 	lifetime time.Duration // max_lifetime drawn for this worker; 0 = none
@@ -155,15 +235,14 @@ type worker struct {
 
 	// guarded by Pool.mu
 	served    int64
-	busy      int       // slots serving a request
-	idleSince time.Time // when busy last became 0
-	rss       int64     // last sampled resident set size
-	gone      bool      // exited, retiring, failed to accept, or being stopped: hand out no more slots
-	retiring  bool      // recycled: stopped once busy is 0
-	killed    bool      // killed by fcgivisor (timeout, protocol error): not a crash
-	killTimer *time.Timer
-
-	termed atomic.Bool // fcgivisor sent SIGTERM: a clean exit is not the worker's own
+	busy      int         // slots serving a request
+	idleSince time.Time   // when busy last became 0
+	gone      bool        // exited, retiring, failed to accept, or being stopped: hand out no more slots
+	retiring  bool        // recycled: stopped once busy is 0
+	killed    bool        // killed by fcgivisor (timeout, protocol error): not a crash
+	termed    bool        // fcgivisor sent SIGTERM: a clean exit is not the worker's own
+	stop      stopStep    // how far termLocked's sequence got
+	stopTimer *time.Timer // the pending step of that sequence; watch stops it
 }
 
 type slot struct {
@@ -185,6 +264,7 @@ type waiter struct {
 
 // NewPool returns a pool for cfg; Run starts it.
 func NewPool(cfg *conf.Pool, env Env) *Pool {
+	env.defaults()
 	p := &Pool{
 		env:     env,
 		log:     env.Logger.With("pool", cfg.Name),
@@ -303,7 +383,7 @@ func (p *Pool) Pids() []int {
 	var pids []int
 	for w := range p.workers {
 		if !w.gone {
-			pids = append(pids, w.proc.Pid)
+			pids = append(pids, w.proc.Pid())
 		}
 	}
 	sort.Ints(pids)
@@ -319,35 +399,9 @@ func (p *Pool) Pids() []int {
 // on a tick, and each time re-decides from the pool's exact numbers.
 func (p *Pool) Run(ctx, hard context.Context) {
 	defer close(p.done)
-	o := &owner{p: p, tokens: float64(p.spawnBurst()), refilled: time.Now()}
+	o := &owner{p: p, tokens: float64(spawnBurst(p.conf())), refilled: time.Now()}
 	o.scale(time.Now())
-	// Ready once the initial workers serve (answered the probe) or died:
-	// a new generation takes over from an old one only then.
-	p.mu.Lock()
-	initial := make([]*worker, 0, len(p.workers))
-	for w := range p.workers {
-		initial = append(initial, w)
-	}
-	p.mu.Unlock()
-	var probes sync.WaitGroup
-	var alive atomic.Int64
-	for _, w := range initial {
-		probes.Add(1)
-		go func() {
-			defer probes.Done()
-			if w.probe() {
-				alive.Add(1)
-			}
-		}()
-	}
-	probes.Wait()
-	p.startFailed.Store(len(initial) > 0 && alive.Load() == 0)
-	p.mu.Lock()
-	if p.state == Starting {
-		p.state = Running
-	}
-	p.mu.Unlock()
-	close(p.ready)
+	p.awaitInitial()
 
 	tick := time.NewTicker(tickEvery)
 	defer tick.Stop()
@@ -377,6 +431,35 @@ func (p *Pool) Run(ctx, hard context.Context) {
 			return
 		}
 	}
+}
+
+// awaitInitial waits until the initial workers serve (answered the probe)
+// or died, records whether they all died (StartFailed), and closes Ready:
+// a new generation takes over from an old one only then.
+func (p *Pool) awaitInitial() {
+	p.mu.Lock()
+	initial := make([]*worker, 0, len(p.workers))
+	for w := range p.workers {
+		initial = append(initial, w)
+	}
+	p.mu.Unlock()
+	var probes sync.WaitGroup
+	var alive atomic.Int64
+	for _, w := range initial {
+		probes.Go(func() {
+			if p.probe(w) {
+				alive.Add(1)
+			}
+		})
+	}
+	probes.Wait()
+	p.startFailed.Store(len(initial) > 0 && alive.Load() == 0)
+	p.mu.Lock()
+	if p.state == Starting {
+		p.state = Running
+	}
+	p.mu.Unlock()
+	close(p.ready)
 }
 
 // Drain winds the pool down after a reload removed or replaced it: new
@@ -421,28 +504,29 @@ func (p *Pool) liveLocked() int {
 // onExit accounts for an exited worker and returns the backoff before the
 // pool may spawn again (0: at once).
 func (p *Pool) onExit(w *worker) (delay time.Duration) {
+	var fx effects
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	delete(p.workers, w) // watch already dropped its idle slots
 	p.totals.Exits++
-	if p.state == Stopping {
-		return 0
-	}
-	uptime := time.Since(w.started)
-	if w.killed || w.retiring || w.termed.Load() || w.served > 0 || uptime >= minUptime {
+	switch {
+	case p.state == Stopping:
+	case w.killed || w.retiring || w.termed || w.served > 0 || time.Since(w.started) >= minUptime:
 		p.failures = 0
-		return 0
+	default:
+		delay = p.youngDeathLocked(&fx)
 	}
-	return p.youngDeathLocked()
+	p.mu.Unlock()
+	fx.run()
+	return delay
 }
 
 // youngDeathLocked counts a worker that died at start and returns the
 // backoff; failLimit in a row make the pool failing.
-func (p *Pool) youngDeathLocked() time.Duration {
+func (p *Pool) youngDeathLocked(fx *effects) time.Duration {
 	p.failures++
 	if p.failures >= failLimit && p.state != Failing && p.state != Stopping {
 		p.state = Failing
-		p.log.Error("pool failing: workers exit at start; backing off", "failures", p.failures, "last", p.lastErr)
+		fx.logs(p.log, slog.LevelError, "pool failing: workers exit at start; backing off", "failures", p.failures, "last", p.lastErr)
 		p.wakeWaitersLocked()
 	}
 	return backoff(p.failures)
@@ -456,13 +540,13 @@ func backoff(n int) time.Duration {
 	return min(d, backoffMax)
 }
 
-// spawn starts one worker; false if it could not be started.
-func (p *Pool) spawn() bool {
+// spawn starts one worker with cfg; false if it could not be started.
+func (p *Pool) spawn(cfg *conf.Pool) bool {
 	p.mu.Lock()
 	p.totals.Spawns++
 	p.mu.Unlock()
 
-	w, err := p.start()
+	w, err := p.start(cfg)
 	if err != nil {
 		p.log.Error("start worker", "err", err)
 		p.mu.Lock()
@@ -470,7 +554,7 @@ func (p *Pool) spawn() bool {
 		p.mu.Unlock()
 		return false
 	}
-	if l := p.conf().MaxLifetime; l > 0 {
+	if l := cfg.MaxLifetime; l > 0 {
 		// Spread between 90% and 100% so that a pool's workers do not all
 		// retire at once.
 		w.lifetime = l - time.Duration(rand.Int64N(int64(l)/10+1))
@@ -478,7 +562,7 @@ func (p *Pool) spawn() bool {
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
 	w.idleSince = w.started
-	for range p.conf().Concurrency {
+	for range cfg.Concurrency {
 		s := &slot{w: w}
 		w.slots = append(w.slots, s)
 		p.putLocked(s)
@@ -488,10 +572,10 @@ func (p *Pool) spawn() bool {
 	return true
 }
 
-// command is the pool's command as a spawner.Spec: resolved, with its
-// dir, environment, credentials and rlimits. Callers set the stdio.
-func (p *Pool) command() (spawner.Spec, error) {
-	cfg := p.conf()
+// command is the pool's command under cfg as a spawner.Spec: resolved,
+// with its dir, environment, credentials and rlimits. Callers set the
+// stdio.
+func (p *Pool) command(cfg *conf.Pool) (spawner.Spec, error) {
 	fcgivisorPath, _ := p.env.Getenv("PATH")
 	exe, err := spawner.Resolve(p.argv[0], cfg.Dir, p.penv, fcgivisorPath)
 	if err != nil {
@@ -505,12 +589,12 @@ func (p *Pool) command() (spawner.Spec, error) {
 }
 
 // start creates the worker's socket and process.
-func (p *Pool) start() (*worker, error) {
-	spec, err := p.command()
+func (p *Pool) start(cfg *conf.Pool) (*worker, error) {
+	spec, err := p.command(cfg)
 	if err != nil {
 		return nil, err
 	}
-	path := p.env.Runtime.NewWorkerPath(p.conf().Name)
+	path := p.env.Runtime.NewWorkerPath(cfg.Name)
 	ln, err := socket.WorkerListener(path)
 	if err != nil {
 		return nil, err
@@ -529,7 +613,7 @@ func (p *Pool) start() (*worker, error) {
 		return nil, err
 	}
 	spec.Stdin, spec.Stdout, spec.Stderr = ln, stdoutW, stderrW
-	proc, err := p.env.Reaper.Start(spec)
+	proc, err := p.env.Start(spec)
 	stdoutW.Close()
 	stderrW.Close()
 	if err != nil {
@@ -542,33 +626,35 @@ func (p *Pool) start() (*worker, error) {
 		proc:    proc,
 		path:    path,
 		started: time.Now(),
-		log:     p.log.With("pid", proc.Pid),
+		log:     p.log.With("pid", proc.Pid()),
 		outDone: make(chan struct{}),
 	}
 	w.log.Debug("worker started", "socket", path)
+	go p.logOutput(w, stdoutR, stderrR)
+	return w, nil
+}
+
+// logOutput logs w's stdout and stderr line by line until both end, and
+// then closes w.outDone.
+func (p *Pool) logOutput(w *worker, stdout, stderr *os.File) {
+	defer close(w.outDone)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); spawner.LogLines(stdoutR, w.log, "stdout", nil) }()
-	go func() {
-		defer wg.Done()
-		spawner.LogLines(stderrR, w.log, "stderr", func(line string) {
+	wg.Go(func() { spawner.LogLines(stdout, w.log, "stdout", nil) })
+	wg.Go(func() {
+		spawner.LogLines(stderr, w.log, "stderr", func(line string) {
 			p.mu.Lock()
 			p.lastStderr = line
 			p.mu.Unlock()
 		})
-	}()
-	go func() {
-		// Like exec.Cmd.WaitDelay: a grandchild may hold the pipes open after
-		// the worker died; stop reading a second after its exit.
-		<-proc.Done()
-		t := time.AfterFunc(time.Second, func() { stdoutR.Close(); stderrR.Close() })
-		wg.Wait()
-		t.Stop()
-		stdoutR.Close()
-		stderrR.Close()
-		close(w.outDone)
-	}()
-	return w, nil
+	})
+	// Like exec.Cmd.WaitDelay: a grandchild may hold the pipes open after
+	// the worker died; stop reading a second after its exit.
+	<-w.proc.Done()
+	t := time.AfterFunc(time.Second, func() { stdout.Close(); stderr.Close() })
+	wg.Wait()
+	t.Stop()
+	stdout.Close()
+	stderr.Close()
 }
 
 // probeTimeout bounds how long a pool's initial worker may take to answer
@@ -585,8 +671,10 @@ const probeTimeout = 2 * time.Second
 //
 // It reports false when the worker is gone (refused or reset the probe):
 // it died at start.
-func (w *worker) probe() bool {
-	nc, err := net.DialTimeout("unix", w.path, probeTimeout)
+func (p *Pool) probe(w *worker) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	nc, err := p.env.Dial(ctx, w.path)
 	if err != nil {
 		return false
 	}
@@ -607,8 +695,8 @@ func (w *worker) probe() bool {
 func (p *Pool) watch(w *worker) {
 	<-w.proc.Done()
 	p.mu.Lock()
-	if w.killTimer != nil {
-		w.killTimer.Stop()
+	if w.stopTimer != nil {
+		w.stopTimer.Stop()
 	}
 	w.gone = true
 	p.dropIdleLocked(w)
@@ -617,7 +705,7 @@ func (p *Pool) watch(w *worker) {
 	os.Remove(w.path)
 	st := w.proc.Status()
 	p.mu.Lock()
-	expected := p.state == Stopping || w.killed || w.retiring || w.termed.Load()
+	expected := p.state == Stopping || w.killed || w.retiring || w.termed
 	if !expected {
 		p.lastErr = spawner.Describe(st)
 	}
@@ -633,6 +721,8 @@ func (p *Pool) watch(w *worker) {
 // stopAll stops every worker: SIGTERM to each group, SIGKILL past
 // stop_timeout, and returns once all have exited.
 func (p *Pool) stopAll(hard context.Context) {
+	var fx effects
+	d := p.decide()
 	p.mu.Lock()
 	p.state = Stopping
 	p.wakeWaitersLocked()
@@ -645,14 +735,13 @@ func (p *Pool) stopAll(hard context.Context) {
 	live := make([]*worker, 0, len(p.workers))
 	for w := range p.workers {
 		w.gone = true
+		w.termed = true
+		fx.signal(w, syscall.SIGTERM)
 		live = append(live, w)
 	}
 	p.mu.Unlock()
-	for _, w := range live {
-		w.termed.Store(true)
-		w.proc.SignalGroup(syscall.SIGTERM)
-	}
-	kill := time.NewTimer(p.conf().StopTimeout)
+	fx.run()
+	kill := time.NewTimer(d.cfg.StopTimeout)
 	defer kill.Stop()
 	again := time.NewTimer(termRepeat) // see termRepeat
 	defer again.Stop()
@@ -661,27 +750,28 @@ func (p *Pool) stopAll(hard context.Context) {
 		select {
 		case <-again.C:
 			for _, w := range live {
-				if !w.proc.Exited() {
-					w.proc.SignalGroup(syscall.SIGTERM)
+				if !exited(w.proc) {
+					fx.signal(w, syscall.SIGTERM)
 				}
 			}
 		case w := <-p.exits:
 			// The leader is gone; children it left in its group go too.
-			w.proc.SignalGroup(syscall.SIGKILL)
+			fx.signal(w, syscall.SIGKILL)
 			p.mu.Lock()
 			delete(p.workers, w)
 			p.mu.Unlock()
 			n--
 		case <-kill.C:
-			p.log.Warn("workers did not stop within stop_timeout; killing", "remaining", n)
+			fx.logs(p.log, slog.LevelWarn, "workers did not stop within stop_timeout; killing", "remaining", n)
 			for _, w := range live {
-				w.proc.SignalGroup(syscall.SIGKILL)
+				fx.signal(w, syscall.SIGKILL)
 			}
 		case <-hardC:
 			hardC = nil
 			for _, w := range live {
-				w.proc.SignalGroup(syscall.SIGKILL)
+				fx.signal(w, syscall.SIGKILL)
 			}
 		}
+		fx.run()
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/http/fcgi"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,6 +278,18 @@ func pidOf(t *testing.T, body string) int {
 	return pid
 }
 
+// within polls cond on a synctest bubble's clock for up to d.
+func within(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within %v", what, d)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -318,25 +331,96 @@ func TestServeAndReplaceKilledWorker(t *testing.T) {
 	}
 }
 
+// On fake time: the scripted process exits with status 1 a millisecond
+// after it started.
 func TestCrashLoopBacksOffAndFails(t *testing.T) {
-	tp := newTestPool(t, "crash", nil)
-	eventually(t, "failing state", func() bool { return tp.State() == Failing })
-	// A failing pool answers at once instead of waiting out queue_timeout.
-	start := time.Now()
-	_, err := tp.get(context.Background(), "")
-	if !errors.Is(err, ErrFailing) || time.Since(start) > time.Second {
-		t.Fatalf("err %v after %v, want ErrFailing at once", err, time.Since(start))
-	}
-	if !strings.Contains(err.Error(), "exit status 1") {
-		t.Fatalf("error %q does not carry the last exit status", err)
-	}
-	// Backoff, not spinning: 100+200+400+800 ms leaves room for about 5
-	// spawns in 1.5 s; a spinning supervisor would do hundreds.
-	time.Sleep(1500 * time.Millisecond)
-	spawns := tp.Status().Totals.Spawns
-	if spawns > 8 {
-		t.Fatalf("%d spawns in ~1.5 s: the crash loop is not backing off", spawns)
-	}
+	o := newFakeOS(func(int) script { return script{crashAfter: time.Millisecond} })
+	inBubble(t, o, nil, func(t *testing.T, tp *testPool) {
+		within(t, 10*time.Second, "failing state", func() bool { return tp.State() == Failing })
+		// A failing pool answers at once instead of waiting out queue_timeout.
+		start := time.Now()
+		_, err := tp.get(context.Background(), "")
+		if !errors.Is(err, ErrFailing) || time.Since(start) > time.Second {
+			t.Fatalf("err %v after %v, want ErrFailing at once", err, time.Since(start))
+		}
+		if !strings.Contains(err.Error(), "exit status 1") {
+			t.Fatalf("error %q does not carry the last exit status", err)
+		}
+		// Backoff, not spinning: 100+200+400+800 ms leaves room for about 5
+		// spawns in 1.5 s; a spinning supervisor would do hundreds.
+		time.Sleep(1500 * time.Millisecond)
+		spawns := tp.Status().Totals.Spawns
+		if spawns > 8 {
+			t.Fatalf("%d spawns in ~1.5 s: the crash loop is not backing off", spawns)
+		}
+	})
+}
+
+// Each young death delays the replacement twice as long as the one before,
+// from backoffBase up to backoffMax; the third in a row makes the pool
+// failing.
+func TestCrashLoopBackoffDoubles(t *testing.T) {
+	const life = time.Millisecond // each scripted process dies this long after its start
+	o := newFakeOS(func(int) script { return script{crashAfter: life} })
+	inBubble(t, o, nil, func(t *testing.T, tp *testPool) {
+		// Ready came once the first process died, 1 ms after it started.
+		time.Sleep(250 * time.Millisecond) // two deaths: at 1 and 102 ms
+		if st := tp.State(); st != Running {
+			t.Fatalf("state %v after two young deaths, want running", st)
+		}
+		time.Sleep(100 * time.Millisecond) // the third, at 303 ms
+		if st := tp.State(); st != Failing {
+			t.Fatalf("state %v after three young deaths, want failing", st)
+		}
+		time.Sleep(40 * time.Second)
+		var starts []time.Time
+		for _, p := range o.started() {
+			starts = append(starts, p.started)
+		}
+		var gaps []time.Duration
+		for i := 1; i < len(starts); i++ {
+			gaps = append(gaps, starts[i].Sub(starts[i-1])-life)
+		}
+		ms := time.Millisecond
+		want := []time.Duration{100 * ms, 200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 6400 * ms, 10000 * ms, 10000 * ms}
+		if !slices.Equal(gaps, want) {
+			t.Fatalf("workers started at %v, want each %v after the last one's death", since(starts[0], starts), want)
+		}
+	})
+}
+
+// A failing pool runs again once a worker has lived minUptime (seen at the
+// next tick), and serves with it.
+func TestFailingPoolRecovers(t *testing.T) {
+	o := newFakeOS(func(n int) script {
+		if n < 3 {
+			return script{crashAfter: time.Millisecond}
+		}
+		return script{}
+	})
+	inBubble(t, o, nil, func(t *testing.T, tp *testPool) {
+		// Deaths at 1, 102 and 303 ms; the fourth process starts at 703 ms.
+		time.Sleep(800 * time.Millisecond)
+		procs := o.started()
+		if len(procs) != 4 {
+			t.Fatalf("%d processes started, want 4", len(procs))
+		}
+		time.Sleep(time.Until(procs[3].started.Add(minUptime - time.Millisecond)))
+		if st := tp.State(); st != Failing {
+			t.Fatalf("state %v before the fourth worker lived minUptime, want failing", st)
+		}
+		time.Sleep(tickEvery + time.Millisecond)
+		if st := tp.State(); st != Running {
+			t.Fatalf("state %v a tick after the fourth worker lived minUptime, want running", st)
+		}
+		if !strings.Contains(tp.log.String(), "pool recovered") {
+			t.Fatal("no log of the recovery")
+		}
+		body, err := tp.get(context.Background(), "")
+		if err != nil || body != fmt.Sprintf("pid=%d", procs[3].pid) {
+			t.Fatalf("after recovery: %q, %v; want the fourth process (pid %d) to serve", body, err, procs[3].pid)
+		}
+	})
 }
 
 func TestQueueTimeout(t *testing.T) {
@@ -605,4 +689,89 @@ func TestRecycleRepeatsSIGTERM(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// offsets renders signals as "SIGNAL@offset from t0".
+func offsets(t0 time.Time, sigs []signalAt) []string {
+	var out []string
+	for _, s := range sigs {
+		out = append(out, fmt.Sprintf("%s@%v", unix.SignalName(s.sig), s.at.Sub(t0)))
+	}
+	return out
+}
+
+// On fake time: a recycled worker gets SIGTERM once idle, again after
+// termRepeat, and SIGKILL at stop_timeout, each step only while it still
+// runs; nothing is sent once it has exited.
+func TestRecycleStopSequenceOnFakeTime(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		script script
+		want   []string
+		killed bool // "did not stop within stop_timeout" logged
+	}{
+		{"stops on SIGTERM", script{}, []string{"SIGTERM@0s"}, false},
+		{"loses the first SIGTERM", script{loseTerms: 1}, []string{"SIGTERM@0s", "SIGTERM@500ms"}, false},
+		{"ignores SIGTERM", script{ignoreTerm: true}, []string{"SIGTERM@0s", "SIGTERM@500ms", "SIGKILL@2s"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newFakeOS(func(n int) script {
+				if n == 0 {
+					return tc.script
+				}
+				return script{}
+			})
+			inBubble(t, o, func(c *conf.Pool) { c.MaxRequests, c.StopTimeout = 1, 2*time.Second }, func(t *testing.T, tp *testPool) {
+				if _, err := tp.get(context.Background(), "sleep=10"); err != nil {
+					t.Fatal(err)
+				}
+				recycled := time.Now()
+				time.Sleep(10 * time.Second)
+				first := o.started()[0]
+				got, late := first.sigs()
+				if !slices.Equal(offsets(recycled, got), tc.want) || len(late) > 0 {
+					t.Fatalf("signals %v, after exit %v; want %v and none after", offsets(recycled, got), offsets(recycled, late), tc.want)
+				}
+				if killed := strings.Contains(tp.log.String(), "did not stop within stop_timeout"); killed != tc.killed {
+					t.Fatalf("stop_timeout kill logged: %v, want %v", killed, tc.killed)
+				}
+			})
+		})
+	}
+}
+
+// On fake time: a kill ends a stop sequence. A retiring worker whose last
+// request ran past request_timeout gets SIGTERM as it goes idle and SIGKILL
+// at once; the pending SIGTERM repeat, and the SIGKILL at stop_timeout, are
+// not sent while the killed process takes its time to die.
+func TestKillEndsStopSequence(t *testing.T) {
+	o := newFakeOS(func(n int) script {
+		if n == 0 {
+			return script{ignoreTerm: true, killDelay: 2 * time.Second}
+		}
+		return script{}
+	})
+	inBubble(t, o, func(c *conf.Pool) { c.RequestTimeout = time.Second }, func(t *testing.T, tp *testPool) {
+		t0 := time.Now()
+		errc := make(chan error, 1)
+		go func() { _, err := tp.get(context.Background(), "sleep=60000"); errc <- err }()
+		time.Sleep(100 * time.Millisecond)
+		tp.Roll() // retiring, busy: stopped once its request ends
+		if err := <-errc; !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err %v, want ErrTimeout", err)
+		}
+		time.Sleep(10 * time.Second)
+		first := o.started()[0]
+		got, late := first.sigs()
+		want := []string{"SIGTERM@1s", "SIGKILL@1s"}
+		if !slices.Equal(offsets(t0, got), want) || len(late) > 0 {
+			t.Fatalf("signals %v, after exit %v; want %v and none after", offsets(t0, got), offsets(t0, late), want)
+		}
+		if at := first.exitTime(); !at.Equal(t0.Add(3 * time.Second)) {
+			t.Fatalf("exited at %v, want 3s (SIGKILL at 1s + 2s)", at.Sub(t0))
+		}
+		if strings.Contains(tp.log.String(), "did not stop within stop_timeout") {
+			t.Fatal("the stop sequence went on after the kill")
+		}
+	})
 }

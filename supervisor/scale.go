@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"strconv"
@@ -11,7 +12,7 @@ import (
 	"github.com/fcgivisor/fcgivisor/conf"
 )
 
-// Scaling (DESIGN.md "scaling"):
+// Scaling:
 //
 //   - static: exactly `workers`; a worker that exits or retires is replaced.
 //   - dynamic: starts `workers`; keeps at least min_idle idle workers and
@@ -34,22 +35,22 @@ const excessIdleAfter = time.Second
 // refills at spawnRefill bursts a second. Growth is capped by max_workers
 // and crash loops by backoff; this bounds the fork rate of a pool whose
 // workers come and go fast (a tiny max_requests under load).
-func (p *Pool) spawnBurst() int { return max(8, min(p.conf().MaxWorkers, 64)) }
+func spawnBurst(cfg *conf.Pool) int { return max(8, min(cfg.MaxWorkers, 64)) }
 
 const spawnRefill = 10
 
 // tickEvery is how often the owner re-checks ages, memory and idleness.
 const tickEvery = 100 * time.Millisecond
 
-// floor is the number of workers the pool never goes below.
-func (p *Pool) floor() int {
-	switch p.conf().Scaling {
+// floor is the number of workers a pool with cfg never goes below.
+func floor(cfg *conf.Pool) int {
+	switch cfg.Scaling {
 	case conf.Dynamic:
-		return p.conf().MinWorkers
+		return cfg.MinWorkers
 	case conf.OnDemand:
 		return 0
 	}
-	return p.conf().Workers
+	return cfg.Workers
 }
 
 // owner is the state only Run's goroutine touches.
@@ -69,9 +70,9 @@ func (o *owner) retryC() <-chan time.Time {
 	return o.retry.C
 }
 
-// want decides how many workers to start now from the pool's numbers.
-func (p *Pool) wantLocked(initial bool) (spawn int, atMax bool) {
-	c := p.conf()
+// wantLocked decides how many workers to start now from the pool's
+// numbers.
+func (p *Pool) wantLocked(c *conf.Pool, initial bool) (spawn int, atMax bool) {
 	live, idleWorkers := 0, 0
 	for w := range p.workers {
 		if w.gone {
@@ -89,7 +90,7 @@ func (p *Pool) wantLocked(initial bool) (spawn int, atMax bool) {
 		if c.Scaling == conf.Dynamic {
 			need = max(need, c.MinIdle-idleWorkers)
 		}
-		need = max(need, p.floor()-live)
+		need = max(need, floor(c)-live)
 		if initial && c.Scaling == conf.Dynamic {
 			need = max(need, c.Workers-live)
 		}
@@ -109,30 +110,18 @@ func (o *owner) scale(now time.Time) {
 	if o.retry != nil {
 		return
 	}
-	o.tokens = min(float64(p.spawnBurst()), o.tokens+now.Sub(o.refilled).Seconds()*spawnRefill*float64(p.spawnBurst()))
+	d := p.decide()
+	burst := float64(spawnBurst(d.cfg))
+	o.tokens = min(burst, o.tokens+now.Sub(o.refilled).Seconds()*spawnRefill*burst)
 	o.refilled = now
 	p.mu.Lock()
-	if p.state == Stopping {
-		p.mu.Unlock()
-		return
-	}
-	if p.draining {
-		if p.queuedLocked() == 0 {
-			for w := range p.workers {
-				if w.busy == 0 {
-					p.retireLocked(w, "reload")
-				}
-			}
-		}
-		p.mu.Unlock()
-		return
-	}
-	n, atMax := p.wantLocked(!o.started)
-	if atMax {
-		p.totals.MaxWorkersReached++
-	}
+	n := p.scaleLocked(d, !o.started)
 	failing := p.state == Failing
 	p.mu.Unlock()
+	d.run()
+	if n < 0 {
+		return
+	}
 	o.started = true
 	if failing {
 		// One probe worker at a time while failing.
@@ -141,48 +130,87 @@ func (o *owner) scale(now time.Time) {
 	n = min(n, int(o.tokens))
 	for range n {
 		o.tokens--
-		if !p.spawn() {
+		if !p.spawn(d.cfg) {
+			var fx effects
 			p.mu.Lock()
-			d := p.youngDeathLocked()
+			delay := p.youngDeathLocked(&fx)
 			p.mu.Unlock()
-			o.retry = time.NewTimer(d)
+			fx.run()
+			o.retry = time.NewTimer(delay)
 			return
 		}
 	}
+}
+
+// scaleLocked returns how many workers the pool needs started, or -1 when
+// it starts none because it is stopping or draining (a draining pool
+// retires its idle workers once no request waits).
+func (p *Pool) scaleLocked(d *decision, initial bool) int {
+	if p.state == Stopping {
+		return -1
+	}
+	if p.draining {
+		if p.queuedLocked() == 0 {
+			for w := range p.workers {
+				if w.busy == 0 {
+					p.retireLocked(d, w, "reload")
+				}
+			}
+		}
+		return -1
+	}
+	n, atMax := p.wantLocked(d.cfg, initial)
+	if atMax {
+		p.totals.MaxWorkersReached++
+	}
+	return n
 }
 
 // tick recycles by age and memory, stops idle workers, and brings a
 // failing pool back once a worker has survived minUptime.
 func (o *owner) tick(now time.Time) {
 	p := o.p
-	sampleRSS := p.conf().MaxMemory > 0 && now.Sub(o.lastRSS) >= time.Second
+	d := p.decide()
 	var rss map[*worker]int64
-	if sampleRSS {
+	if d.cfg.MaxMemory > 0 && now.Sub(o.lastRSS) >= time.Second {
 		o.lastRSS = now
-		rss = make(map[*worker]int64)
-		p.mu.Lock()
-		ws := make([]*worker, 0, len(p.workers))
-		for w := range p.workers {
-			if !w.gone {
-				ws = append(ws, w)
-			}
-		}
-		p.mu.Unlock()
-		for _, w := range ws {
-			if n, err := readRSS(w.proc.Pid); err == nil {
-				rss[w] = n
-			}
+		rss = p.sampleRSS()
+	}
+	p.mu.Lock()
+	p.tickLocked(d, now, rss)
+	p.mu.Unlock()
+	d.run()
+}
+
+// sampleRSS reads the resident set size of each live worker, without
+// holding p.mu.
+func (p *Pool) sampleRSS() map[*worker]int64 {
+	p.mu.Lock()
+	ws := make([]*worker, 0, len(p.workers))
+	for w := range p.workers {
+		if !w.gone {
+			ws = append(ws, w)
 		}
 	}
+	p.mu.Unlock()
+	rss := make(map[*worker]int64, len(ws))
+	for _, w := range ws {
+		if n, err := readRSS(w.proc.Pid()); err == nil {
+			rss[w] = n
+		}
+	}
+	return rss
+}
 
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// tickLocked is tick's decision on the pool's numbers and the sampled
+// rss (nil when not sampled this time).
+func (p *Pool) tickLocked(d *decision, now time.Time, rss map[*worker]int64) {
 	if p.state == Failing && p.failures > 0 {
 		for w := range p.workers {
 			if !w.gone && now.Sub(w.started) >= minUptime {
 				p.state = Running
 				p.failures = 0
-				p.log.Info("pool recovered")
+				d.logs(p.log, slog.LevelInfo, "pool recovered")
 				break
 			}
 		}
@@ -192,28 +220,25 @@ func (o *owner) tick(now time.Time) {
 		if w.gone {
 			continue
 		}
-		if n, ok := rss[w]; ok {
-			w.rss = n
-			if n > int64(p.conf().MaxMemory) {
-				p.retireLocked(w, "max_memory")
-				continue
-			}
+		if n, ok := rss[w]; ok && n > int64(d.cfg.MaxMemory) {
+			p.retireLocked(d, w, "max_memory")
+			continue
 		}
 		if w.lifetime > 0 && now.Sub(w.started) >= w.lifetime {
-			p.retireLocked(w, "max_lifetime")
+			p.retireLocked(d, w, "max_lifetime")
 			continue
 		}
 		if w.busy == 0 {
 			idle = append(idle, w)
 		}
 	}
-	p.stopIdleLocked(now, idle)
+	p.stopIdleLocked(d, now, idle)
 }
 
 // stopIdleLocked stops idle workers above the floor: those above max_idle
 // (dynamic) after excessIdleAfter, the others after idle_timeout.
-func (p *Pool) stopIdleLocked(now time.Time, idle []*worker) {
-	c := p.conf()
+func (p *Pool) stopIdleLocked(d *decision, now time.Time, idle []*worker) {
+	c := d.cfg
 	if c.Scaling != conf.Dynamic && c.Scaling != conf.OnDemand {
 		return
 	}
@@ -224,7 +249,7 @@ func (p *Pool) stopIdleLocked(now time.Time, idle []*worker) {
 		keepIdle = c.MinIdle
 	}
 	for i, w := range idle {
-		if live <= p.floor() || len(idle)-i <= keepIdle || p.queuedLocked() > 0 {
+		if live <= floor(c) || len(idle)-i <= keepIdle || p.queuedLocked() > 0 {
 			return
 		}
 		after := c.IdleTimeout
@@ -234,7 +259,7 @@ func (p *Pool) stopIdleLocked(now time.Time, idle []*worker) {
 		if now.Sub(w.idleSince) < after {
 			continue
 		}
-		p.retireLocked(w, "idle")
+		p.retireLocked(d, w, "idle")
 		live--
 	}
 }

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -121,22 +122,25 @@ func TestMaxRequestsRecyclesWithoutFailures(t *testing.T) {
 	}
 }
 
+// On fake time, with scripted processes.
 func TestMaxLifetimeRecycles(t *testing.T) {
-	tp := newTestPool(t, "fcgi", func(c *conf.Pool) { c.MaxLifetime = 800 * time.Millisecond })
-	first := tp.Pids()[0]
-	deadline := time.Now().Add(2500 * time.Millisecond)
-	for time.Now().Before(deadline) {
-		if _, err := tp.get(context.Background(), "sleep=20"); err != nil {
-			t.Fatalf("request failed during recycling: %v", err)
+	o := newFakeOS(func(int) script { return script{} })
+	inBubble(t, o, func(c *conf.Pool) { c.MaxLifetime = 800 * time.Millisecond }, func(t *testing.T, tp *testPool) {
+		first := tp.Pids()[0]
+		deadline := time.Now().Add(2500 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if _, err := tp.get(context.Background(), "sleep=20"); err != nil {
+				t.Fatalf("request failed during recycling: %v", err)
+			}
 		}
-	}
-	pids := tp.Pids()
-	if len(pids) != 1 || pids[0] == first {
-		t.Fatalf("pids %v: the first worker %d was not recycled after max_lifetime", pids, first)
-	}
-	if tp.recycled("max_lifetime") < 1 {
-		t.Fatal("max_lifetime recycling not counted")
-	}
+		pids := tp.Pids()
+		if len(pids) != 1 || pids[0] == first {
+			t.Fatalf("pids %v: the first worker %d was not recycled after max_lifetime", pids, first)
+		}
+		if tp.recycled("max_lifetime") < 1 {
+			t.Fatal("max_lifetime recycling not counted")
+		}
+	})
 }
 
 func TestMaxMemoryRecycles(t *testing.T) {
@@ -181,4 +185,135 @@ func TestStatusShowsBusyWorkerAndRequest(t *testing.T) {
 	if st.Totals.Accepted != 1 || st.Totals.Responses[200] != 1 || st.Workers[0].Requests+st.Workers[1].Requests != 1 {
 		t.Fatalf("totals %+v", st.Totals)
 	}
+}
+
+// firstSignals is when each process got its first signal (zero: none).
+func firstSignals(procs []*fakeProc) []time.Time {
+	ts := make([]time.Time, len(procs))
+	for i, p := range procs {
+		if sigs, _ := p.sigs(); len(sigs) > 0 {
+			ts[i] = sigs[0].at
+		}
+	}
+	return ts
+}
+
+// On fake time: under a burst of slow requests a dynamic pool grows to
+// max_workers at once, not a worker per tick, and counts hitting the
+// ceiling. Idle again, the workers above max_idle stop excessIdleAfter
+// after they went idle, the next one above min_idle after idle_timeout,
+// and min_workers stay.
+func TestDynamicScalingOnFakeTime(t *testing.T) {
+	o := newFakeOS(func(int) script { return script{} })
+	inBubble(t, o, func(c *conf.Pool) {
+		c.Scaling, c.Workers, c.MinWorkers, c.MaxWorkers = conf.Dynamic, 1, 1, 6
+		c.MinIdle, c.MaxIdle, c.IdleTimeout = 1, 2, 3*time.Second
+	}, func(t *testing.T, tp *testPool) {
+		t0 := time.Now()
+		if n := len(o.started()); n != 1 {
+			t.Fatalf("dynamic pool started %d workers, want workers = 1", n)
+		}
+		var mu sync.Mutex
+		var ends []time.Time
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				if _, err := tp.get(context.Background(), "sleep=600"); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				ends = append(ends, time.Now())
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		procs := o.started()
+		for _, p := range procs {
+			if !p.started.Equal(t0) {
+				t.Fatalf("workers started at %v, want all 6 at once", since(t0, startTimes(procs)))
+			}
+		}
+		if len(procs) != 6 {
+			t.Fatalf("%d workers for 8 concurrent requests, want max_workers = 6", len(procs))
+		}
+		slices.SortFunc(ends, time.Time.Compare)
+		ms := time.Millisecond
+		for i, end := range ends {
+			if want := 600 * ms * time.Duration(1+i/6); end.Sub(t0) != want {
+				t.Fatalf("requests done at %v, want 6 at 600ms and 2 at 1.2s", since(t0, ends))
+			}
+		}
+		if st := tp.Status(); st.Totals.MaxWorkersReached == 0 {
+			t.Fatal("max_workers reached not counted")
+		}
+
+		time.Sleep(5 * time.Second)
+		stops := firstSignals(procs)
+		slices.SortFunc(stops, time.Time.Compare)
+		// Four went idle at 600 ms, two at 1.2 s; ticks come every 100 ms.
+		in := func(at time.Time, from time.Duration) bool {
+			d := at.Sub(t0)
+			return d >= from && d <= from+tickEvery
+		}
+		if !stops[0].IsZero() || stops[1].IsZero() {
+			t.Fatalf("stops at %v: want one worker left running", since(t0, stops))
+		}
+		above := 0
+		for _, at := range stops[1:5] {
+			if in(at, 600*ms+excessIdleAfter) {
+				above++
+			}
+		}
+		if above != 4 || !in(stops[5], 1200*ms+3*time.Second) {
+			t.Fatalf("stops at %v: want four 1s after 600ms (above max_idle), one 3s after 1.2s (idle_timeout)", since(t0, stops))
+		}
+		if n := len(tp.Pids()); n != 1 || tp.recycled("idle") != 5 {
+			t.Fatalf("%d workers left, %d recycled idle; want 1 (min_workers) and 5", n, tp.recycled("idle"))
+		}
+	})
+}
+
+// On fake time: an ondemand pool starts no worker until a request queues,
+// starts one for it at once, stops it idle_timeout after it went idle, and
+// starts another for the next request.
+func TestOnDemandOnFakeTime(t *testing.T) {
+	o := newFakeOS(func(int) script { return script{} })
+	inBubble(t, o, func(c *conf.Pool) {
+		c.Scaling, c.MaxWorkers, c.IdleTimeout = conf.OnDemand, 4, 300*time.Millisecond
+	}, func(t *testing.T, tp *testPool) {
+		t0 := time.Now()
+		if n := len(o.started()); n != 0 {
+			t.Fatalf("ondemand pool started %d workers", n)
+		}
+		if _, err := tp.get(context.Background(), "sleep=50"); err != nil {
+			t.Fatal(err)
+		}
+		idle := time.Now()
+		procs := o.started()
+		if len(procs) != 1 || !procs[0].started.Equal(t0) || idle.Sub(t0) != 50*time.Millisecond {
+			t.Fatalf("%d workers started at %v, request done at %v; want one at 0, done at 50ms", len(procs), since(t0, startTimes(procs)), idle.Sub(t0))
+		}
+		time.Sleep(300*time.Millisecond - time.Millisecond)
+		if n := len(tp.Pids()); n != 1 {
+			t.Fatalf("%d workers before idle_timeout, want 1", n)
+		}
+		time.Sleep(tickEvery + time.Millisecond)
+		if n := len(tp.Pids()); n != 0 || tp.recycled("idle") != 1 {
+			t.Fatalf("%d workers, recycled idle %d, a tick past idle_timeout; want 0 and 1", n, tp.recycled("idle"))
+		}
+		if _, err := tp.get(context.Background(), ""); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(o.started()); n != 2 {
+			t.Fatalf("%d workers started in all, want a second for the next request", n)
+		}
+	})
+}
+
+func startTimes(procs []*fakeProc) []time.Time {
+	ts := make([]time.Time, len(procs))
+	for i, p := range procs {
+		ts[i] = p.started
+	}
+	return ts
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -31,8 +30,8 @@ const maxDials = 8
 // errors from reading the response with %w so that a protocol violation
 // (fastcgi.ErrProtocol) is seen and the worker replaced.
 //
-// Retry rule (DESIGN.md "Retries"): the request is sent again, once, only
-// when it cannot have been processed. On a Unix socket the kernel tells:
+// Retry rule: the request is sent again, once, only when it cannot have
+// been processed. On a Unix socket the kernel tells:
 //   - the connect failed: never sent (does not use up the re-send);
 //   - EPIPE: the worker had closed the connection before our write;
 //   - ECONNRESET: the worker closed it with our request unread in its
@@ -79,7 +78,7 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 			s.conn.Close()
 			s.conn = nil
 		}
-		err, wasSent, retry := p.serveOn(ctx, s, &r, handle)
+		wasSent, retry, err := p.serveOn(ctx, s, &r, handle)
 		if wasSent {
 			sent++
 		}
@@ -111,8 +110,10 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 	}
 }
 
-// serveOn runs one attempt on s and releases s.
-func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handle func(*fastcgi.Response) error) (err error, sent, retry bool) {
+// serveOn runs one attempt on s and releases s. It reports whether the
+// request was sent to the worker, and whether it may be sent again
+// (nothing of it was read).
+func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handle func(*fastcgi.Response) error) (sent, retry bool, err error) {
 	w := s.w
 	reused := s.conn != nil
 	if reused && s.conn.Closed() {
@@ -121,14 +122,13 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		reused = false
 	}
 	if s.conn == nil {
-		var d net.Dialer
-		nc, err := d.DialContext(ctx, "unix", w.path)
+		nc, err := p.env.Dial(ctx, w.path)
 		if err != nil {
 			if ctx.Err() == nil {
 				p.markGone(w)
 			}
-			p.release(s, false, false)
-			return fmt.Errorf("connect to worker %d: %w", w.proc.Pid, err), false, ctx.Err() == nil
+			p.release(s, notCounted)
+			return false, ctx.Err() == nil, fmt.Errorf("connect to worker %d: %w", w.proc.Pid(), err)
 		}
 		s.conn = fastcgi.NewConn(nc)
 	}
@@ -136,8 +136,8 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 
 	var timedOut atomic.Bool
 	var timer *time.Timer
-	if p.conf().RequestTimeout > 0 { // 0: no limit
-		timer = time.AfterFunc(p.conf().RequestTimeout, func() {
+	if limit := p.conf().RequestTimeout; limit > 0 { // 0: no limit
+		timer = time.AfterFunc(limit, func() {
 			timedOut.Store(true)
 			conn.Close()
 		})
@@ -154,43 +154,59 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 	r.Stderr = func(b []byte) { logStderr(w, b) }
 	resp, err := conn.Do(&r)
 	if err != nil {
-		intime := done()
-		unread := errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-		// A worker that dropped a request unread is likely exiting: its
-		// slot goes where it is taken last. One that read it counts it.
-		p.releaseAt(s, false, !unread, unread)
-		switch {
-		case !intime && timedOut.Load():
-			p.timeouts.Add(1)
-			p.kill(w, "request_timeout exceeded before the worker answered")
-			return ErrTimeout, true, false
-		case ctx.Err() != nil:
-			return context.Cause(ctx), true, false
-		}
-		if unread && !reused {
-			// A fresh connection dropped unread: the worker is exiting.
-			p.markGone(w)
-		}
-		return fmt.Errorf("worker %d: %w", w.proc.Pid, err), true, unread
+		retry, err := p.notAnswered(ctx, s, reused, !done() && timedOut.Load(), err)
+		return true, retry, err
 	}
 	herr := handle(resp)
 	keep := resp.Close()
 	intime := done()
 	switch {
 	case herr != nil && !intime && timedOut.Load():
-		p.release(s, false, false)
+		p.release(s, notCounted)
 		p.timeouts.Add(1)
 		p.kill(w, "request_timeout exceeded")
-		return fmt.Errorf("%w: %w", ErrTimeout, herr), true, false
+		return true, false, fmt.Errorf("%w: %w", ErrTimeout, herr)
 	case errors.Is(herr, fastcgi.ErrProtocol):
-		p.release(s, false, false)
+		p.release(s, notCounted)
 		p.kill(w, "FastCGI protocol violation: "+herr.Error())
-		return herr, true, false
+		return true, false, herr
 	}
 	// The worker answered: the request counts toward its limits whatever
 	// happened to the answer on its way to the client.
-	p.release(s, keep && intime && herr == nil, true)
-	return herr, true, false
+	if keep && intime && herr == nil {
+		p.release(s, servedKeepConn)
+	} else {
+		p.release(s, served)
+	}
+	return true, false, herr
+}
+
+// notAnswered releases s after a request sent on it got no response byte
+// (err), and reports whether the request may be sent again: only when the
+// worker dropped it unread. timedOut: request_timeout ran out first.
+func (p *Pool) notAnswered(ctx context.Context, s *slot, reused, timedOut bool, err error) (retry bool, _ error) {
+	w := s.w
+	unread := errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	// A worker that dropped a request unread is likely exiting: its
+	// slot goes where it is taken last. One that read it counts it.
+	if unread {
+		p.release(s, droppedUnread)
+	} else {
+		p.release(s, served)
+	}
+	switch {
+	case timedOut:
+		p.timeouts.Add(1)
+		p.kill(w, "request_timeout exceeded before the worker answered")
+		return false, ErrTimeout
+	case ctx.Err() != nil:
+		return false, context.Cause(ctx)
+	}
+	if unread && !reused {
+		// A fresh connection dropped unread: the worker is exiting.
+		p.markGone(w)
+	}
+	return unread, fmt.Errorf("worker %d: %w", w.proc.Pid(), err)
 }
 
 // logStderr logs FastCGI stderr records line by line.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"syscall"
 	"time"
 )
@@ -38,7 +39,7 @@ func (p *Pool) busyLocked(s *slot, uri string) {
 
 // freeLocked marks s as no longer serving; a retiring worker whose last
 // request ended is stopped.
-func (p *Pool) freeLocked(s *slot) {
+func (p *Pool) freeLocked(d *decision, s *slot) {
 	if !s.busy {
 		return
 	}
@@ -48,8 +49,8 @@ func (p *Pool) freeLocked(s *slot) {
 	w.busy--
 	if w.busy == 0 {
 		w.idleSince = time.Now()
-		if w.retiring && !w.termed.Load() {
-			p.termLocked(w)
+		if w.retiring && !w.termed {
+			p.termLocked(d, w)
 		}
 		if p.draining {
 			p.poke()
@@ -129,19 +130,8 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 		p.mu.Unlock()
 		return nil, errRedirect
 	}
-	if n := len(p.idle); n > 0 {
-		i := n - 1
-		if avoid != nil {
-			for j, s := range p.idle {
-				if (p.idle[i].w == avoid && s.w != avoid) || (s.w != avoid && s.w.served < p.idle[i].w.served) {
-					i = j
-				}
-			}
-		}
-		s := p.idle[i]
-		copy(p.idle[i:], p.idle[i+1:])
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
+	if len(p.idle) > 0 {
+		s := p.takeIdleLocked(avoid)
 		p.busyLocked(s, uri)
 		p.mu.Unlock()
 		return s, nil
@@ -152,10 +142,36 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 	// The scaler decides on exact numbers, at once rather than at its next
 	// tick: a queued request is the signal to spawn.
 	p.poke()
+	return p.await(ctx, wt)
+}
 
+// takeIdleLocked takes an idle slot off p.idle, the last one put there,
+// or for a retry (avoid set) one of the worker that has served the fewest
+// requests, not avoid's if possible. There must be one.
+func (p *Pool) takeIdleLocked(avoid *worker) *slot {
+	n := len(p.idle)
+	i := n - 1
+	if avoid != nil {
+		for j, s := range p.idle {
+			if (p.idle[i].w == avoid && s.w != avoid) || (s.w != avoid && s.w.served < p.idle[i].w.served) {
+				i = j
+			}
+		}
+	}
+	s := p.idle[i]
+	copy(p.idle[i:], p.idle[i+1:])
+	p.idle[n-1] = nil
+	p.idle = p.idle[:n-1]
+	return s
+}
+
+// await waits up to queue_timeout for the queued request wt to be handed
+// a slot.
+func (p *Pool) await(ctx context.Context, wt *waiter) (*slot, error) {
+	d := p.decide()
 	var timeout <-chan time.Time
-	if p.conf().QueueTimeout > 0 {
-		timer := time.NewTimer(p.conf().QueueTimeout)
+	if d.cfg.QueueTimeout > 0 {
+		timer := time.NewTimer(d.cfg.QueueTimeout)
 		defer timer.Stop()
 		timeout = timer.C
 	} else {
@@ -186,7 +202,7 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 	if wt.done {
 		// A slot was handed over as we gave up: pass it on.
 		if s := <-wt.ch; s != nil {
-			p.freeLocked(s)
+			p.freeLocked(d, s)
 			if !s.w.gone {
 				p.putLocked(s)
 			}
@@ -194,6 +210,7 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 	}
 	wt.done = true
 	p.mu.Unlock()
+	d.run()
 	return nil, err
 }
 
@@ -219,56 +236,75 @@ func (p *Pool) unavailableLocked() error {
 	return nil
 }
 
-// release returns s to the pool after a request. keep says whether its
-// connection can carry another request; served whether the worker handled
-// (or may have handled) the request, which counts toward its limits.
-func (p *Pool) release(s *slot, keep, served bool) {
-	p.releaseAt(s, keep, served, false)
-}
+// outcome is how a request's attempt on a slot ended; release acts on it.
+type outcome int
 
-// releaseAt is release; last puts an idle slot where it is taken last.
-func (p *Pool) releaseAt(s *slot, keep, served, last bool) {
-	if !keep && s.conn != nil {
+const (
+	// notCounted: the attempt does not count toward the worker's limits
+	// (it never reached the worker, or the worker is being killed for it).
+	// The connection is closed.
+	notCounted outcome = iota
+	// droppedUnread: the worker closed the connection with the request
+	// unread. It is likely exiting: the slot goes where it is taken last.
+	droppedUnread
+	// served: the worker handled (or may have handled) the request, which
+	// counts toward its limits. The connection is closed.
+	served
+	// servedKeepConn: served, and the connection can carry another
+	// request.
+	servedKeepConn
+)
+
+// release returns s to the pool after a request that ended as out.
+func (p *Pool) release(s *slot, out outcome) {
+	if out != servedKeepConn && s.conn != nil {
 		s.conn.Close()
 		s.conn = nil
 	}
+	d := p.decide()
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	w := s.w
-	if served {
-		w.served++
-		switch {
-		case p.conf().MaxRequests > 0 && w.served >= int64(p.conf().MaxRequests):
-			p.retireLocked(w, "max_requests")
-		case p.selfLimit > 0 && w.served >= p.selfLimit:
-			// php-cgi exits by itself now (PHP_FCGI_MAX_REQUESTS): a
-			// request sent to it would race its exit. The SIGTERM that
-			// retiring sends only says the same thing.
-			p.retireLocked(w, "self_limit")
-		}
+	if out == served || out == servedKeepConn {
+		p.countServedLocked(d, w)
 	}
-	p.freeLocked(s)
-	if w.gone || p.state == Stopping {
+	p.freeLocked(d, s)
+	switch {
+	case w.gone || p.state == Stopping:
 		if s.conn != nil {
 			s.conn.Close()
 			s.conn = nil
 		}
-		return
-	}
-	if last && len(p.waiters) == 0 {
+	case out == droppedUnread && len(p.waiters) == 0:
 		p.idle = append(p.idle, nil)
 		copy(p.idle[1:], p.idle)
 		p.idle[0] = s
-		return
+	default:
+		p.putLocked(s)
 	}
-	p.putLocked(s)
+	p.mu.Unlock()
+	d.run()
+}
+
+// countServedLocked counts a request w served and retires w once it has
+// served its max_requests, or the number after which it exits by itself.
+func (p *Pool) countServedLocked(d *decision, w *worker) {
+	w.served++
+	switch {
+	case d.cfg.MaxRequests > 0 && w.served >= int64(d.cfg.MaxRequests):
+		p.retireLocked(d, w, "max_requests")
+	case p.selfLimit > 0 && w.served >= p.selfLimit:
+		// php-cgi exits by itself now (PHP_FCGI_MAX_REQUESTS): a
+		// request sent to it would race its exit. The SIGTERM that
+		// retiring sends only says the same thing.
+		p.retireLocked(d, w, "self_limit")
+	}
 }
 
 // retireLocked recycles w gracefully: it gets no new request, the owner
 // starts its replacement where the pool needs the capacity, and w is
 // stopped (SIGTERM, SIGKILL past stop_timeout) once its requests in
 // progress are done.
-func (p *Pool) retireLocked(w *worker, cause string) {
+func (p *Pool) retireLocked(d *decision, w *worker, cause string) {
 	if w.gone {
 		return
 	}
@@ -276,9 +312,9 @@ func (p *Pool) retireLocked(w *worker, cause string) {
 	w.retiring = true
 	p.dropIdleLocked(w)
 	p.totals.Recycled[cause]++
-	w.log.Info("recycling worker", "cause", cause, "requests", w.served, "age", time.Since(w.started).Round(time.Millisecond))
+	d.logs(w.log, slog.LevelInfo, "recycling worker", "cause", cause, "requests", w.served, "age", time.Since(w.started).Round(time.Millisecond))
 	if w.busy == 0 {
-		p.termLocked(w)
+		p.termLocked(d, w)
 	}
 	p.poke()
 }
@@ -289,39 +325,79 @@ func (p *Pool) retireLocked(w *worker, cause string) {
 // stop_timeout.
 const termRepeat = 500 * time.Millisecond
 
+// stopStep is how far termLocked's sequence has gone in stopping a worker
+// (guarded by Pool.mu). Steps only advance; each timer of the sequence
+// acts only in the step that armed it (stopTimeElapsed):
+//
+//	notStopped ──termLocked: SIGTERM──▶ termSent ──termRepeat: SIGTERM──▶ termRepeated ──stop_timeout: SIGKILL──▶ killSent
+//	any ──kill: SIGKILL──▶ killSent
+//	any ──the process exited──▶ watch stops the pending timer
+type stopStep int
+
+const (
+	notStopped stopStep = iota
+	termSent
+	termRepeated
+	killSent
+)
+
 // termLocked sends SIGTERM to w's group, again after termRepeat, and
 // SIGKILL past stop_timeout.
-func (p *Pool) termLocked(w *worker) {
-	w.termed.Store(true)
-	w.proc.SignalGroup(syscall.SIGTERM)
-	stop := p.conf().StopTimeout
+func (p *Pool) termLocked(d *decision, w *worker) {
+	w.termed = true
+	w.stop = termSent
+	d.signal(w, syscall.SIGTERM)
+	stop := d.cfg.StopTimeout
 	first := min(termRepeat, stop)
-	w.killTimer = time.AfterFunc(first, func() {
-		if w.proc.Exited() {
-			return
-		}
-		w.proc.SignalGroup(syscall.SIGTERM)
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		w.killTimer = time.AfterFunc(stop-first, func() {
-			if !w.proc.Exited() {
-				w.log.Warn("worker did not stop within stop_timeout; killing it")
-				w.proc.SignalGroup(syscall.SIGKILL)
-			}
-		})
-	})
+	w.stopTimer = time.AfterFunc(first, func() { p.stopTimeElapsed(w, termSent, stop-first) })
+}
+
+// stopTimeElapsed is the timer of stop step armed: it acts only when w has
+// neither exited nor moved to another step since. From termSent it sends
+// SIGTERM again and arms the step that sends SIGKILL after rest.
+func (p *Pool) stopTimeElapsed(w *worker, armed stopStep, rest time.Duration) {
+	var fx effects
+	p.mu.Lock()
+	if exited(w.proc) || w.stop != armed {
+		p.mu.Unlock()
+		return
+	}
+	switch armed {
+	case termSent:
+		w.stop = termRepeated
+		fx.signal(w, syscall.SIGTERM)
+		w.stopTimer = time.AfterFunc(rest, func() { p.stopTimeElapsed(w, termRepeated, 0) })
+	case termRepeated:
+		w.stop = killSent
+		fx.logs(w.log, slog.LevelWarn, "worker did not stop within stop_timeout; killing it")
+		fx.signal(w, syscall.SIGKILL)
+	}
+	p.mu.Unlock()
+	fx.run()
+}
+
+// killLocked stops w at once, its whole process group, ending any stop
+// sequence.
+func (p *Pool) killLocked(fx *effects, w *worker) {
+	w.gone = true
+	p.dropIdleLocked(w)
+	if w.stopTimer != nil {
+		w.stopTimer.Stop()
+	}
+	w.stop = killSent
+	fx.signal(w, syscall.SIGKILL)
 }
 
 // kill stops w at once (its whole process group) because of how it served
 // a request; it is replaced without counting as a crash.
 func (p *Pool) kill(w *worker, why string) {
+	var fx effects
 	p.mu.Lock()
-	w.gone = true
 	w.killed = true
-	p.dropIdleLocked(w)
+	fx.logs(w.log, slog.LevelWarn, "killing worker", "reason", why)
+	p.killLocked(&fx, w)
 	p.mu.Unlock()
-	w.log.Warn("killing worker", "reason", why)
-	w.proc.SignalGroup(syscall.SIGKILL)
+	fx.run()
 	p.poke()
 }
 
@@ -330,26 +406,29 @@ func (p *Pool) kill(w *worker, why string) {
 // so that it is replaced; its exit is accounted as what it is (a crash at
 // start still backs off).
 func (p *Pool) markGone(w *worker) {
+	var fx effects
 	p.mu.Lock()
-	already := w.gone
-	w.gone = true
-	p.dropIdleLocked(w)
-	p.mu.Unlock()
-	if !already && !w.proc.Exited() {
-		w.proc.SignalGroup(syscall.SIGKILL)
+	if w.gone || exited(w.proc) {
+		w.gone = true
+		p.dropIdleLocked(w)
+	} else {
+		p.killLocked(&fx, w)
 	}
+	p.mu.Unlock()
+	fx.run()
 	p.poke()
 }
 
 // Roll recycles every worker of the pool (SIGUSR2): each gets no new
 // request, its replacement starts first, and it stops once idle.
 func (p *Pool) Roll() {
+	d := p.decide()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state == Stopping {
-		return
+	if p.state != Stopping {
+		for w := range p.workers {
+			p.retireLocked(d, w, "restart")
+		}
 	}
-	for w := range p.workers {
-		p.retireLocked(w, "restart")
-	}
+	p.mu.Unlock()
+	d.run()
 }

@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// Status is a pool's state as the admin endpoints show it (DESIGN.md
-// "Status JSON"); Pool.Status returns a consistent snapshot.
+// Status is a pool's state as the admin endpoints show it (/status JSON,
+// and the metrics derived from it); Pool.Status returns a consistent
+// snapshot.
 type Status struct {
 	Name  string `json:"name"`
 	Mode  string `json:"mode"`  // static | dynamic | ondemand
@@ -78,15 +79,16 @@ func (p *Pool) Observe(code int) {
 // worker, outside the pool's lock.
 func (p *Pool) Status() Status {
 	now := time.Now()
+	cfg := p.conf()
 	p.mu.Lock()
 	st := Status{
-		Name:        p.conf().Name,
-		Mode:        string(p.conf().Scaling),
+		Name:        cfg.Name,
+		Mode:        string(cfg.Scaling),
 		State:       p.state.String(),
 		Queue:       p.queuedLocked(),
-		MinWorkers:  p.floor(),
-		MaxWorkers:  p.conf().MaxWorkers,
-		Concurrency: p.conf().Concurrency,
+		MinWorkers:  floor(cfg),
+		MaxWorkers:  cfg.MaxWorkers,
+		Concurrency: cfg.Concurrency,
 		LastExit:    p.lastErr,
 		LastStderr:  p.lastStderr,
 		Totals:      p.totals,
@@ -96,33 +98,11 @@ func (p *Pool) Status() Status {
 	}
 	st.Totals.Recycled = maps.Clone(p.totals.Recycled)
 	for w := range p.workers {
-		ws := WorkerStatus{
-			Pid:        w.proc.Pid,
-			Requests:   w.served,
-			AgeSeconds: now.Sub(w.started).Seconds(),
-		}
-		switch {
-		case w.gone:
-			ws.State = "retiring"
-		case w.busy > 0:
-			ws.State = "busy"
-		default:
-			ws.State = "idle"
-		}
-		var oldest *slot
-		for _, s := range w.slots {
-			if s.busy && (oldest == nil || s.since.Before(oldest.since)) {
-				oldest = s
-			}
-		}
-		if oldest != nil {
-			ws.Request = &RequestStatus{URI: oldest.uri, Seconds: now.Sub(oldest.since).Seconds()}
-		}
 		if !w.gone {
 			st.BusySlots += w.busy
 			st.IdleSlots += len(w.slots) - w.busy
 		}
-		st.Workers = append(st.Workers, ws)
+		st.Workers = append(st.Workers, w.statusLocked(now))
 	}
 	p.mu.Unlock()
 
@@ -141,4 +121,31 @@ func (p *Pool) Status() Status {
 	}
 	sort.Slice(st.Workers, func(i, j int) bool { return st.Workers[i].Pid < st.Workers[j].Pid })
 	return st
+}
+
+// statusLocked is w's WorkerStatus at now, but for its RSS.
+func (w *worker) statusLocked(now time.Time) WorkerStatus {
+	ws := WorkerStatus{
+		Pid:        w.proc.Pid(),
+		Requests:   w.served,
+		AgeSeconds: now.Sub(w.started).Seconds(),
+	}
+	switch {
+	case w.gone:
+		ws.State = "retiring"
+	case w.busy > 0:
+		ws.State = "busy"
+	default:
+		ws.State = "idle"
+	}
+	var oldest *slot
+	for _, s := range w.slots {
+		if s.busy && (oldest == nil || s.since.Before(oldest.since)) {
+			oldest = s
+		}
+	}
+	if oldest != nil {
+		ws.Request = &RequestStatus{URI: oldest.uri, Seconds: now.Sub(oldest.since).Seconds()}
+	}
+	return ws
 }
