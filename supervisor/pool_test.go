@@ -26,6 +26,7 @@ import (
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/fastcgi"
+	"github.com/fcgivisor/fcgivisor/internal/testlog"
 	"github.com/fcgivisor/fcgivisor/socket"
 	"github.com/fcgivisor/fcgivisor/spawner"
 )
@@ -157,26 +158,9 @@ var (
 	reaper     *spawner.Reaper
 )
 
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type testPool struct {
 	*Pool
-	log    *logBuf
+	log    *testlog.Buffer
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -219,7 +203,7 @@ func newTestPool(t *testing.T, helper string, edit func(*conf.Pool)) *testPool {
 	if edit != nil {
 		edit(cfg)
 	}
-	lb := &logBuf{}
+	lb := &testlog.Buffer{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p := NewPool(cfg, Env{Reaper: reaper, Runtime: rt, Logger: log, Getenv: func(string) (string, bool) { return "", false }})
 	ctx, cancel := context.WithCancel(context.Background())

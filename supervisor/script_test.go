@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/internal/testlog"
 	"github.com/fcgivisor/fcgivisor/socket"
 	"github.com/fcgivisor/fcgivisor/spawner"
 )
@@ -266,7 +267,7 @@ func inBubble(t *testing.T, o *fakeOS, edit func(*conf.Pool), test func(t *testi
 		if edit != nil {
 			edit(cfg)
 		}
-		lb := &logBuf{}
+		lb := &testlog.Buffer{}
 		log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		p := NewPool(cfg, Env{
 			Runtime: rt,
