@@ -186,12 +186,27 @@ func newTestPool(t *testing.T, helper string, edit func(*conf.Pool)) *testPool {
 	}
 	t.Cleanup(func() { rt.Close() })
 	exe, _ := os.Executable()
+	// The race runtime sleeps 1 s in exit by default: a worker that exits
+	// by itself would linger like no real one does.
+	cfg := testConf(exe, map[string]string{"SUPERVISOR_HELPER": helper, "GORACE": "atexit_sleep_ms=0"}, edit)
+	lb := &testlog.Buffer{}
+	tp := runPool(cfg, lb, Env{Reaper: reaper, Runtime: rt})
+	t.Cleanup(func() {
+		tp.stop(t)
+		if t.Failed() {
+			t.Logf("pool log:\n%s", lb.String())
+		}
+	})
+	return tp
+}
+
+// testConf is the tests' pool: one static worker running exe with env;
+// edit (if not nil) changes it.
+func testConf(exe string, env map[string]string, edit func(*conf.Pool)) *conf.Pool {
 	cfg := &conf.Pool{
-		Name:    "t",
-		Command: []string{exe},
-		// The race runtime sleeps 1 s in exit by default: a worker that
-		// exits by itself would linger like no real one does.
-		Env:            map[string]string{"SUPERVISOR_HELPER": helper, "GORACE": "atexit_sleep_ms=0"},
+		Name:           "t",
+		Command:        []string{exe},
+		Env:            env,
 		Scaling:        conf.Static,
 		Workers:        1,
 		MaxWorkers:     1,
@@ -203,19 +218,19 @@ func newTestPool(t *testing.T, helper string, edit func(*conf.Pool)) *testPool {
 	if edit != nil {
 		edit(cfg)
 	}
-	lb := &testlog.Buffer{}
-	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p := NewPool(cfg, Env{Reaper: reaper, Runtime: rt, Logger: log, Getenv: func(string) (string, bool) { return "", false }})
+	return cfg
+}
+
+// runPool runs a pool of cfg in env, logging to lb, and returns once it
+// is ready.
+func runPool(cfg *conf.Pool, lb *testlog.Buffer, env Env) *testPool {
+	env.Logger = slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	env.Getenv = func(string) (string, bool) { return "", false }
+	p := NewPool(cfg, env)
 	ctx, cancel := context.WithCancel(context.Background())
 	tp := &testPool{Pool: p, log: lb, cancel: cancel, done: make(chan struct{})}
 	go func() { defer close(tp.done); p.Run(ctx, context.Background()) }()
 	<-p.Ready()
-	t.Cleanup(func() {
-		tp.stop(t)
-		if t.Failed() {
-			t.Logf("pool log:\n%s", lb.String())
-		}
-	})
 	return tp
 }
 

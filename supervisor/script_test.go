@@ -11,7 +11,6 @@ package supervisor
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/fcgi"
@@ -253,35 +252,11 @@ func inBubble(t *testing.T, o *fakeOS, edit func(*conf.Pool), test func(t *testi
 		if err != nil {
 			t.Fatal(err)
 		}
-		cfg := &conf.Pool{
-			Name:           "t",
-			Command:        []string{exe}, // resolved, never run
-			Scaling:        conf.Static,
-			Workers:        1,
-			MaxWorkers:     1,
-			Concurrency:    1,
-			RequestTimeout: 10 * time.Second,
-			QueueTimeout:   5 * time.Second,
-			StopTimeout:    5 * time.Second,
-		}
-		if edit != nil {
-			edit(cfg)
-		}
+		cfg := testConf(exe, nil, edit) // resolved, never run
 		lb := &testlog.Buffer{}
-		log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		p := NewPool(cfg, Env{
-			Runtime: rt,
-			Logger:  log,
-			Getenv:  func(string) (string, bool) { return "", false },
-			Start:   o.start,
-			Dial:    o.dial,
-		})
-		ctx, cancel := context.WithCancel(context.Background())
-		tp := &testPool{Pool: p, log: lb, cancel: cancel, done: make(chan struct{})}
-		go func() { defer close(tp.done); p.Run(ctx, context.Background()) }()
-		<-p.Ready()
+		tp := runPool(cfg, lb, Env{Runtime: rt, Start: o.start, Dial: o.dial})
 		defer func() {
-			cancel()
+			tp.cancel()
 			<-tp.done
 			if t.Failed() {
 				t.Logf("pool log:\n%s", lb.String())
