@@ -11,7 +11,7 @@
 //
 // The daemon reads no environment variable, argument or process-wide
 // setting itself: cmd/fcgivisor decides those (logger, systemd variables,
-// subreaper, the one spawner.Reaper, signal delivery) and passes them in
+// subreaper, the one spawner.Parent, signal delivery) and passes them in
 // Options. docs/design.md describes the whole process.
 package daemon
 
@@ -48,9 +48,9 @@ type Options struct {
 	LogFile *LogFile
 	// Version is fcgivisor's version, logged and sent as SERVER_SOFTWARE.
 	Version string
-	// Reaper starts and reaps every child of the process; its Run must be
+	// Parent starts and reaps every child of the process; its Run must be
 	// going.
-	Reaper *spawner.Reaper
+	Parent *spawner.Parent
 	// Actions are the signals, as signals.Notify delivers them.
 	Actions <-chan signals.Action
 	// Privileged: fcgivisor runs as root, so users and groups apply.
@@ -122,7 +122,7 @@ func start(o Options) (_ *instance, err error) {
 	in := &instance{
 		o:         o,
 		log:       o.Log,
-		env:       supervisor.Env{Reaper: o.Reaper, Logger: o.Log, Getenv: hideSystemd(o.Getenv), Privileged: o.Privileged, Self: o.Self},
+		env:       supervisor.Env{Parent: o.Parent, Logger: o.Log, Getenv: hideSystemd(o.Getenv), Privileged: o.Privileged, Self: o.Self},
 		hard:      hard,
 		kill:      kill,
 		cfg:       cfg,
@@ -165,7 +165,7 @@ func start(o Options) (_ *instance, err error) {
 		<-pr.pool.Ready()
 	}
 	in.srv, err = front.New(cfg, poolMap(in.pools), front.Options{
-		Log: in.log, Software: "fcgivisor/" + o.Version, Reaper: o.Reaper, Privileged: o.Privileged,
+		Log: in.log, Software: "fcgivisor/" + o.Version, Parent: o.Parent, Privileged: o.Privileged,
 	})
 	if err != nil {
 		return nil, err

@@ -44,20 +44,20 @@ func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
 
-// testReaper is the test process's one Reaper (a second is an error).
-var testReaper *spawner.Reaper
+// testParent is the test process's one Parent (a second is an error).
+var testParent *spawner.Parent
 
 func run(m *testing.M) int {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		fmt.Fprintln(os.Stderr, "subreaper:", err)
 		return 1
 	}
-	r, err := spawner.NewReaper()
+	r, err := spawner.NewParent()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	testReaper = r
+	testParent = r
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Run(ctx) }()
@@ -140,7 +140,7 @@ func (f *fixture) options(actions <-chan signals.Action) Options {
 		f.t.Fatal(err)
 	}
 	return Options{
-		Path: f.path, Config: cfg, Version: "test", Reaper: testReaper, Actions: actions,
+		Path: f.path, Config: cfg, Version: "test", Parent: testParent, Actions: actions,
 		Log:        slog.New(slog.NewTextHandler(f.log, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Privileged: os.Geteuid() == 0, Pid: os.Getpid(),
 		Getenv: func(k string) (string, bool) { return "", false },

@@ -151,10 +151,10 @@ func TestCheckPrivilegesCGIRoutes(t *testing.T) {
 	}
 }
 
-// testReaper is the one Reaper of the test process: two would reap each
+// testParent is the one Parent of the test process: two would reap each
 // other's children.
-var testReaper = sync.OnceValue(func() *spawner.Reaper {
-	r, err := spawner.NewReaper()
+var testParent = sync.OnceValue(func() *spawner.Parent {
+	r, err := spawner.NewParent()
 	if err != nil {
 		panic(err)
 	}
@@ -162,14 +162,14 @@ var testReaper = sync.OnceValue(func() *spawner.Reaper {
 	return r
 })
 
-// cgiServer serves dir's scripts under /cgi-bin/ with a real Reaper.
+// cgiServer serves dir's scripts under /cgi-bin/ with a real Parent.
 func cgiServer(t *testing.T, dir string, timeout time.Duration, maxConcurrent int) (*Server, *testlog.Buffer) {
 	t.Helper()
 	return cgiServerWith(t, dir, timeout, maxConcurrent, Options{})
 }
 
 // cgiServerWith is cgiServer with o's fields besides Log, Software and
-// Reaper.
+// Parent.
 func cgiServerWith(t *testing.T, dir string, timeout time.Duration, maxConcurrent int, o Options) (*Server, *testlog.Buffer) {
 	t.Helper()
 	logs := &testlog.Buffer{}
@@ -178,7 +178,7 @@ func cgiServerWith(t *testing.T, dir string, timeout time.Duration, maxConcurren
 		{Prefix: "/cgi-bin/", CGI: dir, Timeout: timeout, MaxConcurrent: maxConcurrent},
 		{Prefix: "/static/", Static: dir},
 	}}}
-	o.Log, o.Software, o.Reaper = log, "fcgivisor/test", testReaper()
+	o.Log, o.Software, o.Parent = log, "fcgivisor/test", testParent()
 	s, err := New(cfg, nil, o)
 	if err != nil {
 		t.Fatal(err)

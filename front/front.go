@@ -54,8 +54,8 @@ type Server struct {
 type Options struct {
 	Log      *slog.Logger
 	Software string // SERVER_SOFTWARE, "fcgivisor/VERSION"
-	// Reaper starts CGI programs (cgi routes, cgi_fallback).
-	Reaper *spawner.Reaper
+	// Parent starts CGI programs (cgi routes, cgi_fallback).
+	Parent *spawner.Parent
 	// Privileged: fcgivisor runs as root, so cgi routes' user and group
 	// apply (CheckPrivileges has checked them).
 	Privileged bool
@@ -144,7 +144,7 @@ type buffers struct {
 // New builds the front for cfg; pools holds every pool by name.
 func New(cfg *conf.Config, pools map[string]*supervisor.Pool, o Options) (*Server, error) {
 	log := o.Log
-	s := &Server{log: log, software: o.Software, cgi: spawner.NewCGIRunner(o.Reaper), privileged: o.Privileged,
+	s := &Server{log: log, software: o.Software, cgi: spawner.NewCGIRunner(o.Parent), privileged: o.Privileged,
 		bodyReadTimeout: cmp.Or(o.BodyReadTimeout, defaultBodyReadTimeout)}
 	if err := s.Update(cfg, pools); err != nil {
 		return nil, err

@@ -55,7 +55,7 @@ const stderrGrace = time.Second
 // after Detach, the goroutine that waits for its exit. Shutdown joins
 // them all. The zero value is not usable: see NewCGIRunner.
 type CGIRunner struct {
-	reaper *Reaper
+	parent *Parent
 
 	mu     sync.Mutex
 	runs   map[*CGI]struct{} // not yet reaped (Wait): what Shutdown kills; guarded by mu
@@ -64,8 +64,8 @@ type CGIRunner struct {
 }
 
 // NewCGIRunner returns a runner that starts its programs through r.
-func NewCGIRunner(r *Reaper) *CGIRunner {
-	return &CGIRunner{reaper: r, runs: make(map[*CGI]struct{})}
+func NewCGIRunner(r *Parent) *CGIRunner {
+	return &CGIRunner{parent: r, runs: make(map[*CGI]struct{})}
 }
 
 // CGIOptions are what a run needs besides its Spec.
@@ -130,7 +130,7 @@ func (cr *CGIRunner) Start(ctx context.Context, spec Spec, opts CGIOptions) (*CG
 	}
 	cr.ended.Add(1) // under mu, before Shutdown can Wait
 	cr.mu.Unlock()
-	p, pipes, err := cr.reaper.startCGI(spec)
+	p, pipes, err := cr.parent.startCGI(spec)
 	if err != nil {
 		cr.ended.Done()
 		return nil, err
@@ -317,7 +317,7 @@ func (cr *CGIRunner) Shutdown(ctx context.Context) error {
 // Our ends are non-blocking and registered with Go's poller, so Close or a
 // deadline unblocks a pending Read or Write even while a forked grandchild
 // still holds the other end.
-func (r *Reaper) startCGI(spec Spec) (*Process, [3]*os.File, error) {
+func (r *Parent) startCGI(spec Spec) (*Process, [3]*os.File, error) {
 	var ours, theirs [3]*os.File
 	closeAll := func() {
 		for i := range 3 {

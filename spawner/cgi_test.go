@@ -121,7 +121,7 @@ func closed(ch <-chan struct{}) bool {
 // stdout, its stderr is logged per line with its pid, and Close returns
 // once it was reaped, with a non-zero exit logged and OnEnd run.
 func TestCGIRunsAndIsReaped(t *testing.T) {
-	cr := NewCGIRunner(startReaper(t))
+	cr := NewCGIRunner(startParent(t))
 	logs := &testlog.Buffer{}
 	ended := make(chan struct{})
 	c, err := cr.Start(context.Background(), cgiSpec(t, "cgi-echo", "CGI_EXIT=3"), CGIOptions{
@@ -165,7 +165,7 @@ func TestCGIRunsAndIsReaped(t *testing.T) {
 // The timeout kills the program's whole process group, a forked
 // grandchild included, and Err says so.
 func TestCGITimeoutKillsGroup(t *testing.T) {
-	cr := NewCGIRunner(startReaper(t))
+	cr := NewCGIRunner(startParent(t))
 	logs := &testlog.Buffer{}
 	start := time.Now()
 	c, err := cr.Start(context.Background(), cgiSpec(t, "cgi-fork"), CGIOptions{
@@ -196,7 +196,7 @@ func TestCGITimeoutKillsGroup(t *testing.T) {
 // A caller whose context is done (a client that went away) gets the
 // program's group killed, a forked grandchild included.
 func TestCGICancelKillsGroup(t *testing.T) {
-	cr := NewCGIRunner(startReaper(t))
+	cr := NewCGIRunner(startParent(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c, err := cr.Start(ctx, cgiSpec(t, "cgi-fork"), CGIOptions{})
@@ -221,7 +221,7 @@ func TestCGICancelKillsGroup(t *testing.T) {
 // caller past the kill: Read fails, and a deadline the caller sets
 // afterwards (copyBody's wait for more output) does not lift the kill's.
 func TestCGIKillUnblocksReadsOfEscapedPipe(t *testing.T) {
-	cr := NewCGIRunner(startReaper(t))
+	cr := NewCGIRunner(startParent(t))
 	c, err := cr.Start(context.Background(), cgiSpec(t, "cgi-escape"), CGIOptions{Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -262,7 +262,7 @@ func TestCGIKillUnblocksReadsOfEscapedPipe(t *testing.T) {
 // caller's context no longer kills the program, and OnEnd (the place
 // given back) runs at the exit, not before.
 func TestCGIDetachWaitsForExit(t *testing.T) {
-	cr := NewCGIRunner(startReaper(t))
+	cr := NewCGIRunner(startParent(t))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ended := make(chan struct{})
@@ -302,7 +302,7 @@ func TestCGIDetachWaitsForExit(t *testing.T) {
 // groups left, waits until each run has ended (OnEnd included) and
 // returns the context's error; Start is refused from then on.
 func TestCGIShutdownKillsAndWaits(t *testing.T) {
-	cr := NewCGIRunner(startReaper(t))
+	cr := NewCGIRunner(startParent(t))
 	var ends [2]chan struct{}
 	var runs [2]*CGI
 	var gc string

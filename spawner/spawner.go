@@ -3,12 +3,13 @@
 // PR_SET_PDEATHSIG from a locked OS thread, and a listening socket as fd 0.
 //
 // fcgivisor is a child subreaper, so orphaned grandchildren are reparented to
-// it. A Reaper is therefore the only caller of wait4 in the process: it reaps
-// every child, hands the status of the ones it started to their owner, and
+// it. A Parent, fcgivisor as the parent of its children, is therefore the
+// only caller of wait4 in the process: it starts processes and reaps every
+// child, hands the status of the ones it started to their owner, and
 // discards the rest (orphans). Nothing else may wait for children while a
-// Reaper runs: start every process through it.
+// Parent runs: start every process through it.
 //
-// A CGIRunner (cgi.go) runs one-shot CGI programs on top of a Reaper: it
+// A CGIRunner (cgi.go) runs one-shot CGI programs on top of a Parent: it
 // kills them at their timeout or when their caller's context is done, and
 // kills and waits for the ones left at Shutdown.
 package spawner
@@ -79,8 +80,10 @@ func (p *Process) SignalGroup(sig syscall.Signal) error {
 	return nil
 }
 
-// Reaper starts processes and reaps every child of fcgivisor.
-type Reaper struct {
+// Parent starts processes (Start, from forker threads locked for good) and
+// reaps every child of fcgivisor (Run). A process has one: NewParent
+// refuses a second.
+type Parent struct {
 	// A child may exit, and be reaped, before ForkExec has returned its
 	// pid to us. Rather than hold a lock across the fork (which made the
 	// reaper, and so every exit, wait for forks in flight), the reaper
@@ -120,21 +123,21 @@ type forkJob struct {
 	err  chan error
 }
 
-// reaperMade: a Reaper exists in this process. Two would each wait4 for
+// parentMade: a Parent exists in this process. Two would each wait4 for
 // every child and discard the other's as orphans.
-var reaperMade atomic.Bool
+var parentMade atomic.Bool
 
-// NewReaper returns the process's Reaper; call Run to start reaping. A
+// NewParent returns the process's Parent; call Run to start reaping. A
 // second call is an error.
-func NewReaper() (*Reaper, error) {
-	if !reaperMade.CompareAndSwap(false, true) {
-		return nil, errors.New("spawner: a Reaper exists already: one process has one (each would reap the other's children)")
+func NewParent() (*Parent, error) {
+	if !parentMade.CompareAndSwap(false, true) {
+		return nil, errors.New("spawner: a Parent exists already: one process has one (each would reap the other's children)")
 	}
 	null, err := os.Open(os.DevNull)
 	if err != nil {
 		return nil, err
 	}
-	r := &Reaper{procs: make(map[int]*Process), early: make(map[int]earlyExit), null: null, forks: make(chan forkJob)}
+	r := &Parent{procs: make(map[int]*Process), early: make(map[int]earlyExit), null: null, forks: make(chan forkJob)}
 	for range forkers {
 		go r.forker()
 	}
@@ -148,7 +151,7 @@ func NewReaper() (*Reaper, error) {
 // return), so children get their signal only when fcgivisor itself dies.
 // (A thread per fork, kept until the child exited, cost a thread creation
 // and exit per CGI request.)
-func (r *Reaper) forker() {
+func (r *Parent) forker() {
 	runtime.LockOSThread()
 	for j := range r.forks {
 		r.mu.Lock()
@@ -178,7 +181,7 @@ func (r *Reaper) forker() {
 
 // Run reaps children on every SIGCHLD until ctx is done. Cancel ctx only
 // once every started process has exited.
-func (r *Reaper) Run(ctx context.Context) {
+func (r *Parent) Run(ctx context.Context) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, unix.SIGCHLD)
 	defer signal.Stop(ch)
@@ -193,7 +196,7 @@ func (r *Reaper) Run(ctx context.Context) {
 	}
 }
 
-func (r *Reaper) reap() {
+func (r *Parent) reap() {
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
@@ -222,7 +225,7 @@ func (r *Reaper) reap() {
 
 // Start starts the process described by spec, forked by the forker
 // thread.
-func (r *Reaper) Start(spec Spec) (*Process, error) {
+func (r *Parent) Start(spec Spec) (*Process, error) {
 	files := []uintptr{r.fd(spec.Stdin), r.fd(spec.Stdout), r.fd(spec.Stderr)}
 	attr := &syscall.ProcAttr{
 		Dir:   spec.Dir,
@@ -246,7 +249,7 @@ func (r *Reaper) Start(spec Spec) (*Process, error) {
 	return p, nil
 }
 
-func (r *Reaper) fd(f *os.File) uintptr {
+func (r *Parent) fd(f *os.File) uintptr {
 	if f == nil {
 		f = r.null
 	}

@@ -72,20 +72,20 @@ func helper(name string) {
 
 // reaper is shared by the tests of this binary: only one may call wait4.
 var (
-	reaperOnce sync.Once
-	testReaper *Reaper
+	parentOnce sync.Once
+	testParent *Parent
 )
 
-func startReaper(t *testing.T) *Reaper {
-	reaperOnce.Do(func() {
-		r, err := NewReaper()
+func startParent(t *testing.T) *Parent {
+	parentOnce.Do(func() {
+		r, err := NewParent()
 		if err != nil {
 			panic(err)
 		}
-		testReaper = r
+		testParent = r
 		go r.Run(context.Background())
 	})
-	return testReaper
+	return testParent
 }
 
 func self(t *testing.T) string {
@@ -108,7 +108,7 @@ func wait(t *testing.T, p *Process) unix.WaitStatus {
 }
 
 func TestStartEnvDirGroup(t *testing.T) {
-	r := startReaper(t)
+	r := startParent(t)
 	t.Setenv("FCGIVISOR_LEAK", "secret")
 	dir := t.TempDir()
 	pr, pw, _ := os.Pipe()
@@ -139,7 +139,7 @@ func TestStartEnvDirGroup(t *testing.T) {
 }
 
 func TestExitStatus(t *testing.T) {
-	r := startReaper(t)
+	r := startParent(t)
 	p, err := r.Start(Spec{Path: self(t), Args: []string{"x"}, Env: []string{"SPAWNER_HELPER=exit7"}})
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +150,7 @@ func TestExitStatus(t *testing.T) {
 }
 
 func TestSignalGroupKillsGrandchildrenAndReapsOrphans(t *testing.T) {
-	r := startReaper(t)
+	r := startParent(t)
 	pr, pw, _ := os.Pipe()
 	p, err := r.Start(Spec{Path: self(t), Args: []string{"x"}, Env: []string{"SPAWNER_HELPER=orphan"}, Stdout: pw})
 	pw.Close()
@@ -199,7 +199,7 @@ func parentOf(pid int) int {
 // The forking thread must outlive the child: PR_SET_PDEATHSIG fires when it
 // exits. Threads come and go here while the child must stay alive.
 func TestChildSurvivesThreadChurn(t *testing.T) {
-	r := startReaper(t)
+	r := startParent(t)
 	pr, pw, _ := os.Pipe()
 	p, err := r.Start(Spec{Path: self(t), Args: []string{"x"}, Env: []string{"SPAWNER_HELPER=sleep"}, Stdout: pw})
 	pw.Close()
@@ -227,7 +227,7 @@ func TestChildSurvivesThreadChurn(t *testing.T) {
 }
 
 func TestStartMissingExecutable(t *testing.T) {
-	r := startReaper(t)
+	r := startParent(t)
 	_, err := r.Start(Spec{Path: "/nonexistent/x", Args: []string{"x"}})
 	if err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("err = %v, want ENOENT", err)
@@ -268,9 +268,9 @@ func TestResolve(t *testing.T) {
 
 // Children that exit at once, many started concurrently, each get their
 // own exit status: an exit reaped before its fork registered the pid
-// (Reaper.early) reaches the right Process, and none is lost.
+// (Parent.early) reaches the right Process, and none is lost.
 func TestConcurrentShortLivedChildrenGetTheirStatus(t *testing.T) {
-	r := startReaper(t) // the one Reaper: two would reap each other's children
+	r := startParent(t) // the one Parent: two would reap each other's children
 	var wg sync.WaitGroup
 	errs := make(chan error, 200)
 	for i := range 200 {
@@ -301,9 +301,9 @@ func TestConcurrentShortLivedChildrenGetTheirStatus(t *testing.T) {
 	}
 }
 
-func TestSecondReaperRefused(t *testing.T) {
-	startReaper(t)
-	if r, err := NewReaper(); err == nil || r != nil {
-		t.Fatalf("a second Reaper was made (%v): it would reap the first one's children", err)
+func TestSecondParentRefused(t *testing.T) {
+	startParent(t)
+	if r, err := NewParent(); err == nil || r != nil {
+		t.Fatalf("a second Parent was made (%v): it would reap the first one's children", err)
 	}
 }

@@ -109,7 +109,7 @@ const (
 
 // Env is what a pool needs from fcgivisor's process; main fills it.
 type Env struct {
-	Reaper  *spawner.Reaper
+	Parent  *spawner.Parent
 	Runtime *socket.RuntimeDir
 	Logger  *slog.Logger
 	// Getenv reads fcgivisor's own environment (for inherit_env and PATH).
@@ -121,7 +121,7 @@ type Env struct {
 	// (spawner.WithLimits); "" leaves rlimits alone.
 	Self string
 
-	// Start starts a worker process; nil: Reaper.Start. Dial connects to a
+	// Start starts a worker process; nil: Parent.Start. Dial connects to a
 	// worker's socket; nil: a Unix-socket dial. Tests set both to run a
 	// pool against scripted processes on fake time (testing/synctest),
 	// which real processes and sockets would keep from advancing.
@@ -129,7 +129,7 @@ type Env struct {
 	Dial  func(ctx context.Context, path string) (net.Conn, error)
 }
 
-// Process is a started worker process: one the Reaper started, or a
+// Process is a started worker process: one the Parent started, or a
 // test's scripted one.
 type Process interface {
 	Pid() int
@@ -141,7 +141,7 @@ type Process interface {
 	SignalGroup(sig syscall.Signal) error
 }
 
-// reaped is a Process the Reaper started.
+// reaped is a Process the Parent started.
 type reaped struct{ p *spawner.Process }
 
 func (r reaped) Pid() int                             { return r.p.Pid }
@@ -162,9 +162,9 @@ func exited(proc Process) bool {
 // defaults fills the OS behind env's fields that are nil.
 func (env *Env) defaults() {
 	if env.Start == nil {
-		reaper := env.Reaper
+		parent := env.Parent
 		env.Start = func(spec spawner.Spec) (Process, error) {
-			proc, err := reaper.Start(spec)
+			proc, err := parent.Start(spec)
 			if err != nil {
 				return nil, err
 			}

@@ -154,8 +154,8 @@ func rawWorker(keep bool, max int) {
 }
 
 var (
-	reaperOnce sync.Once
-	reaper     *spawner.Reaper
+	parentOnce sync.Once
+	parent     *spawner.Parent
 )
 
 type testPool struct {
@@ -167,12 +167,12 @@ type testPool struct {
 
 func newTestPool(t *testing.T, helper string, edit func(*conf.Pool)) *testPool {
 	t.Helper()
-	reaperOnce.Do(func() {
-		r, err := spawner.NewReaper()
+	parentOnce.Do(func() {
+		r, err := spawner.NewParent()
 		if err != nil {
 			panic(err)
 		}
-		reaper = r
+		parent = r
 		go r.Run(context.Background())
 	})
 	dir, err := os.MkdirTemp("", "fvp")
@@ -190,7 +190,7 @@ func newTestPool(t *testing.T, helper string, edit func(*conf.Pool)) *testPool {
 	// by itself would linger like no real one does.
 	cfg := testConf(exe, map[string]string{"SUPERVISOR_HELPER": helper, "GORACE": "atexit_sleep_ms=0"}, edit)
 	lb := &testlog.Buffer{}
-	tp := runPool(cfg, lb, Env{Reaper: reaper, Runtime: rt})
+	tp := runPool(cfg, lb, Env{Parent: parent, Runtime: rt})
 	t.Cleanup(func() {
 		tp.stop(t)
 		if t.Failed() {

@@ -15,7 +15,7 @@ import (
 //   - a function ending in Locked, and any statement between p.mu.Lock()
 //     and p.mu.Unlock() (or after defer p.mu.Unlock()), neither logs nor
 //     signals (func literals are not looked into: they run later);
-//   - workers are signalled only by effects.run (and the Reaper adapter);
+//   - workers are signalled only by effects.run (and the Parent adapter);
 //   - a function reads the config (p.conf() or p.decide()) at most once,
 //     and a Locked one not at all (it is handed the decision's cfg).
 func TestLockRules(t *testing.T) {

@@ -151,7 +151,7 @@ func newLogger(s *conf.Server) (*slog.Logger, *daemon.LogFile, error) {
 }
 
 // run is `fcgivisor run`: it sets what is the process's to set (the
-// logger, the subreaper flag, the one Reaper, signal delivery) and runs
+// logger, the subreaper flag, the one Parent, signal delivery) and runs
 // the daemon until it stops.
 func run(path string) error {
 	cfg, err := conf.Load(path)
@@ -168,17 +168,17 @@ func run(path string) error {
 		Getenv: os.LookupEnv, Privileged: os.Geteuid() == 0, Pid: os.Getpid(),
 	}
 	// Orphaned grandchildren of workers are reparented to us, not to init,
-	// and reaped by the Reaper; workers never outlive fcgivisor.
+	// and reaped by the Parent; workers never outlive fcgivisor.
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become child subreaper: %w", err)
 	}
-	if o.Reaper, err = spawner.NewReaper(); err != nil {
+	if o.Parent, err = spawner.NewParent(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); o.Reaper.Run(ctx) }()
+	go func() { defer wg.Done(); o.Parent.Run(ctx) }()
 	defer func() { cancel(); wg.Wait() }()
 	o.Actions = signals.Notify(ctx)
 	if o.Self, err = os.Executable(); err != nil {
