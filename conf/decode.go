@@ -117,15 +117,24 @@ func tomlFields(t reflect.Type) (byName map[string]int, names []string) {
 	return byName, names
 }
 
-// table decodes the TOML table p into the struct v.
-func (d *decoder) table(p toml.Primitive, key string, v reflect.Value) bool {
-	raw := d.raw(p)
+// kids returns the entries of the TOML table p (raw is its value); a value
+// that is not a table is reported at key.
+func (d *decoder) kids(p toml.Primitive, key string, raw any) (map[string]toml.Primitive, bool) {
 	if _, ok := raw.(map[string]any); !ok {
-		return d.mismatch(key, raw, "a table")
+		return nil, d.mismatch(key, raw, "a table")
 	}
 	var kids map[string]toml.Primitive
 	if err := d.md.PrimitiveDecode(p, &kids); err != nil {
 		d.fail(key, 0, err.Error())
+		return nil, false
+	}
+	return kids, true
+}
+
+// table decodes the TOML table p into the struct v.
+func (d *decoder) table(p toml.Primitive, key string, v reflect.Value) bool {
+	kids, ok := d.kids(p, key, d.raw(p))
+	if !ok {
 		return false
 	}
 	fields, names := tomlFields(v.Type())
@@ -211,16 +220,11 @@ func (d *decoder) text(p toml.Primitive, key string, v reflect.Value, raw any) b
 // at a time.
 func (d *decoder) mapValue(p toml.Primitive, key string, v reflect.Value, raw any) bool {
 	t := v.Type()
-	if _, ok := raw.(map[string]any); !ok {
-		return d.mismatch(key, raw, "a table")
-	}
-	var kids map[string]toml.Primitive
-	if err := d.md.PrimitiveDecode(p, &kids); err != nil {
-		d.fail(key, 0, err.Error())
+	kids, ok := d.kids(p, key, raw)
+	if !ok {
 		return false
 	}
 	m := reflect.MakeMapWithSize(t, len(kids))
-	ok := true
 	for _, k := range slices.Sorted(maps.Keys(kids)) {
 		ck := keyChild(key, k)
 		d.defined[ck] = true
