@@ -235,14 +235,19 @@ type worker struct {
 
 	// guarded by Pool.mu
 	served    int64
-	busy      int         // slots serving a request
-	idleSince time.Time   // when busy last became 0
-	gone      bool        // exited, retiring, failed to accept, or being stopped: hand out no more slots
-	retiring  bool        // recycled: stopped once busy is 0
-	killed    bool        // killed by fcgivisor (timeout, protocol error): not a crash
-	termed    bool        // fcgivisor sent SIGTERM: a clean exit is not the worker's own
-	stop      stopStep    // how far termLocked's sequence got
-	stopTimer *time.Timer // the pending step of that sequence; watch stops it
+	busy      int       // slots serving a request
+	idleSince time.Time // when busy last became 0
+	gone      bool      // exited, retiring, failed to accept, or being stopped: hand out no more slots
+	retiring  bool      // recycled: stopped once busy is 0
+	killed    bool      // killed by fcgivisor (timeout, protocol error): not a crash
+	termed    bool      // fcgivisor sent SIGTERM: a clean exit is not the worker's own
+	// exitPending: it died by itself while live, and the owner has not
+	// yet accounted for the exit (onExit, which decides the crash-loop
+	// backoff). It keeps its place in the count of live workers until
+	// then, so that the scaler does not replace it without the backoff.
+	exitPending bool
+	stop        stopStep    // how far termLocked's sequence got
+	stopTimer   *time.Timer // the pending step of that sequence; watch stops it
 }
 
 type slot struct {
@@ -698,6 +703,7 @@ func (p *Pool) watch(w *worker) {
 	if w.stopTimer != nil {
 		w.stopTimer.Stop()
 	}
+	w.exitPending = !w.gone && !w.killed && !w.retiring && !w.termed
 	w.gone = true
 	p.dropIdleLocked(w)
 	p.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 	"net/http/fcgi"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -773,4 +774,55 @@ func TestKillEndsStopSequence(t *testing.T) {
 			t.Fatal("the stop sequence went on after the kill")
 		}
 	})
+}
+
+// A worker that died by itself keeps its place among the live workers
+// until the owner has accounted for its exit (onExit decides the
+// crash-loop backoff): a scaling decision taken in between (a tick, a
+// poke) must not replace it at once. watch is held in that window here by
+// an owner that does not read p.exits yet.
+func TestExitedWorkerNotReplacedBeforeItsExitIsCounted(t *testing.T) {
+	o := newFakeOS(func(int) script { return script{} })
+	cfg := testConf("/bin/true", nil, nil)
+	p := NewPool(cfg, Env{Logger: slog.New(slog.DiscardHandler), Getenv: func(string) (string, bool) { return "", false }, Start: o.start, Dial: o.dial})
+	sock, err := os.Create(filepath.Join(t.TempDir(), "w-1.sock")) // the fake takes only its name
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	proc, err := o.start(spawner.Spec{Stdin: sock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{proc: proc, path: sock.Name(), started: time.Now(), log: p.log, outDone: make(chan struct{})}
+	close(w.outDone)
+	p.mu.Lock()
+	p.workers[w] = struct{}{}
+	p.mu.Unlock()
+	go p.watch(w)
+	proc.(*fakeProc).exit(unix.WaitStatus(1 << 8))
+
+	eventually(t, "watch to see the exit", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return w.gone
+	})
+	p.mu.Lock()
+	spawn, _ := p.wantLocked(cfg, false)
+	p.mu.Unlock()
+	if spawn != 0 {
+		t.Errorf("between the exit and its accounting the scaler wants %d new workers, want 0 (the backoff decides)", spawn)
+	}
+	if got := <-p.exits; got != w {
+		t.Fatal("watch reported another worker")
+	}
+	if delay := p.onExit(w); delay <= 0 {
+		t.Errorf("young death: backoff %v, want > 0", delay)
+	}
+	p.mu.Lock()
+	spawn, _ = p.wantLocked(cfg, false)
+	p.mu.Unlock()
+	if spawn != 1 {
+		t.Errorf("after the exit was counted the scaler wants %d new workers, want 1", spawn)
+	}
 }

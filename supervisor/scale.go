@@ -75,6 +75,10 @@ func (o *owner) retryC() <-chan time.Time {
 func (p *Pool) wantLocked(c *conf.Pool, initial bool) (spawn int, atMax bool) {
 	live, idleWorkers := 0, 0
 	for w := range p.workers {
+		if w.exitPending {
+			live++ // replaced once onExit has decided the backoff
+			continue
+		}
 		if w.gone {
 			continue
 		}

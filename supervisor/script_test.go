@@ -34,11 +34,11 @@ import (
 // script is how a scripted process behaves.
 type script struct {
 	// crashAfter > 0: it exits with status 1 this long after it started,
-	// answering nothing. (Not at the very instant: the pool's backoffs and
-	// ticks are all multiples of 100 ms, and a tick that lands between a
-	// worker's death and the owner accounting for it lets the scaler
-	// replace the worker without backoff. That race is Pool.Run's own and
-	// real time has it too, rarely; the tests here keep clear of it.)
+	// answering nothing. (The tests use 1 ms, off the instants of the
+	// pool's 100 ms ticks and backoffs, so that the order of events at one
+	// instant is not left to the scheduler. A tick between a death and its
+	// accounting no longer replaces the worker early: see exitPending and
+	// TestExitedWorkerNotReplacedBeforeItsExitIsCounted.)
 	crashAfter time.Duration
 	ignoreTerm bool          // SIGTERM does nothing (else it exits with status 0)
 	loseTerms  int           // the first loseTerms SIGTERMs do nothing (php-cgi before accept)
