@@ -85,6 +85,7 @@ func TestIsScript(t *testing.T) {
 		{"/blog/index.php", true},
 		{"/dir.php/a.php", true}, // a directory named *.php on the way is fine
 		{"/inlink.php", true},    // a symlink that stays inside
+		{"/txtlink.php", true},   // ... whatever its target's name: the check is by the name asked for
 
 		{"/missing.php", false},
 		{"/sub/missing.php", false},
