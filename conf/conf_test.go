@@ -69,10 +69,11 @@ func TestFullConfig(t *testing.T) {
 			MaxBodyBytes:      8 << 20,
 			AccessLog:         true,
 			Routes: []*Route{
-				{Prefix: "/app/", Suffix: ".php", Index: "index.php", Script: "/index.php", Pool: "php"},
+				{Prefix: "/app/", Suffix: ".php", Index: "index.php", Pool: "php"},
 				{Prefix: "/cgi-bin/", CGI: "/usr/lib/cgi-bin", Timeout: 20 * time.Second, MaxConcurrent: 4, User: "nobody", Group: "nogroup",
 					Env: map[string]string{"PERL5LIB": "/usr/lib/cgi-bin/lib"}},
 				{Prefix: "/", Static: "/srv/app/public"},
+				{Prefix: "/api/", Script: "/api.php", Pool: "php"},
 			},
 		},
 		Pool: map[string]*Pool{
@@ -155,7 +156,7 @@ func TestFullConfigCoversSchema(t *testing.T) {
 		}
 	}
 	walk(reflect.TypeFor[Config](), "")
-	walk(reflect.TypeFor[Route](), "http.route[0].", "http.route[1].", "http.route[2].")
+	walk(reflect.TypeFor[Route](), "http.route[0].", "http.route[1].", "http.route[2].", "http.route[3].")
 	walk(reflect.TypeFor[Pool](), "pool.php.")
 }
 
@@ -404,6 +405,10 @@ func TestErrors(t *testing.T) {
 		{"route prefix", okPool + "[[http.route]]\nprefix = \"app\"\npool = \"php\"\n", 4, "http.route[0].prefix", `"app" must start with "/"`},
 		{"route empty prefix", okPool + "[[http.route]]\nprefix = \"\"\npool = \"php\"\n", 4, "http.route[0].prefix", `"" must start with "/"`},
 		{"route script", okPool + "[[http.route]]\npool = \"php\"\nscript = \"index.php\"\n", 5, "http.route[0].script", `must start with "/"`},
+		{"script with suffix", okPool + "[[http.route]]\npool = \"php\"\nscript = \"/index.php\"\nsuffix = \".php\"\n", 6, "http.route[0].suffix", "does not apply with script"},
+		{"script with index", okPool + "[[http.route]]\npool = \"php\"\nscript = \"/index.php\"\nindex = \"index.php\"\n", 6, "http.route[0].index", "does not apply with script"},
+		{"pool index without suffix", okPool + "[[http.route]]\npool = \"php\"\nindex = \"index.php\"\n", 5, "http.route[0].index", "needs suffix on a pool route"},
+		{"pool suffix with slash", okPool + "[[http.route]]\npool = \"php\"\nsuffix = \".php/\"\n", 5, "http.route[0].suffix", `".php/" must not contain "/"`},
 		{"cgi key on pool route", okPool + "[[http.route]]\npool = \"php\"\nmax_concurrent = 3\n", 5, "http.route[0].max_concurrent", "only applies to cgi routes"},
 		{"cgi max_concurrent", "[[http.route]]\ncgi = \"/c\"\nmax_concurrent = 0\n", 3, "http.route[0].max_concurrent", "must be at least 1, got 0"},
 		{"script on cgi route", "[[http.route]]\ncgi = \"/c\"\nscript = \"/x.cgi\"\n", 3, "http.route[0].script", "does not apply to cgi routes"},

@@ -237,6 +237,7 @@ func (d *decoder) route(key string, r *Route, c *Config, base string) {
 				d.errorf(key+".pool", "no pool %q (pools: %s)", r.Pool, strings.Join(names, ", "))
 			}
 		}
+		d.poolRoute(key, r)
 	}
 	r.CGI = resolve(base, r.CGI)
 	r.Static = resolve(base, r.Static)
@@ -273,6 +274,29 @@ func (d *decoder) route(key string, r *Route, c *Config, base string) {
 		d.errorf(key+".max_concurrent", "must be at least 1, got %d", r.MaxConcurrent)
 	}
 	d.env(key+".env", r.Env)
+}
+
+// poolRoute checks how a pool route names its script. With script, every
+// request runs that script, so suffix and index would be ignored. index
+// names the script for a path ending in "/", which is looked up like any
+// other only with suffix: without it SCRIPT_NAME is the prefix and index
+// would only lengthen PATH_INFO. suffix ends a path segment, so it holds
+// no "/".
+func (d *decoder) poolRoute(key string, r *Route) {
+	if r.Script != "" {
+		for _, k := range []string{"suffix", "index"} {
+			if d.isSet(key + "." + k) {
+				d.errorf(key+"."+k, "does not apply with script (every request runs the script)")
+			}
+		}
+		return
+	}
+	if r.Index != "" && r.Suffix == "" {
+		d.errorf(key+".index", "needs suffix on a pool route (e.g. suffix = \".php\" with index = \"index.php\")")
+	}
+	if strings.Contains(r.Suffix, "/") {
+		d.errorf(key+".suffix", "%q must not contain \"/\" (it ends a path segment, e.g. \".php\")", r.Suffix)
+	}
 }
 
 // env checks an environment table: names non-empty, without '=' or NUL;

@@ -130,8 +130,23 @@ func (s *Server) Update(cfg *conf.Config, pools map[string]*supervisor.Pool) err
 			}
 		}
 	}
+	s.warnDocumentRoot(cfg)
 	s.table.Store(t)
 	return nil
+}
+
+// warnDocumentRoot warns when document_root is missing while a pool route
+// with suffix looks scripts up in it: each of its requests would be 404.
+func (s *Server) warnDocumentRoot(cfg *conf.Config) {
+	for i, rc := range cfg.HTTP.Routes {
+		if rc.Pool == "" || rc.Suffix == "" || rc.Script != "" {
+			continue
+		}
+		if fi, err := os.Stat(cfg.HTTP.DocumentRoot); err != nil || !fi.IsDir() {
+			s.log.Warn("document_root is missing or not a directory: the pool route finds no script", "key", fmt.Sprintf("http.route[%d]", i), "dir", cfg.HTTP.DocumentRoot)
+		}
+		return
+	}
 }
 
 // buffers are reused from request to request.
@@ -219,6 +234,9 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 		}
 		switch {
 		case rt.pool != nil:
+			if !s.forwards(t, r, rt, scriptName) {
+				continue // no such script: the next matching route
+			}
 			s.serveFastCGI(t, w, r, rt, scriptName, pathInfo)
 		case rt.cgi != nil:
 			s.serveCGI(t, w, r, rt)
@@ -230,6 +248,22 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Error(w, "Not Found", http.StatusNotFound)
+}
+
+// forwards reports whether pool route rt sends a request whose split gave
+// scriptName to its pool. A route with suffix forwards only a script that
+// exists (isScript); without suffix SCRIPT_NAME is the prefix, or the
+// route's script, and is sent unchecked: workers that are not PHP route by
+// PATH_INFO and read no file.
+func (s *Server) forwards(t *table, r *http.Request, rt *route, scriptName string) bool {
+	if rt.cfg.Suffix == "" || rt.cfg.Script != "" {
+		return true
+	}
+	ok, err := isScript(t.cfg.DocumentRoot, scriptName)
+	if err != nil {
+		s.log.Error("pool route: cannot open document_root", "dir", t.cfg.DocumentRoot, "uri", r.RequestURI, "err", err)
+	}
+	return ok
 }
 
 func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, rt *route, scriptName, pathInfo string) {
@@ -252,6 +286,7 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 		scriptName:     scriptName,
 		pathInfo:       pathInfo,
 		documentRoot:   cfg.DocumentRoot,
+		pool:           true,
 		contentLength:  length,
 		serverSoftware: s.software,
 	}

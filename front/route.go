@@ -1,6 +1,9 @@
 package front
 
 import (
+	"errors"
+	"io/fs"
+	"os"
 	"strings"
 
 	"github.com/fcgivisor/fcgivisor/conf"
@@ -21,7 +24,11 @@ type route struct {
 //     PATH_INFO is the rest; a path with no such segment does not match;
 //   - else SCRIPT_NAME is the prefix without its trailing slash.
 //
-// index is appended to a path ending in "/" before the split.
+// index is appended to a path ending in "/" before the split. The suffix
+// compares bytes, case and all, at the end of a segment, as nginx's
+// `location ~ \.php$`: "x.PHP", "x.php.txt" and "x.phps" do not end in
+// ".php". A pool route with suffix then forwards only a SCRIPT_NAME that
+// isScript accepts.
 func (rt *route) match(urlPath string) (scriptName, pathInfo string, ok bool) {
 	c := rt.cfg
 	if !strings.HasPrefix(urlPath, c.Prefix) {
@@ -43,6 +50,44 @@ func (rt *route) match(urlPath string) (scriptName, pathInfo string, ok bool) {
 	}
 	base := strings.TrimSuffix(c.Prefix, "/")
 	return base, p[len(base):], true
+}
+
+// isScript reports whether scriptName, the SCRIPT_NAME a pool route with
+// suffix split off (its last segment ends in the suffix), names a script
+// the route may forward: an existing regular file under docRoot, found
+// through an os.Root, so that no "..", symlink or absolute link leads
+// outside docRoot. Segments that are empty ("//"), "." or start with "."
+// (dotfiles, "..") never name a script. Anything else, a directory, a FIFO
+// or device, a missing file, an escape, is not a script: the request goes
+// on to the next matching route. The worker would otherwise decide what
+// runs: php-cgi with cgi.fix_pathinfo=1 walks a missing SCRIPT_FILENAME
+// back to the first existing file, /upload.txt/x.php runs upload.txt.
+//
+// The cost per request is an open of docRoot, an openat per directory on
+// the way and one fstatat. docRoot is opened per request, not once per
+// table, so that a deploy that swaps what a symlinked docRoot points to
+// takes effect at once. err is non-nil when docRoot exists but cannot be
+// opened.
+func isScript(docRoot, scriptName string) (ok bool, err error) {
+	rel, found := strings.CutPrefix(scriptName, "/")
+	if !found {
+		return false, nil
+	}
+	for seg := range strings.SplitSeq(rel, "/") {
+		if seg == "" || seg[0] == '.' {
+			return false, nil
+		}
+	}
+	root, err := os.OpenRoot(docRoot)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil // warned about at start (Server.Update)
+	}
+	if err != nil {
+		return false, err
+	}
+	defer root.Close()
+	fi, err := root.Stat(rel)
+	return err == nil && fi.Mode().IsRegular(), nil
 }
 
 // splitAt returns the end of the first path segment of p that ends in

@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,7 +22,8 @@ import (
 )
 
 // splitRoutes exercise the path-split rules with the Go worker, which shows
-// its params exactly as sent and does not care about the script file.
+// its params exactly as sent; a route with suffix forwards only scripts
+// that exist (splitTree).
 const splitRoutes = `
 [[http.route]]
 prefix = "/app/"
@@ -41,7 +44,7 @@ pool = "go"
 
 func TestProtocol(t *testing.T) {
 	t.Parallel()
-	in := start(t, options{routes: splitRoutes})
+	in := start(t, options{})
 
 	eachLang(t, func(t *testing.T, l lang) {
 		t.Run("hello", func(t *testing.T) { testHello(t, in, l) })
@@ -53,10 +56,6 @@ func TestProtocol(t *testing.T) {
 		t.Run("vars-get", func(t *testing.T) { testVars(t, in, l, http.MethodGet) })
 		t.Run("vars-post", func(t *testing.T) { testVars(t, in, l, http.MethodPost) })
 		t.Run("stderr", func(t *testing.T) { testStderr(t, in, l) })
-	})
-	t.Run("pathsplit", func(t *testing.T) {
-		t.Parallel()
-		testPathSplit(t, in)
 	})
 }
 
@@ -222,8 +221,28 @@ func testVars(t *testing.T, in *instance, l lang, method string) {
 	}
 }
 
-func testPathSplit(t *testing.T, in *instance) {
-	root := documentRoot()
+// splitTree is a document root holding the scripts splitRoutes name.
+func splitTree(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, f := range []string{"app/x.php", "app/sub/y.php", "app/a.phpx/b.php", "idx/sub/index.php"} {
+		p := filepath.Join(root, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// TestPathSplit: SCRIPT_NAME, PATH_INFO and SCRIPT_FILENAME as a worker
+// gets them from each kind of pool route, and no PATH_TRANSLATED.
+func TestPathSplit(t *testing.T) {
+	t.Parallel()
+	root := splitTree(t)
+	in := start(t, options{langs: []string{"go"}, routes: splitRoutes, docRoot: root})
 	for _, tc := range []struct {
 		path, scriptName, pathInfo string
 	}{
@@ -252,7 +271,15 @@ func testPathSplit(t *testing.T, in *instance) {
 					t.Errorf("GET %s: %s = %q, want %q", tc.path, k, got, v)
 				}
 			}
+			if v, ok := vars["PATH_TRANSLATED"]; ok {
+				t.Errorf("GET %s: PATH_TRANSLATED = %q sent to a pool", tc.path, v)
+			}
 		})
+	}
+	// A route with suffix forwards only scripts that exist, whatever the
+	// worker: the Go worker would have answered each of these.
+	for _, p := range []string{"/app/missing.php", "/app/missing.php/x", "/app/sub/", "/idx/", "/app/sub/y.PHP"} {
+		in.expect(t, p+"?vars", http.StatusNotFound, "")
 	}
 }
 
