@@ -118,18 +118,6 @@ func (s *Server) Update(cfg *conf.Config, pools map[string]*supervisor.Pool) err
 	if err != nil {
 		return err
 	}
-	for i, rc := range cfg.HTTP.Routes {
-		// Like nginx with a missing root: served as 404 (500 for cgi),
-		// said once here rather than per request.
-		for _, d := range []struct{ key, dir string }{{"cgi", rc.CGI}, {"static", rc.Static}} {
-			if d.dir == "" {
-				continue
-			}
-			if fi, err := os.Stat(d.dir); err != nil || !fi.IsDir() {
-				s.log.Warn("route directory is missing or not a directory", "key", fmt.Sprintf("http.route[%d].%s", i, d.key), "dir", d.dir)
-			}
-		}
-	}
 	s.table.Store(t)
 	return nil
 }
