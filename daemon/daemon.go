@@ -146,7 +146,7 @@ func start(o Options) (_ *instance, err error) {
 		return nil, err
 	}
 	if in.rt, err = socket.OpenRuntimeDir(cfg.Server.RuntimeDir); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: server.runtime_dir: %w", cfg.File, err)
 	}
 	in.env.Runtime = in.rt
 	if in.listeners, err = openListeners(cfg, nil, in.sd.inherited); err != nil {

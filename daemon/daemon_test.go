@@ -23,6 +23,7 @@ import (
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/internal/testlog"
 	"github.com/fcgivisor/fcgivisor/signals"
+	"github.com/fcgivisor/fcgivisor/socket"
 	"github.com/fcgivisor/fcgivisor/spawner"
 )
 
@@ -520,7 +521,7 @@ func TestStartFails(t *testing.T) {
 }
 
 // TestStartChecks: start refuses what Check refuses before it opens
-// anything.
+// anything, and an unusable runtime_dir is named by its key.
 func TestStartChecks(t *testing.T) {
 	f := newFixture(t)
 	f.write([]string{"http"}, pool{name: "a", greeting: "a", command: []string{"/nonexistent-fcgivisor/worker"}})
@@ -534,6 +535,16 @@ func TestStartChecks(t *testing.T) {
 		}
 	}
 
+	f.write([]string{"http"}, pool{name: "a", greeting: "a"})
+	rt, err := socket.OpenRuntimeDir(filepath.Join(f.dir, "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	_, err = start(f.options(nil))
+	if want := f.path + ": server.runtime_dir: "; err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("start on a runtime_dir in use: %v, want an error starting %q that says it is in use", err, want)
+	}
 }
 
 // TestHideSystemd: workers cannot inherit systemd's variables.
