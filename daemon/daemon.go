@@ -140,8 +140,13 @@ func start(o Options) (_ *instance, err error) {
 	if in.sd, err = readSystemd(o.Getenv, o.Pid, in.log); err != nil {
 		return nil, err
 	}
-	if in.rt, err = socket.OpenRuntimeDir(cfg.Server.RuntimeDir); err != nil {
+	// Before anything is opened or started: a file check refuses is
+	// refused by run at once (issue 10).
+	if err := Check(cfg, o.Privileged, o.Getenv, in.log); err != nil {
 		return nil, err
+	}
+	if in.rt, err = socket.OpenRuntimeDir(cfg.Server.RuntimeDir); err != nil {
+		return nil, fmt.Errorf("%s: server.runtime_dir: %w", cfg.File, err)
 	}
 	in.env.Runtime = in.rt
 	if in.listeners, err = openListeners(cfg, nil, in.sd.inherited); err != nil {
@@ -149,10 +154,6 @@ func start(o Options) (_ *instance, err error) {
 	}
 	adminListener, err := listenAdmin(cfg)
 	if err != nil {
-		return nil, err
-	}
-	if err := CheckPrivileges(cfg, o.Privileged, in.log); err != nil {
-		adminListener.Close()
 		return nil, err
 	}
 	for _, pc := range cfg.Pools() {
@@ -376,8 +377,7 @@ func (in *instance) summary() string {
 }
 
 // CheckPrivileges checks cfg's users and groups as Run applies them when
-// fcgivisor runs as root (privileged) or not; `fcgivisor check` runs it
-// too, so that it refuses what Run would.
+// fcgivisor runs as root (privileged) or not. Check runs it.
 func CheckPrivileges(cfg *conf.Config, privileged bool, log *slog.Logger) error {
 	var errs []error
 	for _, pc := range cfg.Pools() {

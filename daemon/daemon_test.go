@@ -23,6 +23,7 @@ import (
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/internal/testlog"
 	"github.com/fcgivisor/fcgivisor/signals"
+	"github.com/fcgivisor/fcgivisor/socket"
 	"github.com/fcgivisor/fcgivisor/spawner"
 )
 
@@ -322,8 +323,9 @@ func mustGet(t *testing.T, sock, name string) string {
 }
 
 // TestReloadRefused: an invalid file, a listen address that cannot be
-// opened and a new generation whose workers die at start each refuse the
-// reload and leave the running pools and listeners as they were.
+// opened, a command that is not installed and a new generation whose
+// workers die at start each refuse the reload and leave the running pools
+// and listeners as they were.
 func TestReloadRefused(t *testing.T) {
 	f := newFixture(t)
 	f.write([]string{"http"}, pool{name: "a", greeting: "a"})
@@ -358,6 +360,11 @@ func TestReloadRefused(t *testing.T) {
 	if len(in.listeners) != 1 {
 		t.Errorf("listeners after a refused reload: %d, want 1", len(in.listeners))
 	}
+
+	// A command that is not installed (Check).
+	f.write([]string{"http"}, pool{name: "a", greeting: "a", command: []string{"/nonexistent-fcgivisor/worker"}})
+	bad, _ = os.ReadFile(f.path)
+	refuse("missing command", string(bad), f.path+": pool.a.command: /nonexistent-fcgivisor/worker: no such file")
 
 	// A live change to a beside the broken new generation of b: the
 	// refused reload applies neither.
@@ -510,6 +517,33 @@ func TestStartFails(t *testing.T) {
 	f.start()
 	if _, err := get(t, f.sock("http"), "a"); err != nil {
 		t.Errorf("a second start: %v", err)
+	}
+}
+
+// TestStartChecks: start refuses what Check refuses before it opens
+// anything, and an unusable runtime_dir is named by its key.
+func TestStartChecks(t *testing.T) {
+	f := newFixture(t)
+	f.write([]string{"http"}, pool{name: "a", greeting: "a", command: []string{"/nonexistent-fcgivisor/worker"}})
+	_, err := start(f.options(nil))
+	if want := f.path + ": pool.a.command: /nonexistent-fcgivisor/worker: no such file"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("start with a missing command: %v, want an error starting %q", err, want)
+	}
+	for _, p := range []string{filepath.Join(f.dir, "run"), f.sock("http"), f.sock("admin")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s after a start refused by Check: %v, want it never made", p, err)
+		}
+	}
+
+	f.write([]string{"http"}, pool{name: "a", greeting: "a"})
+	rt, err := socket.OpenRuntimeDir(filepath.Join(f.dir, "run"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	_, err = start(f.options(nil))
+	if want := f.path + ": server.runtime_dir: "; err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("start on a runtime_dir in use: %v, want an error starting %q that says it is in use", err, want)
 	}
 }
 

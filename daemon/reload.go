@@ -14,8 +14,9 @@ import (
 // A reload (SIGHUP, `fcgivisor reload`, POST /reload) applies the config
 // file anew:
 //
-//  1. The file is parsed and validated fully, users and groups included;
-//     an invalid file changes nothing.
+//  1. The file is parsed and validated fully, and checked against the
+//     machine as at start (Check: users and groups, commands,
+//     directories); an invalid file changes nothing.
 //  2. plan decides each pool's fate: unchanged pools keep their workers;
 //     pools whose changes touch only what supervisor.Pool.Update applies
 //     (scaling limits, timeouts) take them live; other changed pools start
@@ -130,7 +131,7 @@ func (in *instance) loadForReload() (*conf.Config, error) {
 		s.LogLevel != old.LogLevel || s.PIDFile != old.PIDFile {
 		in.log.Warn("reload: [server] and [admin] settings other than shutdown_timeout take effect at the next restart")
 	}
-	if err := CheckPrivileges(cfg, in.o.Privileged, in.log); err != nil {
+	if err := Check(cfg, in.o.Privileged, in.o.Getenv, in.log); err != nil {
 		return nil, err
 	}
 	return cfg, nil

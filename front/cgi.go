@@ -136,7 +136,7 @@ func findScript(dir, rest string) (script, pathInfo string, status int) {
 	}
 	root, err := os.OpenRoot(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", "", http.StatusNotFound // warned about at start (Server.Update)
+		return "", "", http.StatusNotFound // gone since check, start or reload refused it missing (CheckDirs)
 	}
 	if err != nil {
 		return "", "", http.StatusInternalServerError

@@ -118,35 +118,8 @@ func (s *Server) Update(cfg *conf.Config, pools map[string]*supervisor.Pool) err
 	if err != nil {
 		return err
 	}
-	for i, rc := range cfg.HTTP.Routes {
-		// Like nginx with a missing root: served as 404 (500 for cgi),
-		// said once here rather than per request.
-		for _, d := range []struct{ key, dir string }{{"cgi", rc.CGI}, {"static", rc.Static}} {
-			if d.dir == "" {
-				continue
-			}
-			if fi, err := os.Stat(d.dir); err != nil || !fi.IsDir() {
-				s.log.Warn("route directory is missing or not a directory", "key", fmt.Sprintf("http.route[%d].%s", i, d.key), "dir", d.dir)
-			}
-		}
-	}
-	s.warnDocumentRoot(cfg)
 	s.table.Store(t)
 	return nil
-}
-
-// warnDocumentRoot warns when document_root is missing while a pool route
-// with suffix looks scripts up in it: each of its requests would be 404.
-func (s *Server) warnDocumentRoot(cfg *conf.Config) {
-	for i, rc := range cfg.HTTP.Routes {
-		if rc.Pool == "" || rc.Suffix == "" || rc.Script != "" {
-			continue
-		}
-		if fi, err := os.Stat(cfg.HTTP.DocumentRoot); err != nil || !fi.IsDir() {
-			s.log.Warn("document_root is missing or not a directory: the pool route finds no script", "key", fmt.Sprintf("http.route[%d]", i), "dir", cfg.HTTP.DocumentRoot)
-		}
-		return
-	}
 }
 
 // buffers are reused from request to request.

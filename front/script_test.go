@@ -8,12 +8,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/fcgivisor/fcgivisor/conf"
-	"github.com/fcgivisor/fcgivisor/internal/testlog"
 	"github.com/fcgivisor/fcgivisor/supervisor"
 )
 
@@ -208,29 +206,6 @@ func TestMetaVarsPoolWithoutPathTranslated(t *testing.T) {
 		}
 		if m["SCRIPT_FILENAME"] != "/srv/www/index.php" || m["PATH_INFO"] != "/upload.txt" {
 			t.Errorf("pool %v: SCRIPT_FILENAME %q PATH_INFO %q", pool, m["SCRIPT_FILENAME"], m["PATH_INFO"])
-		}
-	}
-}
-
-// A missing document_root is said once at start and reload when a pool
-// route with suffix looks scripts up in it, and only then.
-func TestWarnDocumentRoot(t *testing.T) {
-	dir := t.TempDir()
-	for _, tc := range []struct {
-		docRoot string
-		route   conf.Route
-		warn    bool
-	}{
-		{filepath.Join(dir, "nope"), conf.Route{Prefix: "/", Suffix: ".php", Pool: "php"}, true},
-		{dir, conf.Route{Prefix: "/", Suffix: ".php", Pool: "php"}, false},
-		{filepath.Join(dir, "nope"), conf.Route{Prefix: "/", Script: "/index.php", Pool: "php"}, false},
-		{filepath.Join(dir, "nope"), conf.Route{Prefix: "/", Pool: "go"}, false},
-	} {
-		var out testlog.Buffer
-		s := &Server{log: slog.New(slog.NewTextHandler(&out, nil))}
-		s.warnDocumentRoot(&conf.Config{HTTP: conf.HTTP{DocumentRoot: tc.docRoot, Routes: []*conf.Route{&tc.route}}})
-		if got := strings.Contains(out.String(), "document_root is missing"); got != tc.warn {
-			t.Errorf("document_root %s, route %+v: warned %v, want %v\n%s", tc.docRoot, tc.route, got, tc.warn, out.String())
 		}
 	}
 }

@@ -33,23 +33,24 @@ type RuntimeDir struct {
 
 // OpenRuntimeDir creates dir if needed (mode 0700), locks it against a
 // second instance, and removes worker sockets a killed earlier run left in
-// dir/w. A dir locked by a live instance is an error.
+// dir/w. A dir locked by a live instance is an error. Errors name the
+// paths, not the config key: the caller adds it.
 func OpenRuntimeDir(dir string) (*RuntimeDir, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("runtime_dir: %w", err)
+		return nil, err
 	}
 	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("runtime_dir: %w", err)
+		return nil, err
 	}
 	lockPath := filepath.Join(dir, "fcgivisor.lock")
 	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("runtime_dir: %w", err)
+		return nil, err
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("runtime_dir %s is in use by another running fcgivisor (lock %s held)", dir, lockPath)
+			return nil, fmt.Errorf("%s is in use by another running fcgivisor (lock %s held; stop it, or choose another runtime_dir)", dir, lockPath)
 		}
 		return nil, fmt.Errorf("lock %s: %w", lockPath, err)
 	}
@@ -61,7 +62,7 @@ func OpenRuntimeDir(dir string) (*RuntimeDir, error) {
 	}
 	if err := os.Mkdir(wdir, 0o700); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("runtime_dir: %w", err)
+		return nil, err
 	}
 	return &RuntimeDir{Path: dir, lock: f}, nil
 }

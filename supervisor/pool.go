@@ -299,6 +299,19 @@ func CheckPrivileges(cfg *conf.Pool, privileged bool, log *slog.Logger) error {
 	return spawner.CheckCredential("pool."+cfg.Name, "workers", cfg.User, cfg.Group, privileged, log)
 }
 
+// ResolveCommand finds the executable of cfg's command[0] as starting a
+// worker does (Pool.command), with getenv as the pool's Env.Getenv, so
+// that a check can judge the file a start would execute.
+func ResolveCommand(cfg *conf.Pool, getenv func(string) (string, bool)) (string, error) {
+	return resolve(cfg.Command[0], cfg.Dir, workerEnv(cfg, getenv), getenv)
+}
+
+// resolve is spawner.Resolve with fcgivisor's own PATH from getenv.
+func resolve(argv0, dir string, env []string, getenv func(string) (string, bool)) (string, error) {
+	fcgivisorPath, _ := getenv("PATH")
+	return spawner.Resolve(argv0, dir, env, fcgivisorPath)
+}
+
 // phpSelfLimit is the number of requests after which php-cgi exits by
 // itself: PHP_FCGI_MAX_REQUESTS, 500 when unset (PHP's default), none when
 // 0; 0 (unknown) for other commands.
@@ -581,8 +594,7 @@ func (p *Pool) spawn(cfg *conf.Pool) bool {
 // with its dir, environment, credentials and rlimits. Callers set the
 // stdio.
 func (p *Pool) command(cfg *conf.Pool) (spawner.Spec, error) {
-	fcgivisorPath, _ := p.env.Getenv("PATH")
-	exe, err := spawner.Resolve(p.argv[0], cfg.Dir, p.penv, fcgivisorPath)
+	exe, err := resolve(p.argv[0], cfg.Dir, p.penv, p.env.Getenv)
 	if err != nil {
 		return spawner.Spec{}, fmt.Errorf("command %q: %w", p.argv[0], err)
 	}

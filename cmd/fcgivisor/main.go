@@ -107,14 +107,14 @@ func fullVersion() string {
 	return version
 }
 
-// check is `fcgivisor check`: the file, then its users and groups as `run`
-// would apply them running as this user (as root, a pool or cgi route
-// must name its user, and it must exist).
+// check is `fcgivisor check`: the file, then what `run` would refuse
+// running as this user (daemon.Check: users and groups, commands,
+// directories, runtime_dir).
 func check(w io.Writer, path string) error {
 	cfg, err := conf.Load(path)
 	if err == nil {
 		warn := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		err = daemon.CheckPrivileges(cfg, os.Geteuid() == 0, warn)
+		err = daemon.Check(cfg, os.Geteuid() == 0, os.LookupEnv, warn)
 	}
 	if err != nil {
 		fmt.Fprintln(w, err)
