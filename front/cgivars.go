@@ -18,9 +18,6 @@ type request struct {
 	documentRoot   string
 	contentLength  int64
 	serverSoftware string
-	// pool: for a pool's workers (or its CGI fallback), which get no
-	// PATH_TRANSLATED (see metaVars).
-	pool bool
 }
 
 // metaVars builds the RFC 3875 meta-variables for a request, the one
@@ -35,11 +32,11 @@ type request struct {
 // "X_Foo" would otherwise shadow "X-Foo" as HTTP_X_FOO).
 //
 // PATH_TRANSLATED (document_root + PATH_INFO, RFC 3875 4.1.6, a SHOULD) is
-// sent to cgi route scripts only, never for pool routes, as nginx's
-// fastcgi.conf does not: php-cgi and PHP-FPM with cgi.fix_pathinfo=0
-// run the file PATH_TRANSLATED names instead of SCRIPT_FILENAME, so
-// /index.php/foo would run /foo (404 "No input file specified.") and
-// /index.php/upload.txt would run upload.txt as PHP.
+// never sent, as nginx's fastcgi.conf and fcgiwrap behind it do not:
+// php-cgi and PHP-FPM with cgi.fix_pathinfo=0 run the file PATH_TRANSLATED
+// names instead of SCRIPT_FILENAME, as a pool worker and as a #! script on
+// a cgi route alike, so /index.php/foo would run /foo (404 "No input file
+// specified.") and /index.php/upload.txt would run upload.txt as PHP.
 //
 // The variables are appended to vars (pass a reused slice's [:0]).
 func metaVars(vars []fastcgi.Param, q *request) []fastcgi.Param {
@@ -61,9 +58,6 @@ func metaVars(vars []fastcgi.Param, q *request) []fastcgi.Param {
 	}
 	add("DOCUMENT_ROOT", q.documentRoot)
 	add("PATH_INFO", q.pathInfo)
-	if q.pathInfo != "" && !q.pool {
-		add("PATH_TRANSLATED", q.documentRoot+q.pathInfo)
-	}
 	add("CONTENT_LENGTH", strconv.FormatInt(q.contentLength, 10))
 	add("CONTENT_TYPE", r.Header.Get("Content-Type"))
 	add("REDIRECT_STATUS", "200")

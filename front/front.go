@@ -259,7 +259,6 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 		scriptName:     scriptName,
 		pathInfo:       pathInfo,
 		documentRoot:   cfg.DocumentRoot,
-		pool:           true,
 		contentLength:  length,
 		serverSoftware: s.software,
 	}

@@ -94,7 +94,6 @@ func TestMetaVars(t *testing.T) {
 		"SCRIPT_NAME":       "/app/x.php",
 		"SCRIPT_FILENAME":   "/srv/www/app/x.php",
 		"PATH_INFO":         "/extra",
-		"PATH_TRANSLATED":   "/srv/www/extra",
 		"DOCUMENT_ROOT":     "/srv/www",
 		"CONTENT_LENGTH":    "4",
 		"CONTENT_TYPE":      "text/plain",

@@ -194,19 +194,16 @@ func TestPoolRouteForwardsOnlyScripts(t *testing.T) {
 	}
 }
 
-// PATH_TRANSLATED goes to cgi routes' scripts only: php-cgi with
+// No PATH_TRANSLATED, for pools and cgi scripts alike: php-cgi with
 // cgi.fix_pathinfo=0 would run the file it names.
-func TestMetaVarsPoolWithoutPathTranslated(t *testing.T) {
+func TestMetaVarsWithoutPathTranslated(t *testing.T) {
 	r := httptest.NewRequest("GET", "/index.php/upload.txt", nil)
-	for _, pool := range []bool{true, false} {
-		m := params(metaVars(nil, &request{r: r, scriptName: "/index.php", pathInfo: "/upload.txt", documentRoot: "/srv/www", pool: pool}))
-		pt, ok := m["PATH_TRANSLATED"]
-		if ok == pool || (!pool && pt != "/srv/www/upload.txt") {
-			t.Errorf("pool %v: PATH_TRANSLATED %q (sent: %v)", pool, pt, ok)
-		}
-		if m["SCRIPT_FILENAME"] != "/srv/www/index.php" || m["PATH_INFO"] != "/upload.txt" {
-			t.Errorf("pool %v: SCRIPT_FILENAME %q PATH_INFO %q", pool, m["SCRIPT_FILENAME"], m["PATH_INFO"])
-		}
+	m := params(metaVars(nil, &request{r: r, scriptName: "/index.php", pathInfo: "/upload.txt", documentRoot: "/srv/www"}))
+	if pt, ok := m["PATH_TRANSLATED"]; ok {
+		t.Errorf("PATH_TRANSLATED = %q sent", pt)
+	}
+	if m["SCRIPT_FILENAME"] != "/srv/www/index.php" || m["PATH_INFO"] != "/upload.txt" {
+		t.Errorf("SCRIPT_FILENAME %q PATH_INFO %q", m["SCRIPT_FILENAME"], m["PATH_INFO"])
 	}
 }
 

@@ -378,7 +378,6 @@ func TestCGIVariables(t *testing.T) {
 				"SCRIPT_NAME":       "/cgi-bin/sub/" + script,
 				"SCRIPT_FILENAME":   tr.dir + "/sub/" + script,
 				"PATH_INFO":         "/extra/path",
-				"PATH_TRANSLATED":   docRoot + "/extra/path",
 				"DOCUMENT_ROOT":     docRoot,
 				"CONTENT_LENGTH":    "0",
 				"REMOTE_ADDR":       "127.0.0.1",
@@ -391,7 +390,7 @@ func TestCGIVariables(t *testing.T) {
 				"REMOTE_USER":       "alice",
 				"K":                 "V",
 				"PATH":              "/usr/local/bin:/usr/bin:/bin",
-			}, []string{"HTTP_PROXY", "HTTP_X_UNDER", "FCGIVISOR_SECRET", "GORACE", "HOME"}, "K")
+			}, []string{"HTTP_PROXY", "HTTP_X_UNDER", "FCGIVISOR_SECRET", "GORACE", "HOME", "PATH_TRANSLATED"}, "K")
 
 			// At the top of the directory, without PATH_INFO.
 			path = "/cgi-bin/" + script
@@ -1149,5 +1148,45 @@ func TestCGIFallbackSaturatedPool(t *testing.T) {
 		if !slices.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+}
+
+// TestCGIPHPNoPathTranslated: a php-cgi script on a cgi route with
+// cgi.fix_pathinfo=0 (the usual hardening) runs the file PATH_TRANSLATED
+// names, when it is set, instead of its own script. fcgivisor sends no
+// PATH_TRANSLATED, so /cgi-bin/hello.php/upload.txt runs hello.php with
+// PATH_INFO /upload.txt, never the upload.
+func TestCGIPHPNoPathTranslated(t *testing.T) {
+	lang{"php"}.need(t)
+	if _, err := os.Stat("/usr/bin/php-cgi"); err != nil {
+		t.Skip("not installed: /usr/bin/php-cgi (the script's shebang)")
+	}
+	t.Parallel()
+	tr := newCGITree(t)
+	docRoot := filepath.Join(tr.root, "www")
+	iniDir := filepath.Join(tr.root, "ini")
+	for _, d := range []string{docRoot, iniDir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	canary := filepath.Join(tr.out, "upload-ran")
+	if err := os.Chmod(tr.out, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	tr.write(t, filepath.Join(docRoot, "upload.txt"), "<?php file_put_contents("+strconv.Quote(canary)+", 'ran'); echo 'upload.txt ran';", 0o644)
+	tr.write(t, filepath.Join(iniDir, "zz-hardening.ini"), "cgi.fix_pathinfo=0\n", 0o644)
+	in := start(t, options{langs: []string{}, docRoot: docRoot,
+		routes: cgiRoute("/cgi-bin/", tr.dir, "env = { PHP_INI_SCAN_DIR = "+tomlString(iniDir)+" }")})
+
+	resp, body := in.get(t, "/cgi-bin/hello.php/upload.txt?q=x")
+	if strings.Contains(string(body), "upload.txt ran") {
+		t.Errorf("GET /cgi-bin/hello.php/upload.txt ran upload.txt: %d %q", resp.StatusCode, clip(body))
+	}
+	if _, err := os.Stat(canary); err == nil {
+		t.Error("upload.txt ran as PHP (its canary exists)")
+	}
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "script_name=/cgi-bin/hello.php\n") {
+		t.Errorf("GET /cgi-bin/hello.php/upload.txt: %d %q, want hello.php's answer", resp.StatusCode, clip(body))
 	}
 }
