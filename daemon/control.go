@@ -81,7 +81,7 @@ func listenAdmin(cfg *conf.Config) (net.Listener, error) {
 	network, address, err := conf.ParseAddr(cfg.Admin.Listen)
 	if err == nil {
 		var l net.Listener
-		if l, err = socket.Listen(network, address, 0o600); err == nil {
+		if l, err = socket.Listen(network, address, socket.Mode(0o600)); err == nil {
 			return l, nil
 		}
 	}

@@ -70,7 +70,7 @@ func openListeners(cfg *conf.Config, have map[string]net.Listener, inherited []s
 			if sl, ok := systemd.Match(inherited, network, address); ok {
 				l, err = net.FileListener(sl.File)
 			} else {
-				l, err = socket.Listen(network, address, 0o666)
+				l, err = socket.Listen(network, address, socket.Mode(0o666))
 			}
 			if err == nil {
 				opened[key] = l
