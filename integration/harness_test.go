@@ -264,6 +264,8 @@ type options struct {
 	env        []string                  // added to (or replacing in) fcgivisor's own environment
 	runtimeDir string                    // default: a new short temp dir
 	server     []string                  // more [server] lines
+	listen     []string                  // more http.listen addresses, after the TCP one start waits on
+	http       []string                  // more [http] lines (not listen)
 	port       int                       // default: a free one
 }
 
@@ -317,7 +319,11 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 	for _, l := range o.server {
 		b.WriteString(l + "\n")
 	}
-	fmt.Fprintf(&b, "\n[http]\nlisten = [%s]\ndocument_root = %s\n", tomlString(fmt.Sprintf("127.0.0.1:%d", port)), tomlString(documentRoot()))
+	listen := append([]string{fmt.Sprintf("127.0.0.1:%d", port)}, o.listen...)
+	fmt.Fprintf(&b, "\n[http]\nlisten = %s\ndocument_root = %s\n", tomlStrings(listen), tomlString(documentRoot()))
+	for _, l := range o.http {
+		b.WriteString(l + "\n")
+	}
 	if o.routes != "" {
 		b.WriteString("\n" + o.routes + "\n")
 	}
