@@ -99,6 +99,16 @@ func (a *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	// No browser can reach a Unix socket, but any page a browser shows
+	// can make it POST to a loopback TCP admin.listen (cross-site request
+	// forgery, or DNS rebinding, which makes it same-origin). Browsers
+	// send Origin with every POST (Fetch standard) and Sec-Fetch-Site
+	// with every request; the CLI and curl send neither.
+	if r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Site") != "" {
+		a.log.Warn("admin: refused a reload or stop sent by a web browser", "path", r.URL.Path, "origin", r.Header.Get("Origin"))
+		http.Error(w, "403 Forbidden: reload and stop are not taken from web browsers (the request has an Origin or Sec-Fetch-Site header); use fcgivisor reload or stop", http.StatusForbidden)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if r.URL.Path == "/stop" {
 		a.log.Info("stop requested through the admin endpoint")

@@ -500,6 +500,43 @@ func TestStatusRefusesControl(t *testing.T) {
 	}
 }
 
+// TestAdminRefusesBrowsers: a page in a browser on the host can POST to a
+// loopback TCP admin.listen (cross-site forgery, DNS rebinding); such
+// requests carry Origin or Sec-Fetch-Site and do not act. The CLI's do.
+func TestAdminRefusesBrowsers(t *testing.T) {
+	ctl := &stopRecorder{}
+	h := NewAdmin(func() []*supervisor.Pool { return nil }, ctl, slog.New(slog.DiscardHandler))
+	for _, hdr := range [][2]string{
+		{"Origin", "http://evil.example"},
+		{"Origin", "http://127.0.0.1:9180"}, // rebinding, or a same-origin page
+		{"Origin", "null"},
+		{"Sec-Fetch-Site", "cross-site"},
+		{"Sec-Fetch-Site", "same-origin"},
+	} {
+		for _, p := range []string{"/stop", "/reload"} {
+			req := httptest.NewRequest("POST", p, strings.NewReader("a=b"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set(hdr[0], hdr[1])
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "not taken from web browsers") {
+				t.Errorf("POST %s with %s: %s: %d %q, want 403", p, hdr[0], hdr[1], rec.Code, rec.Body.String())
+			}
+		}
+	}
+	if ctl.stops != 0 || ctl.reloads != 0 {
+		t.Errorf("browser requests acted: %d stops, %d reloads", ctl.stops, ctl.reloads)
+	}
+	// Reads stay open to them: they change nothing.
+	req := httptest.NewRequest("GET", "/ping", nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("GET /ping with Sec-Fetch-Site: %d, want 200", rec.Code)
+	}
+}
+
 // TestNewAdminNeedsControl: an admin endpoint without a Control is a
 // programming error caught at construction, not at the first POST.
 func TestNewAdminNeedsControl(t *testing.T) {
