@@ -136,7 +136,10 @@ func serveEndpoint(l net.Listener, h http.Handler, log *slog.Logger) (stop func(
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Requests here are a line and a few headers; the status listener
+		// may face the internet, where 1 MiB headers per connection add up.
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	done := make(chan struct{})
 	go func() {

@@ -181,6 +181,13 @@ func TestStatusEndpointTCP(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "pong\n" {
 		t.Errorf("GET /ping on %s: %d %q", addr, resp.StatusCode, body)
 	}
+	req, _ := http.NewRequest("GET", "http://"+addr+"/ping", nil)
+	req.Header.Set("X-Big", strings.Repeat("x", 32<<10))
+	if resp, err := c.Do(req); err != nil || resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("GET /ping with 32 KiB of headers: %v %v, want 431", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	resp, err = c.Post("http://"+addr+"/stop", "", nil)
 	if err != nil {
 		t.Fatal(err)
