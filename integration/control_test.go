@@ -184,16 +184,16 @@ func sockOwner(t *testing.T, path string) (mode os.FileMode, uid, gid int) {
 // by check and run, naming the key.
 func TestHTTPUnixListenPerm(t *testing.T) {
 	l := adminLang(t)
-	serve := func(t *testing.T, http []string) string {
+	serve := func(t *testing.T, lines []string) string {
 		sock := filepath.Join(shortTempDir(t), "http.sock")
-		start(t, options{langs: []string{l.name}, listen: []string{"unix:" + sock}, http: http})
+		start(t, options{langs: []string{l.name}, listen: []string{"unix:" + sock}, http: lines})
 		if code, body := unixGet(t, sock, l.path("/x")); code != 200 || body != "hello from "+l.name+"\n" {
 			t.Errorf("GET through %s: %d %q", sock, code, body)
 		}
 		return sock
 	}
-	refused := func(t *testing.T, http []string, want ...string) {
-		o := options{langs: []string{l.name}, listen: []string{"unix:" + filepath.Join(shortTempDir(t), "http.sock")}, http: http}
+	refused := func(t *testing.T, lines []string, want ...string) {
+		o := options{langs: []string{l.name}, listen: []string{"unix:" + filepath.Join(shortTempDir(t), "http.sock")}, http: lines}
 		cfg := filepath.Join(t.TempDir(), "fcgivisor.toml")
 		if err := os.WriteFile(cfg, []byte(renderConfig(&o, shortTempDir(t), freePort(t))), 0o644); err != nil {
 			t.Fatal(err)
@@ -202,7 +202,7 @@ func TestHTTPUnixListenPerm(t *testing.T) {
 			code, out := runCLI(t, nil, "", cmd, "-c", cfg)
 			for _, w := range want {
 				if code != 1 || !strings.Contains(out, w) {
-					t.Errorf("fcgivisor %s with %q: exit %d, want 1 and %q; output:\n%s", cmd, http, code, w, out)
+					t.Errorf("fcgivisor %s with %q: exit %d, want 1 and %q; output:\n%s", cmd, lines, code, w, out)
 				}
 			}
 		}
