@@ -192,12 +192,15 @@ func placeSocket(tmp, address string, perm Perm) error {
 }
 
 // unixListener removes its socket file on Close (the one the net package
-// would remove is the temporary name).
+// would remove is the temporary name), and gives its path as its address
+// (the net package knows the temporary one).
 type unixListener struct {
 	*net.UnixListener
 	path string
 	once sync.Once
 }
+
+func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
 
 func (l *unixListener) Close() error {
 	err := l.UnixListener.Close()

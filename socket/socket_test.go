@@ -169,6 +169,9 @@ func TestListenUnixPerm(t *testing.T) {
 			t.Fatal(err)
 		}
 		onlyEntry(t, dir, "http.sock")
+		if a := l.Addr(); a.Network() != "unix" || a.String() != path {
+			t.Errorf("Addr() = %s %s, want unix %s", a.Network(), a, path)
+		}
 		got, uid, gid := statOwner(t, path)
 		if got != mode || uid != os.Geteuid() || gid != os.Getegid() {
 			t.Errorf("Mode(%04o): socket has mode %04o uid %d gid %d, want %04o uid %d gid %d", mode, got, uid, gid, mode, os.Geteuid(), os.Getegid())
