@@ -183,7 +183,7 @@ func (c *Config) Pools() []*Pool {
 
 // Summary describes c in one line for `fcgivisor check`:
 //
-//	fcgivisor.toml: ok: 2 pools (go, php), 3 routes, listen 127.0.0.1:8080, admin unix:/run/fcgivisor/admin.sock
+//	fcgivisor.toml: ok: 2 pools (go, php), 3 routes, listen 127.0.0.1:8080, admin unix:/run/fcgivisor/admin.sock, status 0.0.0.0:9253
 func (c *Config) Summary() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: ok: %s", c.File, plural(len(c.Pool), "pool"))
@@ -201,6 +201,9 @@ func (c *Config) Summary() string {
 		b.WriteString(", no http listen")
 	}
 	fmt.Fprintf(&b, ", admin %s", c.Admin.Listen)
+	if c.Status.Listen != "" {
+		fmt.Fprintf(&b, ", status %s", c.Status.Listen)
+	}
 	return b.String()
 }
 

@@ -8,10 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fcgivisor/fcgivisor/socket"
 )
 
 // diffConfig reports the first differences between two configs field by
@@ -29,6 +32,7 @@ func diffConfig(t *testing.T, got, want *Config) {
 	check("File", got.File, want.File)
 	check("Server", got.Server, want.Server)
 	check("Admin", got.Admin, want.Admin)
+	check("Status", got.Status, want.Status)
 	gh, wh := got.HTTP, want.HTTP
 	gh.Routes, wh.Routes = nil, nil
 	check("HTTP", gh, wh)
@@ -59,9 +63,13 @@ func TestFullConfig(t *testing.T) {
 			LogFormat:       "json",
 			LogFile:         "/var/log/fcgivisor.log",
 		},
-		Admin: Admin{Listen: "127.0.0.1:9180"},
+		Admin:  Admin{Listen: "127.0.0.1:9180"},
+		Status: Status{Listen: "unix:/run/fv/status.sock", ListenMode: 0o640, ListenOwner: "nobody", ListenGroup: "prometheus"},
 		HTTP: HTTP{
 			Listen:            []string{"127.0.0.1:8081", "unix:/run/fv/http.sock"},
+			ListenMode:        0o666,
+			ListenOwner:       "www-data",
+			ListenGroup:       "nginx",
 			DocumentRoot:      "/srv/app",
 			ReadHeaderTimeout: 5 * time.Second,
 			IdleTimeout:       2 * time.Minute,
@@ -177,9 +185,11 @@ func TestDefaults(t *testing.T) {
 			LogLevel:        "info",
 			LogFormat:       "text",
 		},
-		Admin: Admin{Listen: "unix:/run/fcgivisor/admin.sock"},
+		Admin:  Admin{Listen: "unix:/run/fcgivisor/admin.sock"},
+		Status: Status{ListenMode: 0o660},
 		HTTP: HTTP{
 			Listen:            []string{"127.0.0.1:8080"},
+			ListenMode:        0o660,
 			DocumentRoot:      "/srv/www",
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       60 * time.Second,
@@ -388,6 +398,19 @@ func TestErrors(t *testing.T) {
 		{"relative unix path too long", "[http]\nlisten = [\"unix:" + strings.Repeat("d", 104) + "\"]\n", 2, "http.listen[0]", "over the 107-byte limit"},
 		{"admin bad", "[admin]\nlisten = \"nohost\"\n", 2, "admin.listen", "invalid address"},
 		{"default admin too long", "[server]\nruntime_dir = \"" + long + "\"\n", 2, "server.runtime_dir", "the default admin socket"},
+		{"default admin dir too long", "[server]\nruntime_dir = \"" + long[:92] + "\"\n", 2, "server.runtime_dir", "in a directory over 91"},
+		{"unix dir too long", "[http]\nlisten = [\"unix:" + long[:92] + "/h.sock\"]\n", 2, "http.listen[0]", "the socket's directory is 92 bytes long, over the 91-byte limit"},
+		{"http listen_mode without unix", "[http]\nlisten = [\"127.0.0.1:80\"]\nlisten_mode = \"0666\"\n", 3, "http.listen_mode", "only applies to Unix socket addresses (unix:/path), and http.listen has none"},
+		{"http listen_owner without unix", "[http]\nlisten_owner = \"www-data\"\n", 2, "http.listen_owner", "and http.listen has none"},
+		{"http listen_mode integer", "[http]\nlisten = [\"/h.sock\"]\nlisten_mode = 0o666\n", 3, "http.listen_mode", "must be a quoted octal string"},
+		{"http listen_mode above 0777", "[http]\nlisten = [\"/h.sock\"]\nlisten_mode = \"04666\"\n", 3, "http.listen_mode", "above 0777"},
+
+		// [status]
+		{"status bad", "[status]\nlisten = \"9253\"\n", 2, "status.listen", "invalid address"},
+		{"status dup admin", "[admin]\nlisten = \"127.0.0.1:9180\"\n[status]\nlisten = \"127.0.0.1:9180\"\n", 4, "status.listen", "already used by admin.listen"},
+		{"status dup http", "[status]\nlisten = \"127.0.0.1:8080\"\n", 2, "status.listen", "already used by http.listen[0]"},
+		{"status mode on tcp", "[status]\nlisten = \"0.0.0.0:9253\"\nlisten_mode = \"0666\"\n", 3, "status.listen_mode", `and status.listen "0.0.0.0:9253" is a TCP address`},
+		{"status group without listen", "[status]\nlisten_group = \"prometheus\"\n", 2, "status.listen_group", "and status.listen is not set"},
 
 		// Duplicate listen addresses.
 		{"dup http", "[http]\nlisten = [\"127.0.0.1:80\", \"127.0.0.1:0080\"]\n", 2, "http.listen[1]", `is already used by http.listen[0]`},
@@ -556,6 +579,66 @@ static = "/srv"
 	want = "f.toml: ok: 1 pool (x), 1 route, no http listen, admin 127.0.0.1:9180"
 	if got := c.Summary(); got != want {
 		t.Errorf("Summary() =\n %q\nwant\n %q", got, want)
+	}
+
+	c, err = Parse("/etc/f.toml", []byte("[status]\nlisten = \"0.0.0.0:9253\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = "/etc/f.toml: ok: 0 pools, 0 routes, listen 127.0.0.1:8080, admin unix:/run/fcgivisor/admin.sock, status 0.0.0.0:9253"
+	if got := c.Summary(); got != want {
+		t.Errorf("Summary() =\n %q\nwant\n %q", got, want)
+	}
+}
+
+// TestAdminListenLoopbackOnly: admin.listen serves /reload and /stop
+// without authentication, so conf (hence check, run and reload) refuses
+// any TCP address another host could reach, naming the key, the line and
+// the fix; Unix sockets and loopback IPs pass (issue 10).
+func TestAdminListenLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{
+		"unix:/run/x/admin.sock", "/run/x/admin.sock", "127.0.0.1:9180", "127.8.9.10:9180",
+		"[::1]:9180", "[::1%lo]:9180", "[::ffff:127.0.0.1]:9180", "127.0.0.1:0",
+	} {
+		if _, err := Parse("/cfg/f.toml", []byte("[admin]\nlisten = "+strconv.Quote(addr)+"\n")); err != nil {
+			t.Errorf("admin.listen = %q refused: %v", addr, err)
+		}
+	}
+	for _, tc := range []struct{ addr, why string }{
+		{"0.0.0.0:19100", "0.0.0.0 is not a loopback address"},
+		{":19100", "an empty host means every address of the machine"},
+		{"[::]:19100", ":: is not a loopback address"},
+		{"192.0.2.7:19100", "192.0.2.7 is not a loopback address"},
+		{"[2001:db8::1]:19100", "2001:db8::1 is not a loopback address"},
+		{"[fe80::1%eth0]:19100", "fe80::1%eth0 is not a loopback address"},
+		{"[::ffff:10.0.0.1]:19100", "::ffff:10.0.0.1 is not a loopback address"},
+		{"localhost:19100", `"localhost" is a host name, which may resolve to any address`},
+		{"admin.example.com:19100", `"admin.example.com" is a host name`},
+	} {
+		errs := parseErrs(t, "[server]\nlog_level = \"info\"\n\n[admin]\nlisten = "+strconv.Quote(tc.addr)+"\n")
+		if len(errs) != 1 {
+			t.Errorf("admin.listen = %q: %d errors, want 1:\n%v", tc.addr, len(errs), errs)
+			continue
+		}
+		got := errs[0].Error()
+		for _, want := range []string{
+			"/cfg/f.toml:5: admin.listen: " + strconv.Quote(tc.addr) + ": " + tc.why,
+			"whoever reaches admin.listen can stop and reload fcgivisor",
+			`"127.0.0.1:19100"`,
+			"set [status] listen = " + strconv.Quote(tc.addr) + " instead",
+		} {
+			if !strings.Contains(got, want) {
+				t.Errorf("admin.listen = %q:\n got  %s\n want it to contain %s", tc.addr, got, want)
+			}
+		}
+	}
+}
+
+// TestMaxUnixDir: conf refuses exactly the directories socket.Listen
+// cannot bind a temporary socket in.
+func TestMaxUnixDir(t *testing.T) {
+	if maxUnixDir != socket.MaxDirLen {
+		t.Fatalf("conf's maxUnixDir is %d, socket.MaxDirLen %d", maxUnixDir, socket.MaxDirLen)
 	}
 }
 

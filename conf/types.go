@@ -14,6 +14,7 @@ type Config struct {
 
 	Server Server           `toml:"server"`
 	Admin  Admin            `toml:"admin"`
+	Status Status           `toml:"status"`
 	HTTP   HTTP             `toml:"http"`
 	Pool   map[string]*Pool `toml:"pool"`
 }
@@ -28,16 +29,30 @@ type Server struct {
 	LogFile         string        `toml:"log_file"`         // "" = stderr
 }
 
-// Admin is the [admin] table.
+// Admin is the [admin] table: the control endpoint (reload, stop, and
+// everything Status serves).
 type Admin struct {
 	// Listen is "unix:/path" or "host:port"; default "unix:" + runtime_dir + "/admin.sock".
-	// After Load a Unix address always reads "unix:/absolute/path".
+	// After Load a Unix address always reads "unix:/absolute/path", and
+	// a TCP address has a loopback IP as its host.
 	Listen string `toml:"listen"`
+}
+
+// Status is the [status] table: the read-only endpoint (/status,
+// /metrics, /ping), for monitoring from other hosts.
+type Status struct {
+	Listen      string   `toml:"listen"`      // "" = none; a Unix address reads "unix:/absolute/path" after Load
+	ListenMode  FileMode `toml:"listen_mode"` // Unix listen only; default 0660
+	ListenOwner string   `toml:"listen_owner"`
+	ListenGroup string   `toml:"listen_group"`
 }
 
 // HTTP is the [http] table.
 type HTTP struct {
 	Listen            []string      `toml:"listen"`              // default ["127.0.0.1:8080"]; "unix:/path" too; [] = no HTTP server
+	ListenMode        FileMode      `toml:"listen_mode"`         // Unix addresses of Listen; default 0660
+	ListenOwner       string        `toml:"listen_owner"`        // "" = fcgivisor's user
+	ListenGroup       string        `toml:"listen_group"`        // "" = fcgivisor's group
 	DocumentRoot      string        `toml:"document_root"`       // default /srv/www
 	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"` // default 10s
 	IdleTimeout       time.Duration `toml:"idle_timeout"`        // default 60s

@@ -4,6 +4,9 @@
 package conf
 
 import (
+	"fmt"
+	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -39,6 +42,12 @@ const (
 	defaultListenMode        = FileMode(0o660)
 )
 
+// maxUnixDir is the longest directory a Unix listen address may be in:
+// socket.Listen binds in a temporary directory there first, whose path
+// (dir + "/.fv" + up to 10 digits + "/s") must fit in maxUnixPath. It is
+// socket.MaxDirLen (conf does not import socket; a test compares them).
+const maxUnixDir = maxUnixPath - len("/.fv0123456789/s")
+
 // workerSocketSuffix is the longest tail the supervisor appends to
 // runtime_dir + "/w/" + pool name for a worker socket: "-" + up to 10
 // digits + ".sock".
@@ -66,6 +75,7 @@ func (d *decoder) finish(c *Config, base string) {
 	setDefault(d, "admin.listen", &c.Admin.Listen, "unix:"+filepath.Join(s.RuntimeDir, "admin.sock"))
 
 	setDefault(d, "http.listen", &h.Listen, []string{defaultHTTPListen})
+	setDefault(d, "http.listen_mode", &h.ListenMode, defaultListenMode)
 	setDefault(d, "http.document_root", &h.DocumentRoot, defaultDocumentRoot)
 	setDefault(d, "http.read_header_timeout", &h.ReadHeaderTimeout, defaultReadHeaderTimeout)
 	setDefault(d, "http.idle_timeout", &h.IdleTimeout, defaultHTTPIdleTimeout)
@@ -76,18 +86,8 @@ func (d *decoder) finish(c *Config, base string) {
 
 	d.server(s)
 	listens := d.httpSection(h, base)
-	c.Admin.Listen = resolveAddr(base, c.Admin.Listen)
-	if !d.isSet("admin.listen") {
-		// The default follows runtime_dir: name the key to change.
-		if _, path, err := ParseAddr(c.Admin.Listen); err != nil || len(path) > maxUnixPath {
-			d.errorf("server.runtime_dir", "the default admin socket %s is over the %d-byte limit of Unix socket paths: shorten runtime_dir or set admin.listen",
-				strings.TrimPrefix(c.Admin.Listen, "unix:"), maxUnixPath)
-		} else {
-			listens = append(listens, listen{"admin.listen", c.Admin.Listen})
-		}
-	} else if d.checkAddr("admin.listen", c.Admin.Listen) {
-		listens = append(listens, listen{"admin.listen", c.Admin.Listen})
-	}
+	listens = append(listens, d.adminListen(c, base)...)
+	listens = append(listens, d.statusSection(&c.Status, base)...)
 
 	for i, r := range h.Routes {
 		if r == nil { // cannot happen: the decoder allocates every element
@@ -127,13 +127,97 @@ func resolveAddr(base, addr string) string {
 type listen struct{ key, addr string }
 
 // checkAddr reports an address that does not parse (the resolved path may
-// be too long even when the written one is not).
+// be too long even when the written one is not), or a Unix socket whose
+// directory is too long for the temporary name it is bound under.
 func (d *decoder) checkAddr(key, addr string) bool {
-	if _, _, err := ParseAddr(addr); err != nil {
+	network, path, err := ParseAddr(addr)
+	if err != nil {
 		d.errorf(key, "%v", err)
 		return false
 	}
+	if n := len(filepath.Dir(path)); network == "unix" && n > maxUnixDir {
+		d.errorf(key, "invalid address %q: the socket's directory is %d bytes long, over the %d-byte limit (fcgivisor binds the socket in a temporary directory there first)",
+			addr, n, maxUnixDir)
+		return false
+	}
 	return true
+}
+
+// adminListen resolves admin.listen and checks it: a Unix socket, or TCP
+// on a loopback IP. It returns the address when it is valid.
+func (d *decoder) adminListen(c *Config, base string) []listen {
+	c.Admin.Listen = resolveAddr(base, c.Admin.Listen)
+	if !d.isSet("admin.listen") {
+		// The default follows runtime_dir: name the key to change.
+		_, path, err := ParseAddr(c.Admin.Listen)
+		if err != nil || len(path) > maxUnixPath || len(filepath.Dir(path)) > maxUnixDir {
+			d.errorf("server.runtime_dir", "the default admin socket %s is too long for a Unix socket (over %d bytes, or in a directory over %d): shorten runtime_dir or set admin.listen",
+				strings.TrimPrefix(c.Admin.Listen, "unix:"), maxUnixPath, maxUnixDir)
+			return nil
+		}
+		return []listen{{"admin.listen", c.Admin.Listen}}
+	}
+	if !d.checkAddr("admin.listen", c.Admin.Listen) || !d.adminLoopback(c.Admin.Listen) {
+		return nil
+	}
+	return []listen{{"admin.listen", c.Admin.Listen}}
+}
+
+// adminLoopback refuses a TCP admin.listen that other hosts could reach:
+// the admin endpoint has no authentication and serves /reload and /stop
+// (issue 10). Only an IP literal can be judged; a host name may resolve to
+// anything, now or later.
+func (d *decoder) adminLoopback(addr string) bool {
+	network, address, _ := ParseAddr(addr)
+	if network != "tcp" {
+		return true
+	}
+	host, port, _ := net.SplitHostPort(address)
+	ip, err := netip.ParseAddr(host)
+	if err == nil && ip.IsLoopback() {
+		return true
+	}
+	why := fmt.Sprintf("%s is not a loopback address", host)
+	switch {
+	case host == "":
+		why = "an empty host means every address of the machine"
+	case err != nil:
+		why = fmt.Sprintf("%q is a host name, which may resolve to any address", host)
+	}
+	d.errorf("admin.listen", "%q: %s, and whoever reaches admin.listen can stop and reload fcgivisor: use a Unix socket (the default) or a loopback IP (\"127.0.0.1:%s\" or \"[::1]:%s\"); to let Prometheus scrape /metrics from other hosts, set [status] listen = %q instead (read-only)",
+		addr, why, port, port, addr)
+	return false
+}
+
+// statusSection resolves and checks [status]. It returns the listen
+// address when it is valid.
+func (d *decoder) statusSection(st *Status, base string) []listen {
+	setDefault(d, "status.listen_mode", &st.ListenMode, defaultListenMode)
+	if st.Listen == "" {
+		d.unixOnly("status", false, "status.listen is not set")
+		return nil
+	}
+	st.Listen = resolveAddr(base, st.Listen)
+	if !d.checkAddr("status.listen", st.Listen) {
+		return nil
+	}
+	network, _, _ := ParseAddr(st.Listen)
+	d.unixOnly("status", network == "unix", fmt.Sprintf("status.listen %q is a TCP address", st.Listen))
+	return []listen{{"status.listen", st.Listen}}
+}
+
+// unixOnly refuses listen_mode, listen_owner and listen_group in table
+// when the table has no Unix socket they could apply to (why says so):
+// a reader would believe they guard something.
+func (d *decoder) unixOnly(table string, unix bool, why string) {
+	if unix {
+		return
+	}
+	for _, k := range []string{"listen_mode", "listen_owner", "listen_group"} {
+		if key := table + "." + k; d.isSet(key) {
+			d.errorf(key, "only applies to Unix socket addresses (unix:/path), and %s", why)
+		}
+	}
 }
 
 // listens reports addresses that parse but are used twice.
@@ -189,13 +273,17 @@ func (d *decoder) server(s *Server) {
 
 func (d *decoder) httpSection(h *HTTP, base string) []listen {
 	var out []listen
+	unix := false
 	for i := range h.Listen {
 		key := keyElem("http.listen", i)
 		h.Listen[i] = resolveAddr(base, h.Listen[i])
 		if d.checkAddr(key, h.Listen[i]) {
 			out = append(out, listen{key, h.Listen[i]})
 		}
+		network, _, _ := ParseAddr(h.Listen[i])
+		unix = unix || network == "unix"
 	}
+	d.unixOnly("http", unix, "http.listen has none")
 	d.notNegative("http.read_header_timeout", h.ReadHeaderTimeout)
 	d.notNegative("http.idle_timeout", h.IdleTimeout)
 	d.notNegativeInt("http.max_header_bytes", h.MaxHeaderBytes)

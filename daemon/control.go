@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/front"
 	"github.com/fcgivisor/fcgivisor/socket"
 	"github.com/fcgivisor/fcgivisor/systemd"
 )
@@ -74,35 +75,77 @@ func (in *instance) probe(ctx context.Context, within time.Duration) bool {
 	}
 }
 
-// listenAdmin opens admin.listen before any worker starts. A Unix socket
-// gets mode 0600: the admin endpoint is for fcgivisor's own user (and
-// root).
-func listenAdmin(cfg *conf.Config) (net.Listener, error) {
-	network, address, err := conf.ParseAddr(cfg.Admin.Listen)
+// listenEndpoints opens admin.listen and, when set, status.listen (else
+// status is nil) before any worker starts. The admin socket gets mode
+// 0600: the control endpoint is for fcgivisor's own user (and root). A
+// Unix status socket gets statusPerm. On error nothing stays open.
+func listenEndpoints(cfg *conf.Config, statusPerm socket.Perm) (admin, status net.Listener, err error) {
+	if admin, err = listenOn("admin.listen", cfg.Admin.Listen, socket.Mode(0o600)); err != nil {
+		return nil, nil, err
+	}
+	if cfg.Status.Listen == "" {
+		return admin, nil, nil
+	}
+	if status, err = listenOn("status.listen", cfg.Status.Listen, statusPerm); err != nil {
+		admin.Close()
+		return nil, nil, err
+	}
+	return admin, status, nil
+}
+
+// listenOn opens the listen address addr of the config key key.
+func listenOn(key, addr string, perm socket.Perm) (net.Listener, error) {
+	network, address, err := conf.ParseAddr(addr)
 	if err == nil {
 		var l net.Listener
-		if l, err = socket.Listen(network, address, 0o600); err == nil {
+		if l, err = socket.Listen(network, address, perm); err == nil {
 			return l, nil
 		}
 	}
-	return nil, fmt.Errorf("admin.listen %q: %w", cfg.Admin.Listen, err)
+	return nil, fmt.Errorf("%s %q: %w", key, addr, err)
 }
 
-// serveAdmin serves h on l with its own http.Server; the returned func
+// closeEndpoints closes what listenEndpoints opened, for a start that
+// fails before they serve.
+func closeEndpoints(admin, status net.Listener) func() {
+	return sync.OnceFunc(func() {
+		admin.Close()
+		if status != nil {
+			status.Close()
+		}
+	})
+}
+
+// serveEndpoints serves the control endpoint on admin and, when status is
+// not nil, the read-only one on status; the returned func (idempotent)
+// shuts both down and waits for them.
+func (in *instance) serveEndpoints(admin, status net.Listener) (stop func()) {
+	stopAdmin := serveEndpoint(admin, front.NewAdmin(in.poolList, in.ctl, in.log), in.log)
+	if status == nil {
+		return stopAdmin
+	}
+	stopStatus := serveEndpoint(status, front.NewStatus(in.poolList, in.log), in.log)
+	return func() { stopStatus(); stopAdmin() }
+}
+
+// serveEndpoint serves h on l with its own http.Server; the returned func
 // (idempotent) shuts it down and waits for it.
-func serveAdmin(l net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
+func serveEndpoint(l net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Requests here are a line and a few headers; the status listener
+		// may face the internet, where 1 MiB headers per connection add up.
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin listener failed", "addr", l.Addr().String(), "err", err)
+			log.Error("admin or status listener failed", "addr", l.Addr().String(), "err", err)
 		}
 	}()
 	return sync.OnceFunc(func() {

@@ -7,7 +7,8 @@
 // changes it reaches that goroutine as a request on a channel: signals
 // (from the caller), admin commands (reload, stop) and the systemd
 // watchdog's health probe, which the loop answers by being able to answer.
-// The admin endpoint only reads the pool list, under instance.mu.
+// The admin and status endpoints only read the pool list, under
+// instance.mu.
 //
 // The daemon reads no environment variable, argument or process-wide
 // setting itself: cmd/fcgivisor decides those (logger, systemd variables,
@@ -81,6 +82,7 @@ type instance struct {
 	cfg       *conf.Config
 	srv       *front.Server
 	listeners map[string]net.Listener // by listenerKey; the front's once it serves them
+	// stopAdmin shuts the admin and status endpoints down.
 	stopAdmin func()
 	pidFile   string // written by start, removed by shutdown
 
@@ -114,8 +116,9 @@ func Run(o Options) error {
 	return nil
 }
 
-// start brings the instance up to READY=1: runtime dir, listeners, pools
-// with their initial workers, the admin endpoint, the front.
+// start brings the instance up to READY=1: runtime dir, users and groups,
+// listeners, pools with their initial workers, the admin and status
+// endpoints, the front.
 func start(o Options) (_ *instance, err error) {
 	cfg := o.Config
 	hard, kill := context.WithCancel(context.Background())
@@ -149,19 +152,17 @@ func start(o Options) (_ *instance, err error) {
 		return nil, fmt.Errorf("%s: server.runtime_dir: %w", cfg.File, err)
 	}
 	in.env.Runtime = in.rt
-	if in.listeners, err = openListeners(cfg, nil, in.sd.inherited); err != nil {
-		return nil, err
-	}
-	adminListener, err := listenAdmin(cfg)
+	admin, status, err := in.listen(cfg)
 	if err != nil {
 		return nil, err
 	}
+	in.stopAdmin = closeEndpoints(admin, status)
 	for _, pc := range cfg.Pools() {
 		in.pools[pc.Name] = in.startPool(pc)
 	}
-	// The admin endpoint answers from here until the pools have stopped,
-	// so that /status shows the start-up and the drain.
-	in.stopAdmin = serveAdmin(adminListener, front.NewAdmin(in.poolList, in.ctl, in.log), in.log)
+	// The admin and status endpoints answer from here until the pools
+	// have stopped, so that /status shows the start-up and the drain.
+	in.stopAdmin = in.serveEndpoints(admin, status)
 	for _, pr := range in.pools {
 		<-pr.pool.Ready()
 	}
@@ -179,7 +180,7 @@ func start(o Options) (_ *instance, err error) {
 	}
 	in.srv.Serve(slices.Collect(maps.Values(in.listeners)))
 	in.log.Info("fcgivisor running", "version", o.Version, "pid", o.Pid, "config", cfg.File,
-		"listen", strings.Join(cfg.HTTP.Listen, ","), "admin", cfg.Admin.Listen, "pools", len(in.pools))
+		"listen", strings.Join(cfg.HTTP.Listen, ","), "admin", cfg.Admin.Listen, "status", cfg.Status.Listen, "pools", len(in.pools))
 	for _, l := range in.sd.inherited {
 		if _, ok := in.listeners[inheritedKey(l)]; !ok {
 			in.log.Warn("a socket passed by systemd matches no http.listen address", "name", l.Name, "addr", l.Addr)
@@ -191,6 +192,21 @@ func start(o Options) (_ *instance, err error) {
 		in.log.Warn("sd_notify", "err", err)
 	}
 	return in, nil
+}
+
+// listen opens what start listens on: http.listen (passed sockets first)
+// into in.listeners, and the admin and status endpoints, which it returns
+// (status nil when status.listen is not set). Whatever it opened before
+// an error is in in.listeners, for abort.
+func (in *instance) listen(cfg *conf.Config) (admin, status net.Listener, err error) {
+	perms, errs := resolveListenPerms(cfg, in.o.Privileged)
+	if len(errs) > 0 { // CheckPrivileges passed: a user or group just went
+		return nil, nil, fmt.Errorf("%s: %w", cfg.File, errors.Join(errs...))
+	}
+	if in.listeners, err = openListeners(cfg, nil, in.sd.inherited, perms.http); err != nil {
+		return nil, nil, err
+	}
+	return listenEndpoints(cfg, perms.status)
 }
 
 // abort undoes a start that failed: workers stop at once, and what was
@@ -377,7 +393,9 @@ func (in *instance) summary() string {
 }
 
 // CheckPrivileges checks cfg's users and groups as Run applies them when
-// fcgivisor runs as root (privileged) or not. Check runs it.
+// fcgivisor runs as root (privileged) or not: pools' and cgi routes' user
+// and group, and the listen_owner and listen_group of [http] and
+// [status]. Check runs it, for `fcgivisor check`, start and reload.
 func CheckPrivileges(cfg *conf.Config, privileged bool, log *slog.Logger) error {
 	var errs []error
 	for _, pc := range cfg.Pools() {
@@ -386,6 +404,10 @@ func CheckPrivileges(cfg *conf.Config, privileged bool, log *slog.Logger) error 
 		}
 	}
 	for _, err := range front.CheckPrivileges(cfg, privileged, log) {
+		errs = append(errs, fmt.Errorf("%s: %w", cfg.File, err))
+	}
+	_, permErrs := resolveListenPerms(cfg, privileged)
+	for _, err := range permErrs {
 		errs = append(errs, fmt.Errorf("%s: %w", cfg.File, err))
 	}
 	return errors.Join(errs...)

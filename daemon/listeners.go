@@ -4,6 +4,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
+	"os/user"
+	"slices"
+	"strconv"
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/socket"
@@ -54,10 +58,11 @@ func wantedListeners(cfg *conf.Config) map[string]bool {
 }
 
 // openListeners opens the http.listen addresses not in have and returns
-// the new ones by key. A socket systemd passed for an address is used
-// instead of opening one (a dup: closing it leaves systemd's socket
-// alone, for later reloads). On error nothing stays open.
-func openListeners(cfg *conf.Config, have map[string]net.Listener, inherited []systemd.Listener) (map[string]net.Listener, error) {
+// the new ones by key; a new Unix socket gets perm. A socket systemd
+// passed for an address is used instead of opening one (a dup: closing it
+// leaves systemd's socket alone, for later reloads; it keeps the socket
+// unit's mode). On error nothing stays open.
+func openListeners(cfg *conf.Config, have map[string]net.Listener, inherited []systemd.Listener, perm socket.Perm) (map[string]net.Listener, error) {
 	opened := make(map[string]net.Listener)
 	for i, a := range cfg.HTTP.Listen {
 		key, err := listenerKey(a)
@@ -70,7 +75,7 @@ func openListeners(cfg *conf.Config, have map[string]net.Listener, inherited []s
 			if sl, ok := systemd.Match(inherited, network, address); ok {
 				l, err = net.FileListener(sl.File)
 			} else {
-				l, err = socket.Listen(network, address, 0o666)
+				l, err = socket.Listen(network, address, perm)
 			}
 			if err == nil {
 				opened[key] = l
@@ -83,4 +88,76 @@ func openListeners(cfg *conf.Config, have map[string]net.Listener, inherited []s
 		return nil, fmt.Errorf("http.listen[%d] %q: %w", i, a, err)
 	}
 	return opened, nil
+}
+
+// listenPerms is what the Unix sockets fcgivisor creates for [http] and
+// [status] get: listen_mode, listen_owner and listen_group resolved.
+type listenPerms struct{ http, status socket.Perm }
+
+// resolveListenPerms resolves the listen_mode, listen_owner and
+// listen_group of [http] and [status]. Each error names its key;
+// CheckPrivileges reports them too, so that check refuses what run would.
+func resolveListenPerms(cfg *conf.Config, privileged bool) (listenPerms, []error) {
+	var p listenPerms
+	var errs, more []error
+	h, st := cfg.HTTP, cfg.Status
+	p.http, errs = socketPerm("http", h.ListenMode, h.ListenOwner, h.ListenGroup, privileged)
+	p.status, more = socketPerm("status", st.ListenMode, st.ListenOwner, st.ListenGroup, privileged)
+	return p, append(errs, more...)
+}
+
+// socketPerm resolves the mode, owner and group of table's Unix sockets.
+// "" keeps what the kernel gives (fcgivisor's user and group). As root
+// any user and group go; otherwise only fcgivisor's own user and the
+// groups its process is in, since the kernel refuses other chowns:
+// refused here with the fix rather than at bind, so that check, run and
+// reload say the same (issue 10).
+func socketPerm(table string, mode conf.FileMode, owner, group string, privileged bool) (socket.Perm, []error) {
+	p := socket.Perm{Mode: mode.Perm(), UID: -1, GID: -1}
+	var errs []error
+	if owner != "" {
+		key := table + ".listen_owner"
+		u, err := user.Lookup(owner)
+		uid := -1
+		if err == nil {
+			uid, _ = strconv.Atoi(u.Uid)
+		}
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: user %q: %w", key, owner, err))
+		case !privileged && uid != os.Geteuid():
+			errs = append(errs, fmt.Errorf("%s: fcgivisor runs as uid %d, not root, and cannot give its sockets to user %q (uid %d): leave listen_owner empty, or run fcgivisor as root",
+				key, os.Geteuid(), owner, uid))
+		default:
+			p.UID = uid
+		}
+	}
+	if group != "" {
+		key := table + ".listen_group"
+		g, err := user.LookupGroup(group)
+		gid := -1
+		if err == nil {
+			gid, _ = strconv.Atoi(g.Gid)
+		}
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: group %q: %w", key, group, err))
+		case !privileged && !inGroup(gid):
+			errs = append(errs, fmt.Errorf("%s: fcgivisor runs as uid %d, not root, and is not in group %q (gid %d), so it cannot give its sockets to it: add fcgivisor's user to the group, leave listen_group empty, or run fcgivisor as root",
+				key, os.Geteuid(), group, gid))
+		default:
+			p.GID = gid
+		}
+	}
+	return p, errs
+}
+
+// inGroup reports whether the process may chown a file it owns to gid:
+// its effective group or one of its supplementary groups.
+func inGroup(gid int) bool {
+	if gid == os.Getegid() {
+		return true
+	}
+	groups, err := os.Getgroups()
+	return err == nil && slices.Contains(groups, gid)
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"reflect"
@@ -29,8 +30,12 @@ import (
 //     store, the new listeners serve, removed ones close, and the replaced generations drain into
 //     their successors (old requests finish, queued ones move over).
 //
-// [server] and [admin] settings other than shutdown_timeout need a
-// restart; a reload that changes them says so in the log.
+// [server], [admin] and [status] settings other than shutdown_timeout
+// need a restart; a reload that changes them says so in the log. So do
+// http.listen_mode, listen_owner and listen_group for the Unix sockets a
+// reload keeps: fcgivisor never chmods a path it made earlier, which
+// others may have replaced with a symlink since; sockets the reload opens
+// get the new values.
 
 // plan is what a reload does to the pools, by name.
 type plan struct {
@@ -83,7 +88,11 @@ func (in *instance) reload() error {
 	if err != nil {
 		return err
 	}
-	opened, err := openListeners(cfg, in.listeners, in.sd.inherited)
+	perms, errs := resolveListenPerms(cfg, in.o.Privileged)
+	if len(errs) > 0 { // CheckPrivileges passed: a user or group just went
+		return fmt.Errorf("%s: %w", cfg.File, errors.Join(errs...))
+	}
+	opened, err := openListeners(cfg, in.listeners, in.sd.inherited, perms.http)
 	if err != nil {
 		return err
 	}
@@ -126,10 +135,14 @@ func (in *instance) loadForReload() (*conf.Config, error) {
 		return nil, err
 	}
 	s, old := cfg.Server, in.cfg.Server
-	if s.RuntimeDir != old.RuntimeDir || cfg.Admin.Listen != in.cfg.Admin.Listen ||
+	if s.RuntimeDir != old.RuntimeDir || cfg.Admin.Listen != in.cfg.Admin.Listen || cfg.Status != in.cfg.Status ||
 		s.LogFile != old.LogFile || s.LogFormat != old.LogFormat ||
 		s.LogLevel != old.LogLevel || s.PIDFile != old.PIDFile {
-		in.log.Warn("reload: [server] and [admin] settings other than shutdown_timeout take effect at the next restart")
+		in.log.Warn("reload: [server], [admin] and [status] settings other than shutdown_timeout take effect at the next restart")
+	}
+	h, oh := cfg.HTTP, in.cfg.HTTP
+	if h.ListenMode != oh.ListenMode || h.ListenOwner != oh.ListenOwner || h.ListenGroup != oh.ListenGroup {
+		in.log.Warn("reload: http.listen_mode, listen_owner and listen_group apply to Unix sockets opened from now on; the sockets kept keep theirs until the next restart")
 	}
 	if err := Check(cfg, in.o.Privileged, in.o.Getenv, in.log); err != nil {
 		return nil, err

@@ -1,5 +1,6 @@
-// This file implements the admin endpoint: /status as JSON, /metrics in
-// the Prometheus text exposition format 0.0.4, and /ping. Rendering works
+// This file implements the admin and status endpoints: /status as JSON,
+// /metrics in the Prometheus text exposition format 0.0.4, /ping, and on
+// the admin endpoint only, /reload and /stop. Rendering works
 // on a snapshot ([]supervisor.Status), so every figure of one answer comes
 // from the same moment of each pool.
 
@@ -43,13 +44,32 @@ type AdminTotals struct {
 	Responses5xx int64 `json:"5xx"`
 }
 
-// NewAdmin returns the admin handler. pools is called on every request, so
-// that a reload can swap the pools it reports.
-//
-// control, when set, also serves POST /stop (graceful stop, for
-// `fcgivisor stop`).
+// The endpoints come in two kinds (issue 10). The read-only one (NewStatus,
+// [status] listen, possibly reachable from other hosts) answers GET and
+// HEAD of /status, /metrics and /ping and holds no Control, so no request
+// to it can change anything. The control one (NewAdmin, admin.listen: a
+// Unix socket or loopback TCP) serves the same and POST /reload and
+// POST /stop.
+
+// NewStatus returns the read-only handler: GET and HEAD of /status,
+// /metrics and /ping. Any other path, /reload and /stop included, is 404.
+// pools is called on every request, so that a reload can swap the pools
+// it reports.
+func NewStatus(pools func() []*supervisor.Pool, log *slog.Logger) http.Handler {
+	return &statusHandler{pools: pools, log: log,
+		notFound: "404 page not found (this read-only endpoint serves /status, /metrics and /ping; reload and stop are on admin.listen)"}
+}
+
+// NewAdmin returns the control handler: what NewStatus serves, plus
+// POST /stop (graceful stop, for `fcgivisor stop`) and POST /reload
+// (for `fcgivisor reload`) through control, which must not be nil.
 func NewAdmin(pools func() []*supervisor.Pool, control Control, log *slog.Logger) http.Handler {
-	return &admin{pools: pools, control: control, log: log}
+	if control == nil {
+		panic("front.NewAdmin: nil Control (NewStatus is the endpoint without one)")
+	}
+	st := &statusHandler{pools: pools, log: log,
+		notFound: "404 page not found (the admin endpoint serves /status, /metrics, /ping, and POST /reload and /stop)"}
+	return &adminHandler{status: st, control: control, log: log}
 }
 
 // Control is what the admin endpoint may ask of the running instance.
@@ -61,35 +81,59 @@ type Control interface {
 	Reload() error
 }
 
-type admin struct {
-	pools   func() []*supervisor.Pool
+// adminHandler is the control endpoint: /stop and /reload here, the rest
+// by its statusHandler.
+type adminHandler struct {
+	status  *statusHandler
 	control Control
 	log     *slog.Logger
 }
 
-func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if (r.URL.Path == "/stop" || r.URL.Path == "/reload") && a.control != nil {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", "POST")
-			http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if r.URL.Path == "/stop" {
-			a.log.Info("stop requested through the admin endpoint")
-			a.control.Stop()
-			io.WriteString(w, "stopping\n")
-			return
-		}
-		a.log.Info("reload requested through the admin endpoint")
-		if err := a.control.Reload(); err != nil {
-			w.WriteHeader(http.StatusUnprocessableEntity)
-			fmt.Fprintf(w, "reload refused; the running config is unchanged:\n%v\n", err)
-			return
-		}
-		io.WriteString(w, "reloaded\n")
+func (a *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/stop" && r.URL.Path != "/reload" {
+		a.status.ServeHTTP(w, r)
 		return
 	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	// No browser can reach a Unix socket, but any page a browser shows
+	// can make it POST to a loopback TCP admin.listen (cross-site request
+	// forgery, or DNS rebinding, which makes it same-origin). Browsers
+	// send Origin with every POST (Fetch standard) and Sec-Fetch-Site
+	// with every request; the CLI and curl send neither.
+	if r.Header.Get("Origin") != "" || r.Header.Get("Sec-Fetch-Site") != "" {
+		a.log.Warn("admin: refused a reload or stop sent by a web browser", "path", r.URL.Path, "origin", r.Header.Get("Origin"))
+		http.Error(w, "403 Forbidden: reload and stop are not taken from web browsers (the request has an Origin or Sec-Fetch-Site header); use fcgivisor reload or stop", http.StatusForbidden)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if r.URL.Path == "/stop" {
+		a.log.Info("stop requested through the admin endpoint")
+		a.control.Stop()
+		io.WriteString(w, "stopping\n")
+		return
+	}
+	a.log.Info("reload requested through the admin endpoint")
+	if err := a.control.Reload(); err != nil {
+		w.WriteHeader(http.StatusUnprocessableEntity)
+		fmt.Fprintf(w, "reload refused; the running config is unchanged:\n%v\n", err)
+		return
+	}
+	io.WriteString(w, "reloaded\n")
+}
+
+// statusHandler is the read-only endpoint. It has no way to act on the
+// instance: it only reads pool status.
+type statusHandler struct {
+	pools    func() []*supervisor.Pool
+	log      *slog.Logger
+	notFound string // the 404 text, naming what the endpoint serves
+}
+
+func (a *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var render func(io.Writer, []supervisor.Status) error
 	var contentType string
 	switch r.URL.Path {
@@ -103,7 +147,7 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return err
 		}, "text/plain; charset=utf-8"
 	default:
-		http.Error(w, "404 page not found (the admin endpoint serves /status, /metrics and /ping)", http.StatusNotFound)
+		http.Error(w, a.notFound, http.StatusNotFound)
 		return
 	}
 	// HEAD is GET without the body (net/http drops it).
@@ -133,7 +177,7 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // snapshot takes the status of every pool, sorted by name.
-func (a *admin) snapshot() []supervisor.Status {
+func (a *statusHandler) snapshot() []supervisor.Status {
 	ps := a.pools()
 	sts := make([]supervisor.Status, 0, len(ps))
 	for _, p := range ps {

@@ -332,7 +332,15 @@ func newTestPool(name string) *supervisor.Pool {
 	}, supervisor.Env{Logger: slog.New(slog.DiscardHandler), Getenv: func(string) (string, bool) { return "", false }})
 }
 
+// TestAdminHandler: the read-only endpoint and the admin endpoint answer
+// the same to every read.
 func TestAdminHandler(t *testing.T) {
+	for _, kind := range []string{"status", "admin"} {
+		t.Run(kind, func(t *testing.T) { testReadEndpoints(t, kind) })
+	}
+}
+
+func testReadEndpoints(t *testing.T, kind string) {
 	zeta, alpha := newTestPool("zeta"), newTestPool("alpha")
 	for range 3 {
 		alpha.Observe(200)
@@ -340,7 +348,11 @@ func TestAdminHandler(t *testing.T) {
 	alpha.Observe(503)
 	pools := []*supervisor.Pool{zeta, alpha}
 	calls := 0
-	h := NewAdmin(func() []*supervisor.Pool { calls++; return pools }, nil, slog.New(slog.DiscardHandler))
+	poolList := func() []*supervisor.Pool { calls++; return pools }
+	h := NewStatus(poolList, slog.New(slog.DiscardHandler))
+	if kind == "admin" {
+		h = NewAdmin(poolList, &stopRecorder{}, slog.New(slog.DiscardHandler))
+	}
 
 	do := func(method, path string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
@@ -418,7 +430,7 @@ func TestAdminHandler(t *testing.T) {
 // TestAdminHandlerServes runs the handler behind a real server, as main
 // does: the answer carries its length and arrives whole.
 func TestAdminHandlerServes(t *testing.T) {
-	srv := httptest.NewServer(NewAdmin(func() []*supervisor.Pool { return []*supervisor.Pool{newTestPool("p")} }, nil, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(NewStatus(func() []*supervisor.Pool { return []*supervisor.Pool{newTestPool("p")} }, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {
@@ -455,12 +467,85 @@ func TestAdminStop(t *testing.T) {
 	if rec.Code != http.StatusOK || ctl.stops != 1 || rec.Body.String() != "stopping\n" {
 		t.Fatalf("POST /stop: %d %q, %d stops", rec.Code, rec.Body.String(), ctl.stops)
 	}
-	// Without a control, /stop does not exist.
-	rec = httptest.NewRecorder()
-	NewAdmin(func() []*supervisor.Pool { return nil }, nil, slog.New(slog.DiscardHandler)).ServeHTTP(rec, httptest.NewRequest("POST", "/stop", nil))
-	if rec.Code != http.StatusNotFound {
-		t.Fatalf("POST /stop without control: %d", rec.Code)
+}
+
+// TestStatusRefusesControl: the read-only endpoint (what [status] listen
+// serves, possibly to other hosts) has no /reload or /stop: every method
+// and spelling of them is 404 and reaches nothing, while the same requests
+// act on the admin endpoint (issue 10).
+func TestStatusRefusesControl(t *testing.T) {
+	ctl := &stopRecorder{}
+	pools := func() []*supervisor.Pool { return nil }
+	status := NewStatus(pools, slog.New(slog.DiscardHandler))
+	admin := NewAdmin(pools, ctl, slog.New(slog.DiscardHandler))
+	for _, m := range []string{"POST", "GET", "HEAD", "PUT", "DELETE", "PATCH"} {
+		for _, p := range []string{"/stop", "/reload", "/stop?now=1", "/%73top", "/reload/", "//stop"} {
+			rec := httptest.NewRecorder()
+			status.ServeHTTP(rec, httptest.NewRequest(m, p, strings.NewReader("x")))
+			if rec.Code != http.StatusNotFound || strings.Contains(rec.Body.String(), "stopping") || strings.Contains(rec.Body.String(), "reloaded") {
+				t.Errorf("read-only endpoint, %s %s: %d %q, want 404", m, p, rec.Code, rec.Body.String())
+			}
+			if m == "POST" && (p == "/stop" || p == "/reload") && !strings.Contains(rec.Body.String(), "reload and stop are on admin.listen") {
+				t.Errorf("read-only endpoint, POST %s: %q does not say where reload and stop are", p, rec.Body.String())
+			}
+		}
 	}
+	// The same requests through the admin endpoint do act: the checks
+	// above would see it.
+	for _, p := range []string{"/stop", "/reload", "/stop?now=1", "/%73top"} {
+		admin.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", p, nil))
+	}
+	if ctl.stops != 3 || ctl.reloads != 1 {
+		t.Errorf("the admin endpoint acted %d stops, %d reloads, want 3 and 1", ctl.stops, ctl.reloads)
+	}
+}
+
+// TestAdminRefusesBrowsers: a page in a browser on the host can POST to a
+// loopback TCP admin.listen (cross-site forgery, DNS rebinding); such
+// requests carry Origin or Sec-Fetch-Site and do not act. The CLI's do.
+func TestAdminRefusesBrowsers(t *testing.T) {
+	ctl := &stopRecorder{}
+	h := NewAdmin(func() []*supervisor.Pool { return nil }, ctl, slog.New(slog.DiscardHandler))
+	for _, hdr := range [][2]string{
+		{"Origin", "http://evil.example"},
+		{"Origin", "http://127.0.0.1:9180"}, // rebinding, or a same-origin page
+		{"Origin", "null"},
+		{"Sec-Fetch-Site", "cross-site"},
+		{"Sec-Fetch-Site", "same-origin"},
+	} {
+		for _, p := range []string{"/stop", "/reload"} {
+			req := httptest.NewRequest("POST", p, strings.NewReader("a=b"))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set(hdr[0], hdr[1])
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "not taken from web browsers") {
+				t.Errorf("POST %s with %s: %s: %d %q, want 403", p, hdr[0], hdr[1], rec.Code, rec.Body.String())
+			}
+		}
+	}
+	if ctl.stops != 0 || ctl.reloads != 0 {
+		t.Errorf("browser requests acted: %d stops, %d reloads", ctl.stops, ctl.reloads)
+	}
+	// Reads stay open to them: they change nothing.
+	req := httptest.NewRequest("GET", "/ping", nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Errorf("GET /ping with Sec-Fetch-Site: %d, want 200", rec.Code)
+	}
+}
+
+// TestNewAdminNeedsControl: an admin endpoint without a Control is a
+// programming error caught at construction, not at the first POST.
+func TestNewAdminNeedsControl(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("NewAdmin with a nil Control did not panic")
+		}
+	}()
+	NewAdmin(func() []*supervisor.Pool { return nil }, nil, slog.New(slog.DiscardHandler))
 }
 
 func TestAdminReload(t *testing.T) {

@@ -265,6 +265,8 @@ type options struct {
 	runtimeDir string                    // default: a new short temp dir
 	docRoot    string                    // http.document_root; default: documentRoot()
 	server     []string                  // more [server] lines
+	listen     []string                  // more http.listen addresses, after the TCP one start waits on
+	http       []string                  // more [http] lines (not listen)
 	port       int                       // default: a free one
 }
 
@@ -322,7 +324,11 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 	if docRoot == "" {
 		docRoot = documentRoot()
 	}
-	fmt.Fprintf(&b, "\n[http]\nlisten = [%s]\ndocument_root = %s\n", tomlString(fmt.Sprintf("127.0.0.1:%d", port)), tomlString(docRoot))
+	listen := append([]string{fmt.Sprintf("127.0.0.1:%d", port)}, o.listen...)
+	fmt.Fprintf(&b, "\n[http]\nlisten = %s\ndocument_root = %s\n", tomlStrings(listen), tomlString(docRoot))
+	for _, l := range o.http {
+		b.WriteString(l + "\n")
+	}
 	if o.routes != "" {
 		b.WriteString("\n" + o.routes + "\n")
 	}

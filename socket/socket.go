@@ -1,7 +1,9 @@
 // Package socket creates the listeners fcgivisor needs: the private runtime
-// directory with one listening Unix socket per worker, and the HTTP/admin
-// listeners. It cleans up stale sockets left by a killed earlier run and
-// refuses to take over a socket another live process is serving.
+// directory with one listening Unix socket per worker, and the HTTP, admin
+// and status listeners, each Unix one bound in a private directory and
+// given its mode and owner before its path appears. It cleans up stale
+// sockets left by a killed earlier run and refuses to take over a socket
+// another live process is serving.
 package socket
 
 import (
@@ -98,11 +100,42 @@ func WorkerListener(path string) (*os.File, error) {
 	return os.NewFile(uintptr(fd), path), nil
 }
 
+// Perm is what a new Unix socket gets before its path appears: Mode, and
+// the owner and group given by chown. UID or GID -1 keeps what the kernel
+// gave the socket (fcgivisor's effective uid; its effective gid, or the
+// directory's group when the directory has the setgid bit). The zero Perm
+// is mode 0000 owned by root: it fails closed.
+type Perm struct {
+	Mode     os.FileMode
+	UID, GID int
+}
+
+// Mode is a Perm with mode m and the owner and group the kernel gives.
+func Mode(m os.FileMode) Perm { return Perm{Mode: m, UID: -1, GID: -1} }
+
+// tmpDirName is the pattern of the private directory a Unix socket is
+// bound in (os.MkdirTemp replaces the * with up to 10 digits), and
+// tmpSocketName the socket's name in it. They are short because the
+// temporary path must fit where the final one does.
+const (
+	tmpDirName    = ".fv*"
+	tmpSocketName = "s"
+)
+
+// maxUnixPath is the longest path bind accepts: sun_path holds 108 bytes
+// including the terminating NUL.
+const maxUnixPath = 107
+
+// MaxDirLen is the longest directory a Unix socket of Listen may be in:
+// the temporary path dir + "/.fv" + 10 digits + "/s" must fit in
+// maxUnixPath. conf checks listen addresses against the same number.
+const MaxDirLen = maxUnixPath - len("/.fv0123456789/s")
+
 // Listen opens a stream listener on network ("tcp" or "unix") and address.
 // A Unix socket path that exists is removed only when nothing accepts on it
 // (a stale socket of a killed run); one that a live process serves is an
-// error. New Unix sockets get mode (0 = keep the umask's).
-func Listen(network, address string, mode os.FileMode) (net.Listener, error) {
+// error. A new Unix socket gets perm before its path appears.
+func Listen(network, address string, perm Perm) (net.Listener, error) {
 	if network != "unix" {
 		l, err := net.Listen(network, address)
 		if err != nil {
@@ -113,43 +146,62 @@ func Listen(network, address string, mode os.FileMode) (net.Listener, error) {
 	if err := removeStale(address); err != nil {
 		return nil, err
 	}
-	if mode == 0 {
-		l, err := net.Listen("unix", address)
-		if err != nil {
-			return nil, fmt.Errorf("listen unix:%s: %w", address, err)
-		}
-		return l, nil
+	// Bind in a new 0700 directory beside the path, set the mode and
+	// owner there, then rename the socket into place: no client can
+	// connect while the socket has the umask's mode or fcgivisor's owner,
+	// and no one else can swap the name for a symlink between bind and
+	// chmod, which would make a root fcgivisor chmod the link's target.
+	dir, err := os.MkdirTemp(filepath.Dir(address), tmpDirName)
+	if err != nil {
+		return nil, fmt.Errorf("listen unix:%s: %w", address, err)
 	}
-	// Bind under a temporary name, set the mode, then rename into place:
-	// no client can connect while the socket still has the umask's mode.
-	tmp := fmt.Sprintf("%s.%d.tmp", address, os.Getpid())
-	os.Remove(tmp)
+	defer os.Remove(dir)
+	tmp := filepath.Join(dir, tmpSocketName)
+	if len(tmp) > maxUnixPath {
+		return nil, fmt.Errorf("listen unix:%s: the directory is over %d bytes long, too long for the temporary socket %s: use a shorter one",
+			address, MaxDirLen, tmp)
+	}
 	l, err := net.Listen("unix", tmp)
 	if err != nil {
 		return nil, fmt.Errorf("listen unix:%s: %w", address, err)
 	}
 	ul := l.(*net.UnixListener)
 	ul.SetUnlinkOnClose(false)
-	if err := os.Chmod(tmp, mode); err != nil {
+	if err := placeSocket(tmp, address, perm); err != nil {
 		l.Close()
 		os.Remove(tmp)
-		return nil, fmt.Errorf("chmod %s: %w", address, err)
-	}
-	if err := os.Rename(tmp, address); err != nil {
-		l.Close()
-		os.Remove(tmp)
-		return nil, fmt.Errorf("listen unix:%s: %w", address, err)
+		return nil, err
 	}
 	return &unixListener{UnixListener: ul, path: address}, nil
 }
 
+// placeSocket gives the socket at tmp its mode, owner and group, and
+// renames it to address.
+func placeSocket(tmp, address string, perm Perm) error {
+	if err := os.Chmod(tmp, perm.Mode.Perm()); err != nil {
+		return fmt.Errorf("chmod %s: %w", address, err)
+	}
+	if perm.UID != -1 || perm.GID != -1 {
+		if err := os.Lchown(tmp, perm.UID, perm.GID); err != nil {
+			return fmt.Errorf("chown %s to uid %d gid %d: %w", address, perm.UID, perm.GID, err)
+		}
+	}
+	if err := os.Rename(tmp, address); err != nil {
+		return fmt.Errorf("listen unix:%s: %w", address, err)
+	}
+	return nil
+}
+
 // unixListener removes its socket file on Close (the one the net package
-// would remove is the temporary name).
+// would remove is the temporary name), and gives its path as its address
+// (the net package knows the temporary one).
 type unixListener struct {
 	*net.UnixListener
 	path string
 	once sync.Once
 }
+
+func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
 
 func (l *unixListener) Close() error {
 	err := l.UnixListener.Close()
