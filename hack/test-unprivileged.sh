@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs the tests again as an unprivileged user (nobody by default), so that
+# every privilege-dependent test proves both of its contracts: the root one
+# in `make test` itself, the other one here (user and group ignored with a
+# warning, sockets owned by the running user, files judged by its rights).
+#
+# Tests keep TMPDIR=/tmp: socket paths must stay short.
+#
+# Run as root from the repository: the test binaries, fcgivisor and the
+# example workers are built here as root, copied with the repository into a
+# directory the user can read, and run there as that user (the integration
+# harness finds the repository from its working directory).
+#
+#   hack/test-unprivileged.sh            # every package that runs processes
+#   TEST_USER=daemon RUN=TestCheck hack/test-unprivileged.sh integration
+set -euo pipefail
+
+user=${TEST_USER:-nobody}
+run=${RUN:-.}
+pkgs=("$@")
+[ ${#pkgs[@]} -gt 0 ] || pkgs=(integration daemon supervisor spawner front socket conf)
+if [ "$(id -u)" != 0 ]; then
+	echo "test-unprivileged: run as root (it runs the tests as $user)" >&2
+	exit 1
+fi
+top=$(git rev-parse --show-toplevel)
+cd "$top"
+work=$(mktemp -d /tmp/fcgivisor-unprivileged.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/bin" "$work/home"
+# The tree as it is (committed or not), without build outputs.
+tar -C "$top" --exclude=./bin --exclude=./tmp --exclude=./.git -cf - . | tar -C "$work" --one-top-level=repo -xf -
+
+go build -race -o "$work/bin/fcgivisor" ./cmd/fcgivisor
+go build -o "$work/bin/go-worker" ./examples/go-worker
+c_worker=
+if [ -f /usr/include/fcgiapp.h ]; then
+	${CC:-cc} -O2 -Wall -o "$work/bin/c-worker" examples/c-worker/worker.c -lfcgi
+	c_worker=$work/bin/c-worker
+fi
+for p in "${pkgs[@]}"; do
+	go test -c -race -o "$work/bin/$p.test" "./$p"
+done
+chmod -R a+rX "$work"
+chmod 1777 "$work/home"
+
+status=0
+for p in "${pkgs[@]}"; do
+	[ -x "$work/bin/$p.test" ] || continue # a package without tests
+	echo "== $p as $user"
+	if ! (cd "$work/repo/$p" && runuser -u "$user" -- env -i PATH="$PATH" HOME="$work/home" TMPDIR=/tmp \
+		FCGIVISOR_BIN="$work/bin/fcgivisor" FCGIVISOR_GO_WORKER="$work/bin/go-worker" FCGIVISOR_C_WORKER="$c_worker" \
+		"$work/bin/$p.test" -test.count=1 -test.timeout=10m -test.run "$run"); then
+		status=1
+	fi
+done
+exit $status
