@@ -72,7 +72,8 @@ func TestFullConfig(t *testing.T) {
 				{Prefix: "/app/", Suffix: ".php", Index: "index.php", Script: "/index.php", Pool: "php"},
 				{Prefix: "/cgi-bin/", CGI: "/usr/lib/cgi-bin", Timeout: 20 * time.Second, MaxConcurrent: 4, User: "nobody", Group: "nogroup",
 					Env: map[string]string{"PERL5LIB": "/usr/lib/cgi-bin/lib"}},
-				{Prefix: "/", Static: "/srv/app/public"},
+				{Prefix: "/data/", Status: 404},
+				{Prefix: "/", Static: "/srv/app/public", Deny: []string{"/conf/", "*.ini"}, User: "www-data"},
 			},
 		},
 		Pool: map[string]*Pool{
@@ -155,7 +156,7 @@ func TestFullConfigCoversSchema(t *testing.T) {
 		}
 	}
 	walk(reflect.TypeFor[Config](), "")
-	walk(reflect.TypeFor[Route](), "http.route[0].", "http.route[1].", "http.route[2].")
+	walk(reflect.TypeFor[Route](), "http.route[0].", "http.route[1].", "http.route[2].", "http.route[3].")
 	walk(reflect.TypeFor[Pool](), "pool.php.")
 }
 
@@ -397,21 +398,39 @@ func TestErrors(t *testing.T) {
 		{"pool listen bad", okPool + "listen = \"php.sock\"\n", 3, "pool.php.listen", "invalid address"},
 
 		// Routes.
-		{"route no target", okPool + "[[http.route]]\nprefix = \"/\"\n", 3, "http.route[0]", "no target: set exactly one of pool, cgi or static"},
+		{"route no target", okPool + "[[http.route]]\nprefix = \"/\"\n", 3, "http.route[0]", "no target: set exactly one of pool, cgi, static or status"},
 		{"route two targets", okPool + "[[http.route]]\npool = \"php\"\ncgi = \"/c\"\n", 3, "http.route[0]", "pool and cgi are all set"},
 		{"route no such pool", okPool + "[pool.go]\ncommand = [\"g\"]\n[[http.route]]\npool = \"php\"\n[[http.route]]\npool = \"phpp\"\n", 8, "http.route[1].pool", `no pool "phpp" (pools: go, php)`},
 		{"route no pools", "[[http.route]]\npool = \"php\"\n", 2, "http.route[0].pool", `no pool "php" (there are no [pool.NAME] tables)`},
 		{"route prefix", okPool + "[[http.route]]\nprefix = \"app\"\npool = \"php\"\n", 4, "http.route[0].prefix", `"app" must start with "/"`},
 		{"route empty prefix", okPool + "[[http.route]]\nprefix = \"\"\npool = \"php\"\n", 4, "http.route[0].prefix", `"" must start with "/"`},
 		{"route script", okPool + "[[http.route]]\npool = \"php\"\nscript = \"index.php\"\n", 5, "http.route[0].script", `must start with "/"`},
-		{"cgi key on pool route", okPool + "[[http.route]]\npool = \"php\"\nmax_concurrent = 3\n", 5, "http.route[0].max_concurrent", "only applies to cgi routes"},
+		{"cgi key on pool route", okPool + "[[http.route]]\npool = \"php\"\nmax_concurrent = 3\n", 5, "http.route[0].max_concurrent", "does not apply to pool routes (only to cgi routes)"},
 		{"cgi max_concurrent", "[[http.route]]\ncgi = \"/c\"\nmax_concurrent = 0\n", 3, "http.route[0].max_concurrent", "must be at least 1, got 0"},
 		{"script on cgi route", "[[http.route]]\ncgi = \"/c\"\nscript = \"/x.cgi\"\n", 3, "http.route[0].script", "does not apply to cgi routes"},
 		{"index on cgi route", "[[http.route]]\ncgi = \"/c\"\nindex = \"index.cgi\"\n", 3, "http.route[0].index", "does not apply to cgi routes"},
 		{"script on static route", "[[http.route]]\nstatic = \"/s\"\nscript = \"/index.php\"\n", 3, "http.route[0].script", "does not apply to static routes"},
 		{"cgi env key", "[[http.route]]\ncgi = \"/c\"\nenv = { \"A=B\" = \"1\" }\n", 3, `http.route[0].env."A=B"`, "must not contain '='"},
-		{"env on pool route", okPool + "[[http.route]]\npool = \"php\"\nenv = { A = \"1\" }\n", 5, "http.route[0].env", "only applies to cgi routes"},
+		{"env on pool route", okPool + "[[http.route]]\npool = \"php\"\nenv = { A = \"1\" }\n", 5, "http.route[0].env", "does not apply to pool routes (only to cgi routes)"},
 		{"cgi negative timeout", "[[http.route]]\ncgi = \"/c\"\ntimeout = \"-1m\"\n", 3, "http.route[0].timeout", "must not be negative"},
+		{"status and static", "[[http.route]]\nstatic = \"/s\"\nstatus = 404\n", 1, "http.route[0]", "static and status are all set"},
+		{"status 200", "[[http.route]]\nprefix = \"/data/\"\nstatus = 200\n", 3, "http.route[0].status", "200 is not a status a status route answers (403, 404, 410, 451)"},
+		{"status 0", "[[http.route]]\nstatus = 0\n", 2, "http.route[0].status", "0 is not a status"},
+		{"status as string", "[[http.route]]\nstatus = \"404\"\n", 2, "http.route[0].status", "expected an integer"},
+		{"index on status route", "[[http.route]]\nstatus = 404\nindex = \"index.html\"\n", 3, "http.route[0].index", "does not apply to status routes (only to pool and static routes)"},
+		{"deny on status route", "[[http.route]]\nstatus = 404\ndeny = [\"/x/\"]\n", 3, "http.route[0].deny", "does not apply to status routes (only to static routes)"},
+		{"deny on pool route", okPool + "[[http.route]]\npool = \"php\"\ndeny = [\"*.ini\"]\n", 5, "http.route[0].deny", "does not apply to pool routes (only to static routes)"},
+		{"user on pool route", okPool + "[[http.route]]\npool = \"php\"\nuser = \"www-data\"\n", 5, "http.route[0].user", "does not apply to pool routes (only to cgi and static routes)"},
+		{"user on status route", "[[http.route]]\nstatus = 404\nuser = \"www-data\"\n", 3, "http.route[0].user", "does not apply to status routes"},
+		{"group on static route", "[[http.route]]\nstatic = \"/s\"\nuser = \"www-data\"\ngroup = \"www-data\"\n", 4, "http.route[0].group", "does not apply to static routes (only to cgi routes)"},
+		{"deny empty", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"/data/\", \"\"]\n", 3, "http.route[0].deny[1]", `"" matches nothing`},
+		{"deny root", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"/\"]\n", 3, "http.route[0].deny[0]", `"/" matches nothing`},
+		{"deny unanchored path", "[[http.route]]\nstatic = \"/s\"\ndeny = [\n  \"conf/*.ini\",\n]\n", 4, "http.route[0].deny[0]", `has a "/" inside but does not start with "/": write "/conf/*.ini"`},
+		{"deny dotdot", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"/a/../b\"]\n", 3, "http.route[0].deny[0]", `has an empty, "." or ".." segment`},
+		{"deny empty segment", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"/a//b\"]\n", 3, "http.route[0].deny[0]", `has an empty, "." or ".." segment`},
+		{"deny bad glob", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"/data/[a-\"]\n", 3, "http.route[0].deny[0]", "is not a valid pattern (syntax error in pattern"},
+		{"deny NUL", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"a\\u0000\"]\n", 3, "http.route[0].deny[0]", "contains a NUL byte"},
+		{"deny not array", "[[http.route]]\nstatic = \"/s\"\ndeny = \"*.ini\"\n", 3, "http.route[0].deny", "expected an array"},
 		{"inline routes", okPool + "[http]\nroute = [\n  { pool = \"php\" },\n  { pool = \"nope\" },\n]\n", 6, "http.route[1].pool", `no pool "nope"`},
 
 		// Pools.
