@@ -265,6 +265,7 @@ type options struct {
 	runtimeDir string                    // default: a new short temp dir
 	server     []string                  // more [server] lines
 	port       int                       // default: a free one
+	docRoot    string                    // http.document_root; default: documentRoot()
 }
 
 func (o *options) langList() []lang {
@@ -317,7 +318,11 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 	for _, l := range o.server {
 		b.WriteString(l + "\n")
 	}
-	fmt.Fprintf(&b, "\n[http]\nlisten = [%s]\ndocument_root = %s\n", tomlString(fmt.Sprintf("127.0.0.1:%d", port)), tomlString(documentRoot()))
+	docRoot := o.docRoot
+	if docRoot == "" {
+		docRoot = documentRoot()
+	}
+	fmt.Fprintf(&b, "\n[http]\nlisten = [%s]\ndocument_root = %s\n", tomlString(fmt.Sprintf("127.0.0.1:%d", port)), tomlString(docRoot))
 	if o.routes != "" {
 		b.WriteString("\n" + o.routes + "\n")
 	}
