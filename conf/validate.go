@@ -308,7 +308,7 @@ func (d *decoder) routeKeys(key, kind string) {
 		{"env", []string{"cgi"}},
 	} {
 		if d.isSet(key+"."+k.name) && !slices.Contains(k.kinds, kind) {
-			d.errorf(key+"."+k.name, "does not apply to %s routes (only to %s routes)", kind, strings.Join(k.kinds, " and "))
+			d.errorf(key+"."+k.name, "does not apply to %s routes (it only applies to %s routes)", kind, strings.Join(k.kinds, " and "))
 		}
 	}
 }

@@ -134,12 +134,12 @@ func (s *Server) Update(cfg *conf.Config, pools map[string]*supervisor.Pool) err
 			}
 			if fi, err := os.Stat(d.dir); err != nil || !fi.IsDir() {
 				s.log.Warn("route directory is missing or not a directory", "key", fmt.Sprintf("http.route[%d].%s", i, d.key), "dir", d.dir)
-			} else if rt := t.routes[i]; rt.static != nil {
-				rt.static.warnUnreadable(s.log, fmt.Sprintf("http.route[%d].user", i))
 			}
 		}
 	}
 	s.table.Store(t)
+
+	t.warnStatic(s.log)
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package front
 
 import (
-	"path"
 	"strings"
 
 	"github.com/fcgivisor/fcgivisor/conf"
@@ -24,11 +23,10 @@ type route struct {
 //   - else SCRIPT_NAME is the prefix without its trailing slash.
 //
 // index is appended to a path ending in "/" before the split.
-//
-// A status route matches as matchStatus says.
 func (rt *route) match(urlPath string) (scriptName, pathInfo string, ok bool) {
 	c := rt.cfg
-	if c.Status != 0 {
+
+	if c.Status != 0 { // a status route: no split, wider matching
 		return "", "", matchStatus(c, urlPath)
 	}
 	if !strings.HasPrefix(urlPath, c.Prefix) {
@@ -50,24 +48,6 @@ func (rt *route) match(urlPath string) (scriptName, pathInfo string, ok bool) {
 	}
 	base := strings.TrimSuffix(c.Prefix, "/")
 	return base, p[len(base):], true
-}
-
-// matchStatus reports whether status route c matches urlPath. A status
-// route closes what no later route may serve, whatever spelling of the
-// path a later route would accept, so it matches more than other routes:
-// on the cleaned path ("//data/./x" is "/data/x", as a static route reads
-// it), without regard to case (a static route on a case-insensitive file
-// system would open "/DATA/x"), and a prefix ending in "/" also matches the
-// path without it ("/data/" closes "/data", which a static route would
-// serve through its index). A suffix narrows it to paths with a segment
-// ending in it, also without regard to case.
-func matchStatus(c *conf.Route, urlPath string) bool {
-	p := strings.ToLower(path.Clean("/" + urlPath))
-	prefix := strings.ToLower(c.Prefix)
-	if !strings.HasPrefix(p, prefix) && !(strings.HasSuffix(prefix, "/") && p+"/" == prefix) {
-		return false
-	}
-	return c.Suffix == "" || splitAt(p, strings.ToLower(c.Suffix)) >= 0
 }
 
 // splitAt returns the end of the first path segment of p that ends in

@@ -260,11 +260,42 @@ func openFile(root *os.Root, name string) (*os.File, fs.FileInfo, bool) {
 	return f, fi, true
 }
 
+// matchStatus reports whether status route c matches urlPath. A status
+// route closes what no later route may serve, whatever spelling of the
+// path a later route would accept, so it matches more than other routes:
+// on the cleaned path ("//data/./x" is "/data/x", as a static route reads
+// it), without regard to case (a static route on a case-insensitive file
+// system would open "/DATA/x"), and a prefix ending in "/" also matches the
+// path without it ("/data/" closes "/data", which a static route would
+// serve through its index). A suffix narrows it to paths with a segment
+// ending in it, also without regard to case.
+func matchStatus(c *conf.Route, urlPath string) bool {
+	p := strings.ToLower(path.Clean("/" + urlPath))
+	prefix := strings.ToLower(c.Prefix)
+	if !strings.HasPrefix(p, prefix) && !(strings.HasSuffix(prefix, "/") && p+"/" == prefix) {
+		return false
+	}
+	return c.Suffix == "" || splitAt(p, strings.ToLower(c.Suffix)) >= 0
+}
+
+// warnStatic warns about each static route whose user cannot even search
+// its directory: every request would fall through.
+func (t *table) warnStatic(log *slog.Logger) {
+	for i, rt := range t.routes {
+		if rt.static != nil {
+			rt.static.warnUnreadable(log, fmt.Sprintf("http.route[%d].user", i))
+		}
+	}
+}
+
 // warnUnreadable warns when a static route's user cannot even search its
 // directory: every request would fall through.
 func (st *staticRoute) warnUnreadable(log *slog.Logger, key string) {
 	if st.cred == nil {
 		return
+	}
+	if _, err := os.Stat(st.dir); err != nil {
+		return // a missing directory is said elsewhere
 	}
 	if err := spawner.MayAccess(st.dir, st.cred, spawner.ExecOK); err != nil {
 		log.Warn("the static route's user cannot reach its directory: no file will be served", "key", key, "uid", st.cred.Uid, "err", err)
