@@ -263,9 +263,9 @@ type options struct {
 	routes     string                    // [[http.route]] blocks placed before the language routes
 	env        []string                  // added to (or replacing in) fcgivisor's own environment
 	runtimeDir string                    // default: a new short temp dir
+	docRoot    string                    // http.document_root; default: documentRoot()
 	server     []string                  // more [server] lines
 	port       int                       // default: a free one
-	docRoot    string                    // http.document_root; default: documentRoot()
 }
 
 func (o *options) langList() []lang {
