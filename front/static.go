@@ -198,14 +198,14 @@ func (s *Server) serveStatic(w http.ResponseWriter, r *http.Request, rt *route) 
 	if rel == "" {
 		rel = "."
 	}
+	if st.denies(rel) { // before the dotfiles: /data/.env stops here too
+		http.Error(w, "Not Found", http.StatusNotFound)
+		return true
+	}
 	for seg := range strings.SplitSeq(rel, "/") {
 		if strings.HasPrefix(seg, ".") && seg != "." {
 			return false
 		}
-	}
-	if st.denies(rel) {
-		http.Error(w, "Not Found", http.StatusNotFound)
-		return true
 	}
 	root, err := os.OpenRoot(st.dir)
 	if err != nil {

@@ -233,6 +233,15 @@ func TestStaticDenyStops(t *testing.T) {
 			t.Errorf("GET %s: %d %q, want %q", target, w.Code, w.Body.String(), want)
 		}
 	}
+	// A denied path answers even when it names a dotfile, which would
+	// otherwise fall through: serveStatic reports that it answered.
+	rt := s.table.Load().routes[0]
+	for _, target := range []string{"/data/.env", "/.git.ini", "/data/.git/config"} {
+		w := httptest.NewRecorder()
+		if !s.serveStatic(w, httptest.NewRequest("GET", target, nil), rt) || w.Code != http.StatusNotFound {
+			t.Errorf("GET %s: not answered 404 by the route that denies it (%d)", target, w.Code)
+		}
+	}
 	// The index a directory request resolves to is checked too.
 	s = routeServer(t, &conf.Route{Prefix: "/", Static: dir, Index: "index.ini", Deny: []string{"*.ini"}})
 	if w := get(s, "GET", "/docs/", nil); w.Code != http.StatusNotFound || w.Body.String() == "INI" {
