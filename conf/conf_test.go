@@ -80,7 +80,8 @@ func TestFullConfig(t *testing.T) {
 				{Prefix: "/app/", Suffix: ".php", Index: "index.php", Pool: "php"},
 				{Prefix: "/cgi-bin/", CGI: "/usr/lib/cgi-bin", Timeout: 20 * time.Second, MaxConcurrent: 4, User: "nobody", Group: "nogroup",
 					Env: map[string]string{"PERL5LIB": "/usr/lib/cgi-bin/lib"}},
-				{Prefix: "/", Static: "/srv/app/public"},
+				{Prefix: "/data/", Status: 404},
+				{Prefix: "/", Static: "/srv/app/public", Deny: []string{"/conf/", "*.ini"}, User: "www-data"},
 				{Prefix: "/api/", Script: "/api.php", Pool: "php"},
 			},
 		},
@@ -164,7 +165,7 @@ func TestFullConfigCoversSchema(t *testing.T) {
 		}
 	}
 	walk(reflect.TypeFor[Config](), "")
-	walk(reflect.TypeFor[Route](), "http.route[0].", "http.route[1].", "http.route[2].", "http.route[3].")
+	walk(reflect.TypeFor[Route](), "http.route[0].", "http.route[1].", "http.route[2].", "http.route[3].", "http.route[4].")
 	walk(reflect.TypeFor[Pool](), "pool.php.")
 }
 
@@ -421,7 +422,7 @@ func TestErrors(t *testing.T) {
 		{"pool listen bad", okPool + "listen = \"php.sock\"\n", 3, "pool.php.listen", "invalid address"},
 
 		// Routes.
-		{"route no target", okPool + "[[http.route]]\nprefix = \"/\"\n", 3, "http.route[0]", "no target: set exactly one of pool, cgi or static"},
+		{"route no target", okPool + "[[http.route]]\nprefix = \"/\"\n", 3, "http.route[0]", "no target: set exactly one of pool, cgi, static or status"},
 		{"route two targets", okPool + "[[http.route]]\npool = \"php\"\ncgi = \"/c\"\n", 3, "http.route[0]", "pool and cgi are all set"},
 		{"route no such pool", okPool + "[pool.go]\ncommand = [\"g\"]\n[[http.route]]\npool = \"php\"\n[[http.route]]\npool = \"phpp\"\n", 8, "http.route[1].pool", `no pool "phpp" (pools: go, php)`},
 		{"route no pools", "[[http.route]]\npool = \"php\"\n", 2, "http.route[0].pool", `no pool "php" (there are no [pool.NAME] tables)`},
@@ -440,6 +441,24 @@ func TestErrors(t *testing.T) {
 		{"cgi env key", "[[http.route]]\ncgi = \"/c\"\nenv = { \"A=B\" = \"1\" }\n", 3, `http.route[0].env."A=B"`, "must not contain '='"},
 		{"env on pool route", okPool + "[[http.route]]\npool = \"php\"\nenv = { A = \"1\" }\n", 5, "http.route[0].env", "only applies to cgi routes"},
 		{"cgi negative timeout", "[[http.route]]\ncgi = \"/c\"\ntimeout = \"-1m\"\n", 3, "http.route[0].timeout", "must not be negative"},
+		{"status and static", "[[http.route]]\nstatic = \"/s\"\nstatus = 404\n", 1, "http.route[0]", "static and status are all set"},
+		{"status 200", "[[http.route]]\nprefix = \"/data/\"\nstatus = 200\n", 3, "http.route[0].status", "200 is not a status a status route answers (403, 404, 410, 451)"},
+		{"status 0", "[[http.route]]\nstatus = 0\n", 2, "http.route[0].status", "0 is not a status"},
+		{"status as string", "[[http.route]]\nstatus = \"404\"\n", 2, "http.route[0].status", "expected an integer"},
+		{"index on status route", "[[http.route]]\nstatus = 404\nindex = \"index.html\"\n", 3, "http.route[0].index", "does not apply to status routes (it only applies to pool and static routes)"},
+		{"deny on status route", "[[http.route]]\nstatus = 404\ndeny = [\"/x/\"]\n", 3, "http.route[0].deny", "does not apply to status routes (it only applies to static routes)"},
+		{"deny on pool route", okPool + "[[http.route]]\npool = \"php\"\ndeny = [\"*.ini\"]\n", 5, "http.route[0].deny", "does not apply to pool routes (it only applies to static routes)"},
+		{"user on pool route", okPool + "[[http.route]]\npool = \"php\"\nuser = \"www-data\"\n", 5, "http.route[0].user", "does not apply to pool routes (it only applies to cgi and static routes)"},
+		{"user on status route", "[[http.route]]\nstatus = 404\nuser = \"www-data\"\n", 3, "http.route[0].user", "does not apply to status routes"},
+		{"group on static route", "[[http.route]]\nstatic = \"/s\"\nuser = \"www-data\"\ngroup = \"www-data\"\n", 4, "http.route[0].group", "does not apply to static routes (it only applies to cgi routes)"},
+		{"deny empty", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"/data/\", \"\"]\n", 3, "http.route[0].deny[1]", `"" matches nothing`},
+		{"deny root", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"/\"]\n", 3, "http.route[0].deny[0]", `"/" matches nothing`},
+		{"deny unanchored path", "[[http.route]]\nstatic = \"/s\"\ndeny = [\n  \"conf/*.ini\",\n]\n", 4, "http.route[0].deny[0]", `has a "/" inside but does not start with "/": write "/conf/*.ini"`},
+		{"deny dotdot", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"/a/../b\"]\n", 3, "http.route[0].deny[0]", `has an empty, "." or ".." segment`},
+		{"deny empty segment", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"/a//b\"]\n", 3, "http.route[0].deny[0]", `has an empty, "." or ".." segment`},
+		{"deny bad glob", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"/data/[a-\"]\n", 3, "http.route[0].deny[0]", "is not a valid pattern (syntax error in pattern"},
+		{"deny NUL", "[[http.route]]\nstatic = \"/s\"\ndeny = [\"a\\u0000\"]\n", 3, "http.route[0].deny[0]", "contains a NUL byte"},
+		{"deny not array", "[[http.route]]\nstatic = \"/s\"\ndeny = \"*.ini\"\n", 3, "http.route[0].deny", "expected an array"},
 		{"inline routes", okPool + "[http]\nroute = [\n  { pool = \"php\" },\n  { pool = \"nope\" },\n]\n", 6, "http.route[1].pool", `no pool "nope"`},
 
 		// Pools.

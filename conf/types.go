@@ -73,13 +73,22 @@ type Route struct {
 	Index  string `toml:"index"`
 	Script string `toml:"script"`
 
-	// Exactly one of Pool, CGI, Static is set.
+	// Exactly one target is set: Pool, CGI, Static, or Status (a status
+	// route answers every request it matches with this status: 403, 404,
+	// 410 or 451).
 	Pool   string `toml:"pool"`
 	CGI    string `toml:"cgi"`
 	Static string `toml:"static"`
+	Status int    `toml:"status"`
 
-	// CGI routes only (Load refuses them on other routes, which keep
-	// zero values).
+	// Static routes only: paths under the directory never served (404,
+	// and no later route is tried); see docs/configuration.md for the
+	// syntax.
+	Deny []string `toml:"deny"`
+
+	// CGI routes only, but User, which static routes take too (Load
+	// refuses them on other routes, which keep zero values). Static
+	// routes serve only files User could read.
 	Timeout       time.Duration     `toml:"timeout"`        // default 60s
 	MaxConcurrent int               `toml:"max_concurrent"` // default 32
 	User          string            `toml:"user"`

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -298,21 +299,67 @@ func (d *decoder) route(key string, r *Route, c *Config, base string) {
 	if r.Script != "" && !strings.HasPrefix(r.Script, "/") {
 		d.errorf(key+".script", "%q must start with \"/\" (a path under document_root, e.g. \"/index.php\")", r.Script)
 	}
+	kind := d.routeTarget(key, r, c)
+	r.CGI = resolve(base, r.CGI)
+	r.Static = resolve(base, r.Static)
+	if kind == "" {
+		return // no target or several: reported
+	}
+	d.routeKeys(key, kind)
+	switch kind {
+	case "static":
+		for i, p := range r.Deny {
+			if msg := denyProblem(p); msg != "" {
+				d.errorf(keyElem(key+".deny", i), "%q %s", p, msg)
+			}
+		}
+	case "status":
+		switch r.Status {
+		case 403, 404, 410, 451:
+			// Refusals that need no other header (405 would need Allow,
+			// 401 WWW-Authenticate).
+		default:
+			d.errorf(key+".status", "%d is not a status a status route answers (403, 404, 410, 451)", r.Status)
+		}
+	case "cgi":
+		setDefault(d, key+".timeout", &r.Timeout, defaultCGITimeout)
+		setDefault(d, key+".max_concurrent", &r.MaxConcurrent, defaultCGIMaxConcurrent)
+		d.notNegative(key+".timeout", r.Timeout)
+		if r.MaxConcurrent < 1 {
+			d.errorf(key+".max_concurrent", "must be at least 1, got %d", r.MaxConcurrent)
+		}
+		d.env(key+".env", r.Env)
+	}
+}
 
+// routeTarget checks that r has exactly one target and that a pool it
+// names exists. It returns the route's kind ("pool", "cgi", "static" or
+// "status"), or "" when it has no target or several.
+func (d *decoder) routeTarget(key string, r *Route, c *Config) string {
+	// A target whose value did not decode is reported already; it still
+	// counts, so that the route is not also said to have none.
+	failed := func(k string) bool { return d.failed[key+"."+k] }
 	var targets []string
-	for _, t := range []struct{ name, v string }{{"pool", r.Pool}, {"cgi", r.CGI}, {"static", r.Static}} {
-		if t.v != "" {
+	for _, t := range []struct {
+		name string
+		set  bool
+	}{
+		{"pool", r.Pool != "" || failed("pool")}, {"cgi", r.CGI != "" || failed("cgi")},
+		{"static", r.Static != "" || failed("static")}, {"status", d.isSet(key+".status") || failed("status")},
+	} {
+		if t.set {
 			targets = append(targets, t.name)
 		}
 	}
 	switch len(targets) {
 	case 0:
-		d.errorf(key, "no target: set exactly one of pool, cgi or static")
+		d.errorf(key, "no target: set exactly one of pool, cgi, static or status")
+		return ""
 	case 1:
 	default:
-		d.errorf(key, "%s are all set: set exactly one of pool, cgi or static", strings.Join(targets, " and "))
+		d.errorf(key, "%s are all set: set exactly one of pool, cgi, static or status", strings.Join(targets, " and "))
+		return ""
 	}
-
 	if r.Pool != "" {
 		if _, ok := c.Pool[r.Pool]; !ok {
 			if len(c.Pool) == 0 {
@@ -327,41 +374,60 @@ func (d *decoder) route(key string, r *Route, c *Config, base string) {
 		}
 		d.poolRoute(key, r)
 	}
-	r.CGI = resolve(base, r.CGI)
-	r.Static = resolve(base, r.Static)
+	return targets[0]
+}
 
-	// Keys that mean nothing for the route's kind would let a reader
-	// believe they apply: a cgi route runs the script the path names, and
-	// a static route serves the file it names.
-	if r.CGI != "" || r.Static != "" {
-		kind, keys := "static", []string{"script"}
-		if r.CGI != "" {
-			kind, keys = "cgi", []string{"script", "index"}
-		}
-		for _, k := range keys {
-			if d.isSet(key + "." + k) {
-				d.errorf(key+"."+k, "does not apply to %s routes (only to pool routes)", kind)
-			}
+// routeKeys refuses the keys that mean nothing for a route of kind: they
+// would let a reader believe they apply (a cgi route runs the script the
+// path names, a static route serves the file it names, a status route
+// answers its status and nothing else).
+func (d *decoder) routeKeys(key, kind string) {
+	for _, k := range []struct {
+		name  string
+		kinds []string
+	}{
+		{"index", []string{"pool", "static"}},
+		{"script", []string{"pool"}},
+		{"deny", []string{"static"}},
+		{"user", []string{"cgi", "static"}},
+		{"timeout", []string{"cgi"}},
+		{"max_concurrent", []string{"cgi"}},
+		{"group", []string{"cgi"}},
+		{"env", []string{"cgi"}},
+	} {
+		if d.isSet(key+"."+k.name) && !slices.Contains(k.kinds, kind) {
+			d.errorf(key+"."+k.name, "does not apply to %s routes (it only applies to %s routes)", kind, strings.Join(k.kinds, " and "))
 		}
 	}
+}
 
-	if r.CGI == "" {
-		// These keys mean something only for one-shot CGI; accepting
-		// them elsewhere would let a reader believe they apply.
-		for _, k := range []string{"timeout", "max_concurrent", "user", "group", "env"} {
-			if d.isSet(key + "." + k) {
-				d.errorf(key+"."+k, "only applies to cgi routes")
-			}
+// denyProblem says what is wrong with a static route's deny pattern, or
+// "". A pattern is a name pattern without "/", matched against every
+// segment of a path, or starts with "/" and is matched against a path's
+// leading segments under the static directory; one trailing "/" changes
+// nothing. Each segment is a path.Match pattern (front/static.go matches
+// them).
+func denyProblem(p string) string {
+	body := strings.TrimSuffix(p, "/")
+	anchored := strings.HasPrefix(body, "/")
+	body = strings.TrimPrefix(body, "/")
+	switch {
+	case strings.IndexByte(p, 0) >= 0:
+		return "contains a NUL byte"
+	case body == "":
+		return `matches nothing: write a directory from the static directory ("/data/") or a name pattern ("*.ini")`
+	case !anchored && strings.Contains(body, "/"):
+		return fmt.Sprintf(`has a "/" inside but does not start with "/": write "/%s" (from the static directory) or a name without "/" (at any depth)`, body)
+	}
+	for seg := range strings.SplitSeq(body, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return `has an empty, "." or ".." segment`
 		}
-		return
+		if _, err := path.Match(seg, ""); err != nil {
+			return fmt.Sprintf("is not a valid pattern (%v; see Go's path.Match)", err)
+		}
 	}
-	setDefault(d, key+".timeout", &r.Timeout, defaultCGITimeout)
-	setDefault(d, key+".max_concurrent", &r.MaxConcurrent, defaultCGIMaxConcurrent)
-	d.notNegative(key+".timeout", r.Timeout)
-	if r.MaxConcurrent < 1 {
-		d.errorf(key+".max_concurrent", "must be at least 1, got %d", r.MaxConcurrent)
-	}
-	d.env(key+".env", r.Env)
+	return ""
 }
 
 // poolRoute checks how a pool route names its script. With script, every

@@ -105,18 +105,26 @@ func newCGIRoute(rc *conf.Route, privileged bool, old *cgiRoute) (*cgiRoute, err
 	return c, nil
 }
 
-// CheckPrivileges checks the user and group of cgi routes against how
-// fcgivisor runs, as supervisor.CheckPrivileges does for pools: as root a
-// cgi route must name its user (user = "root" to mean it); as another
-// user, user and group are ignored with a warning.
+// CheckPrivileges checks the user and group of cgi and static routes
+// against how fcgivisor runs, as supervisor.CheckPrivileges does for
+// pools: as root a cgi route must name the user its scripts run as, and a
+// static route the user whose rights it serves files with (user = "root"
+// to mean it); as another user, user and group are ignored with a
+// warning.
 func CheckPrivileges(cfg *conf.Config, privileged bool, log *slog.Logger) []error {
 	var errs []error
 	for i, rc := range cfg.HTTP.Routes {
-		if rc.CGI == "" {
-			continue
-		}
 		key := fmt.Sprintf("http.route[%d]", i)
-		if err := spawner.CheckCredential(key, "CGI scripts", rc.User, rc.Group, privileged, log); err != nil {
+		var err error
+		switch {
+		case rc.CGI != "":
+			err = spawner.CheckCredential(key, "CGI scripts", rc.User, rc.Group, privileged, log)
+		case rc.Static != "" && privileged && rc.User == "":
+			err = fmt.Errorf("%s.user: fcgivisor runs as root and refuses to serve files with root's rights unless told so: set user to the user whose rights files are served with (e.g. \"www-data\"), or user = \"root\"", key)
+		case rc.Static != "":
+			err = spawner.CheckCredential(key, "", rc.User, "", privileged, log)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}

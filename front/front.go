@@ -76,9 +76,16 @@ type table struct {
 // concurrency counters to the same routes of the new table.
 func newTable(cfg *conf.Config, pools map[string]*supervisor.Pool, privileged bool, old *table) (*table, error) {
 	t := &table{cfg: &cfg.HTTP}
+	code := codeSuffixes(&cfg.HTTP)
 	for i, rc := range cfg.HTTP.Routes {
 		rt := &route{cfg: rc}
 		switch {
+		case rc.Static != "":
+			st, err := newStaticRoute(rc, privileged, code)
+			if err != nil {
+				return nil, fmt.Errorf("http.route[%d].%w", i, err)
+			}
+			rt.static = st
 		case rc.Pool != "":
 			rt.pool = pools[rc.Pool]
 			if rt.pool == nil {
@@ -119,6 +126,8 @@ func (s *Server) Update(cfg *conf.Config, pools map[string]*supervisor.Pool) err
 		return err
 	}
 	s.table.Store(t)
+
+	t.warnStatic(s.log)
 	return nil
 }
 
@@ -213,6 +222,9 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 			s.serveFastCGI(t, w, r, rt, scriptName, pathInfo)
 		case rt.cgi != nil:
 			s.serveCGI(t, w, r, rt)
+		case rt.cfg.Status != 0:
+			// The same answer as for a path no route serves.
+			http.Error(w, http.StatusText(rt.cfg.Status), rt.cfg.Status)
 		default:
 			if !s.serveStatic(w, r, rt) {
 				continue // try_files: the next matching route

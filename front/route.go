@@ -12,9 +12,10 @@ import (
 
 // route is one [[http.route]] bound to what serves it.
 type route struct {
-	cfg  *conf.Route
-	pool *supervisor.Pool // pool routes
-	cgi  *cgiRoute        // cgi routes
+	cfg    *conf.Route
+	pool   *supervisor.Pool // pool routes
+	cgi    *cgiRoute        // cgi routes
+	static *staticRoute     // static routes
 }
 
 // match reports whether the route serves urlPath and, if so, how the path
@@ -31,6 +32,10 @@ type route struct {
 // isScript accepts.
 func (rt *route) match(urlPath string) (scriptName, pathInfo string, ok bool) {
 	c := rt.cfg
+
+	if c.Status != 0 { // a status route: no split, wider matching
+		return "", "", matchStatus(c, urlPath)
+	}
 	if !strings.HasPrefix(urlPath, c.Prefix) {
 		return "", "", false
 	}

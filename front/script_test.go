@@ -147,19 +147,26 @@ func scriptServer(t *testing.T, docRoot, other string) *Server {
 	}, supervisor.Env{Logger: slog.New(slog.DiscardHandler), Getenv: func(string) (string, bool) { return "", false }})
 	s := &Server{log: slog.New(slog.DiscardHandler)}
 	s.bufs.New = func() any { return &buffers{br: bufio.NewReaderSize(nil, 8<<10), copy: make([]byte, 64<<10)} }
-	s.table.Store(&table{cfg: &conf.HTTP{DocumentRoot: docRoot, MaxBodyBytes: 1 << 20}, routes: []*route{
-		{cfg: &conf.Route{Prefix: "/", Suffix: ".php", Index: "index.php", Pool: "php"}, pool: pool},
-		{cfg: &conf.Route{Prefix: "/", Static: other}},
-	}})
+	cfg := &conf.Config{HTTP: conf.HTTP{DocumentRoot: docRoot, MaxBodyBytes: 1 << 20, Routes: []*conf.Route{
+		{Prefix: "/", Suffix: ".php", Index: "index.php", Pool: "php"},
+		{Prefix: "/", Static: other},
+	}}}
+	tb, err := newTable(cfg, map[string]*supervisor.Pool{"php": pool}, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.table.Store(tb)
 	return s
 }
 
 // A pool route with suffix forwards an existing script only; anything
-// else goes on to the next route (here static), else 404.
+// else goes on to the next route (here static, which serves no .php
+// either: its missing.php is never served), else 404.
 func TestPoolRouteForwardsOnlyScripts(t *testing.T) {
 	docRoot := scriptTree(t)
 	other := t.TempDir()
-	os.WriteFile(filepath.Join(other, "missing.php"), []byte("from the next route"), 0o644)
+	os.WriteFile(filepath.Join(other, "missing.php"), []byte("<?php source"), 0o644)
+	os.WriteFile(filepath.Join(other, "other.txt"), []byte("served by the next route"), 0o644)
 	s := scriptServer(t, docRoot, other)
 	for _, tc := range []struct {
 		target string
@@ -172,7 +179,8 @@ func TestPoolRouteForwardsOnlyScripts(t *testing.T) {
 		{"/blog/", 503, ""},
 		{"/sub/y.php/upload.txt", 503, ""},
 		{"/sub/", 404, ""}, // no sub/index.php
-		{"/missing.php", 200, "from the next route"},
+		{"/missing.php", 404, ""},
+		{"/other.txt", 200, "served by the next route"},
 		{"/upload.txt/foo.php", 404, ""},
 		{"/upload.txt/foo.php/x", 404, ""},
 		{"/dir.php", 404, ""},

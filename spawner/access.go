@@ -1,6 +1,7 @@
 package spawner
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -28,14 +29,7 @@ const (
 // start a command that user cannot execute (check). The error names the
 // path that stops it and says why.
 func MayAccess(path string, cred *syscall.Credential, mode uint32) error {
-	if cred == nil {
-		cred = &syscall.Credential{Uid: uint32(os.Geteuid()), Gid: uint32(os.Getegid())}
-		if gs, err := os.Getgroups(); err == nil {
-			for _, g := range gs {
-				cred.Groups = append(cred.Groups, uint32(g))
-			}
-		}
-	}
+	cred = ownCred(cred)
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return err
@@ -55,13 +49,40 @@ func MayAccess(path string, cred *syscall.Credential, mode uint32) error {
 	return allowed(real, cred, mode)
 }
 
+// ownCred is cred, or fcgivisor's own effective ids when cred is nil.
+func ownCred(cred *syscall.Credential) *syscall.Credential {
+	if cred != nil {
+		return cred
+	}
+	cred = &syscall.Credential{Uid: uint32(os.Geteuid()), Gid: uint32(os.Getegid())}
+	if gs, err := os.Getgroups(); err == nil {
+		for _, g := range gs {
+			cred.Groups = append(cred.Groups, uint32(g))
+		}
+	}
+	return cred
+}
+
 // allowed checks mode on path's own bits for cred.
 func allowed(path string, cred *syscall.Credential, mode uint32) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
 	}
-	st := fi.Sys().(*syscall.Stat_t)
+	return MayAccessFile(path, fi, cred, mode)
+}
+
+// MayAccessFile is MayAccess's judgement of the file itself, without the
+// directories above it, by the bits fi gives (e.g. from Stat of a file
+// already open, so that no path is looked up again between the judgement
+// and the read); path only names the file in the error. cred nil means
+// fcgivisor's own effective ids.
+func MayAccessFile(path string, fi fs.FileInfo, cred *syscall.Credential, mode uint32) error {
+	cred = ownCred(cred)
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return &fs.PathError{Op: "stat", Path: path, Err: errors.New("no owner and group known")}
+	}
 	perm := uint32(fi.Mode().Perm())
 	if cred.Uid == 0 {
 		if mode&ExecOK == 0 || fi.IsDir() || perm&0o111 != 0 {

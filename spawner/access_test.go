@@ -86,4 +86,34 @@ func TestMayAccess(t *testing.T) {
 	if err := MayAccess(filepath.Join(dir, "missing"), other, ReadOK); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file: %v, want ErrNotExist", err)
 	}
+
+	// MayAccessFile judges the file alone, by the FileInfo of an open
+	// file: the closed directory above does not count.
+	for _, c := range []struct {
+		path string
+		cred *syscall.Credential
+		ok   bool
+	}{
+		{public, other, true},
+		{secret, other, false},
+		{secret, owner, true},
+		{group, member, true},
+		{group, other, false},
+		{inClosed, other, true},
+		{secret, root, true},
+	} {
+		f, err := os.Open(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := f.Stat()
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = MayAccessFile(c.path, fi, c.cred, ReadOK)
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, fs.ErrPermission)) {
+			t.Errorf("MayAccessFile(%s, uid %d) = %v, want ok %v", c.path, c.cred.Uid, err, c.ok)
+		}
+	}
 }
