@@ -68,6 +68,9 @@ func helperWorker(kind string) {
 	case "maxreq10":
 		rawWorker(true, 10)
 		return
+	case "garbage":
+		garbageWorker()
+		return
 	}
 	ln, err := net.FileListener(os.Stdin)
 	if err != nil {
@@ -95,6 +98,26 @@ func helperWorker(kind string) {
 		}
 		fmt.Fprintf(w, "pid=%d", os.Getpid())
 	}))
+}
+
+// garbageWorker answers every connection with bytes that are not FastCGI,
+// as a worker that prints to its socket (or a hostile one) would.
+func garbageWorker() {
+	ln, err := net.FileListener(os.Stdin)
+	if err != nil {
+		os.Exit(2)
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(0)
+		}
+		go func() {
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"))
+			time.Sleep(time.Minute) // hold the connection: the pool must not wait for it
+			c.Close()
+		}()
+	}
 }
 
 // hoard keeps what ?grow allocated: a worker whose memory grows.
@@ -328,6 +351,37 @@ func TestServeAndReplaceKilledWorker(t *testing.T) {
 	}
 	if tp.State() != Running {
 		t.Fatalf("state %v, want running (a worker that served is not a crash loop)", tp.State())
+	}
+}
+
+// A worker that answers with bytes that are not FastCGI fails its request
+// with fastcgi.ErrProtocol (the front answers 502) and is killed and
+// replaced at once, without waiting for it; the pool stays running.
+func TestProtocolViolationKillsWorker(t *testing.T) {
+	tp := newTestPool(t, "garbage", nil)
+	first := tp.Pids()
+	if len(first) != 1 {
+		t.Fatalf("pids %v, want one worker", first)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := tp.get(ctx, "pid")
+	if !errors.Is(err, fastcgi.ErrProtocol) {
+		t.Fatalf("request to a worker sending garbage: %v, want fastcgi.ErrProtocol", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the request waited for the worker instead of failing at its first bytes")
+	}
+	eventually(t, "the worker killed and replaced", func() bool {
+		p := tp.Pids()
+		return len(p) == 1 && p[0] != first[0]
+	})
+	eventually(t, "the killed worker reaped", func() bool { return unix.Kill(first[0], 0) == unix.ESRCH })
+	if !strings.Contains(tp.log.String(), "FastCGI protocol violation") {
+		t.Errorf("no log line names the protocol violation:\n%s", tp.log)
+	}
+	if st := tp.State(); st != Running {
+		t.Errorf("state %v, want running", st)
 	}
 }
 
