@@ -156,6 +156,24 @@ func TestReadCGIResponse(t *testing.T) {
 		{in: "X-Long: " + strings.Repeat("b", 20000) + "\r\nx-lower: 1\r\n\r\nbody", status: 200, header: map[string]string{"X-Long": strings.Repeat("b", 20000), "X-Lower": "1"}, body: "body"},
 		{in: "Content-Type: text/plain\r\nStatus: 204", status: 204},
 		{in: "X: " + strings.Repeat("a", maxResponseHeader) + "\r\n\r\n", err: "header block over"},
+		// The limits are inclusive: a block of exactly maxResponseHeader
+		// bytes and maxResponseHeaderLines lines is fine.
+		{in: "X: " + strings.Repeat("a", maxResponseHeader-7) + "\r\n\r\nbody", status: 200, body: "body"},
+		{in: "X: " + strings.Repeat("a", maxResponseHeader-6) + "\r\n\r\n", err: "header block over"},
+		{in: strings.Repeat("A: 1\n", maxResponseHeaderLines) + "\nbody", status: 200, body: "body"},
+		{in: strings.Repeat("A: 1\n", maxResponseHeaderLines+1) + "\n", err: "over 1000 lines"},
+		// Nothing the client could misread gets through.
+		{in: "X: a\x00b\r\n\r\n", err: "control character"},
+		{in: "X: a\rb\r\n\r\n", err: "control character"},
+		{in: "X: a\r \r\n\r\n", err: "control character"},
+		{in: "X\x00: a\r\n\r\n", err: "bad header line"},
+		{in: "X[1]: a\r\n\r\n", err: "bad header line"},
+		{in: "X: tab\tand obs-text \xe9\r\n\r\n", status: 200, header: map[string]string{"X": "tab\tand obs-text \xe9"}},
+		{in: "Content-Length: 5\r\nContent-Length: 5\r\n\r\n12345", err: "bad Content-Length"},
+		{in: "Content-Length: +5\r\n\r\n12345", err: "bad Content-Length"},
+		{in: "Content-Length: 5\r\n\r\n12345", status: 200, header: map[string]string{"Content-Length": "5"}, body: "12345"},
+		{in: "Status: 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", err: "bad Status"},
+		{in: "Status: 99\r\n\r\n", err: "bad Status"},
 	} {
 		br := bufio.NewReader(nil)
 		h := http.Header{}
