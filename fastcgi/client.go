@@ -438,7 +438,15 @@ func (r *Response) Buffered() int {
 	if r.err != nil {
 		return 1
 	}
-	return r.c.rr.br.Buffered()
+	rr := &r.c.rr
+	n := rr.br.Buffered()
+	if rr.left == 0 {
+		// The padding of the record just read is not answer: libfcgi,
+		// PHP and Go's net/http/fcgi pad every record to 8 bytes, and a
+		// worker that wrote a chunk and paused would not be flushed.
+		n -= min(n, rr.pad)
+	}
+	return n
 }
 
 // AppStatus is END_REQUEST's appStatus, valid after Read returned io.EOF
