@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -79,5 +80,57 @@ func TestResponseHeaderLimit(t *testing.T) {
 	}
 	if code, body, err := getURL(t, f.url+"/w/"); err != nil || code != http.StatusOK || body != fmt.Sprint(pid) {
 		t.Errorf("after the 502: %d %q %v, want 200 from the same worker %d", code, body, err, pid)
+	}
+}
+
+// TestRequestTimeoutCoversHeaderAndBody: request_timeout bounds the whole
+// exchange with a worker. One that sleeps before its header gets the
+// request a 504; one that stalls after sending its header and part of the
+// body gets the client connection cut. Either way at the timeout, and the
+// worker is killed and replaced.
+func TestRequestTimeoutCoversHeaderAndBody(t *testing.T) {
+	f := startWorkerFront(t, "", nil, []string{`request_timeout = "300ms"`})
+	for _, tc := range []struct {
+		path string
+		code int // 0: the connection is cut after the header
+	}{
+		{"/w/?sleep=5000", http.StatusGatewayTimeout},
+		{"/w/?stall", 0},
+	} {
+		pid := f.pid()
+		start := time.Now()
+		c := &http.Client{Timeout: 20 * time.Second}
+		resp, err := c.Get(f.url + tc.path)
+		var body []byte
+		if err == nil {
+			body, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		took := time.Since(start)
+		switch {
+		case tc.code != 0 && (err != nil || resp.StatusCode != tc.code):
+			t.Errorf("GET %s: %v %v, want %d", tc.path, resp, err, tc.code)
+		case tc.code == 0 && (err == nil || string(body) != "partial"):
+			t.Errorf("GET %s: body %q, error %v; want \"partial\", then the connection cut\n%s", tc.path, body, err, f.log)
+		}
+		if took > 3*time.Second {
+			t.Errorf("GET %s: answered after %v, want about request_timeout (300ms)", tc.path, took)
+		}
+		waitDead(t, pid)
+		if _, body, err := getURL(t, f.url+"/w/"); err != nil || body == fmt.Sprint(pid) {
+			t.Errorf("after GET %s: %q %v, want a new worker's pid", tc.path, body, err)
+		}
+	}
+}
+
+// waitDead waits until pid no longer exists (killed and reaped).
+func waitDead(t *testing.T, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("worker %d still exists 10 s after its request timed out", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
