@@ -74,6 +74,7 @@ func TestFullConfig(t *testing.T) {
 			ReadHeaderTimeout: 5 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    32768,
+			MaxConnections:    512,
 			MaxBodyBytes:      8 << 20,
 			AccessLog:         true,
 			Routes: []*Route{
@@ -391,6 +392,7 @@ func TestErrors(t *testing.T) {
 		// [http]
 		{"negative idle", "[http]\nidle_timeout = \"-2s\"\n", 2, "http.idle_timeout", "must not be negative"},
 		{"negative header bytes", "[http]\nmax_header_bytes = -5\n", 2, "http.max_header_bytes", "must not be negative"},
+		{"negative connections", "[http]\nmax_connections = -1\n", 2, "http.max_connections", "must not be negative"},
 		{"listen no port", "[http]\nlisten = [\"127.0.0.1:80\", \"localhost\"]\n", 2, "http.listen[1]", `invalid address "localhost"`},
 		{"listen bad port", "[http]\nlisten = [\n  \"127.0.0.1:80\",\n  \"127.0.0.1:99999\",\n]\n", 4, "http.listen[1]", "is not a number from 0 to 65535"},
 		{"listen named port", "[http]\nlisten = [\"127.0.0.1:http\"]\n", 2, "http.listen[0]", "is not a number"},

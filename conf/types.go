@@ -57,6 +57,7 @@ type HTTP struct {
 	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"` // default 10s
 	IdleTimeout       time.Duration `toml:"idle_timeout"`        // default 60s
 	MaxHeaderBytes    int           `toml:"max_header_bytes"`    // default 65536
+	MaxConnections    int           `toml:"max_connections"`     // per listener; 0 = no limit (default)
 	MaxBodyBytes      Size          `toml:"max_body_bytes"`      // default 64MiB
 	AccessLog         bool          `toml:"access_log"`
 	// RequestBuffering: read a request body whole (memory, then a

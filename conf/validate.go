@@ -288,6 +288,7 @@ func (d *decoder) httpSection(h *HTTP, base string) []listen {
 	d.notNegative("http.read_header_timeout", h.ReadHeaderTimeout)
 	d.notNegative("http.idle_timeout", h.IdleTimeout)
 	d.notNegativeInt("http.max_header_bytes", h.MaxHeaderBytes)
+	d.notNegativeInt("http.max_connections", h.MaxConnections)
 	return out
 }
 

@@ -68,14 +68,15 @@ type Options struct {
 // routes bound to their pools. A reload swaps it in one store, so a request
 // sees the old table or the new one, never a mix.
 type table struct {
-	cfg    *conf.HTTP
-	routes []*route
+	cfg      *conf.HTTP
+	routes   []*route
+	replaced chan struct{} // closed when Update swaps in the next table
 }
 
 // newTable binds cfg's routes; old (nil at start) lends its cgi routes'
 // concurrency counters to the same routes of the new table.
 func newTable(cfg *conf.Config, pools map[string]*supervisor.Pool, privileged bool, old *table) (*table, error) {
-	t := &table{cfg: &cfg.HTTP}
+	t := &table{cfg: &cfg.HTTP, replaced: make(chan struct{})}
 	code := codeSuffixes(&cfg.HTTP)
 	for i, rc := range cfg.HTTP.Routes {
 		rt := &route{cfg: rc}
@@ -119,13 +120,16 @@ func (t *table) cgiRoute(rc *conf.Route) *cgiRoute {
 
 // Update swaps in the routes and [http] settings of a reloaded config.
 // read_header_timeout, idle_timeout and max_header_bytes belong to the
-// HTTP server and change at the next restart.
+// HTTP server and change at the next restart; max_connections applies at
+// once to every listener.
 func (s *Server) Update(cfg *conf.Config, pools map[string]*supervisor.Pool) error {
 	t, err := newTable(cfg, pools, s.privileged, s.table.Load())
 	if err != nil {
 		return err
 	}
-	s.table.Store(t)
+	if old := s.table.Swap(t); old != nil {
+		close(old.replaced)
+	}
 
 	t.warnStatic(s.log)
 	return nil
@@ -154,18 +158,20 @@ func New(cfg *conf.Config, pools map[string]*supervisor.Pool, o Options) (*Serve
 		ReadHeaderTimeout: cfg.HTTP.ReadHeaderTimeout,
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
+		ConnState:         connState, // max_connections (limit.go)
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
 }
 
-// Serve starts serving on the listeners and returns at once.
+// Serve starts serving on the listeners and returns at once. Each holds
+// at most http.max_connections connections (limit.go).
 func (s *Server) Serve(ls []net.Listener) {
 	for _, l := range ls {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			err := s.srv.Serve(l)
+			err := s.srv.Serve(s.limitListener(l))
 			if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				s.log.Error("http listener failed", "addr", l.Addr().String(), "err", err)
 			}

@@ -1,15 +1,21 @@
 package front
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fcgivisor/fcgivisor/supervisor"
 )
 
 // allocated runs f and returns the bytes the test process allocated
@@ -133,4 +139,126 @@ func waitDead(t *testing.T, pid int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestMaxConnections: with max_connections = 2 a listener holds two
+// connections; a third waits unanswered, and is served once one of the
+// two closes, or at once when a kept-alive one idles (which is closed
+// for it), or when a reload raises the limit. Every descriptor is given
+// back.
+func TestMaxConnections(t *testing.T) {
+	f := startWorkerFront(t, "", []string{"max_connections = 2"}, nil)
+	addr := strings.TrimPrefix(f.url, "http://")
+	if _, _, err := getURL(t, f.url+"/w/"); err != nil { // the pool's kept connection is open
+		t.Fatal(err)
+	}
+	fds := openFDs(t)
+
+	// Two connections that have sent nothing hold both places.
+	a, b := dialHTTP(t, addr), dialHTTP(t, addr)
+	c := dialHTTP(t, addr)
+	c.send(t)
+	c.waits(t)
+	a.Close()
+	c.answered(t)
+
+	// b sent nothing, c is idle: d takes c's place.
+	d := dialHTTP(t, addr)
+	d.send(t)
+	d.answered(t)
+	c.closedByServer(t)
+
+	// e takes idle d's place; then b and e hold both again. A reload
+	// to 3 lets the waiting g in.
+	e := dialHTTP(t, addr)
+	d.closedByServer(t)
+	g := dialHTTP(t, addr)
+	g.send(t)
+	g.waits(t)
+	cfg := *f.cfg
+	cfg.HTTP.MaxConnections = 3
+	if err := f.srv.Update(&cfg, map[string]*supervisor.Pool{"w": f.pool}); err != nil {
+		t.Fatal(err)
+	}
+	g.answered(t)
+
+	for _, x := range []*httpConn{b, c, d, e, g} {
+		x.Close()
+	}
+	// At most as many as before: the warm-up's server end may have been
+	// open still when they were counted.
+	deadline := time.Now().Add(10 * time.Second)
+	for openFDs(t) > fds {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d descriptors open, %d before the connections", openFDs(t), fds)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// httpConn is a client connection sending GET /w/ by hand.
+type httpConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func dialHTTP(t *testing.T, addr string) *httpConn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &httpConn{Conn: c, br: bufio.NewReader(c)}
+}
+
+func (c *httpConn) send(t *testing.T) {
+	t.Helper()
+	if _, err := io.WriteString(c, "GET /w/ HTTP/1.1\r\nHost: test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waits checks that no answer comes within 300 ms.
+func (c *httpConn) waits(t *testing.T) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := c.br.Peek(1); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("over max_connections: %v, want no answer yet", err)
+	}
+	c.SetReadDeadline(time.Time{})
+}
+
+// answered reads a 200 answer, the connection kept alive.
+func (c *httpConn) answered(t *testing.T) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("answer: %d %q %v, close %v; want 200, kept alive", resp.StatusCode, body, err, resp.Close)
+	}
+}
+
+// closedByServer checks that the server closed the connection.
+func (c *httpConn) closedByServer(t *testing.T) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.br.Peek(1); err != io.EOF {
+		t.Fatalf("idle connection: %v, want it closed by the server (EOF)", err)
+	}
+}
+
+// openFDs counts the test process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }

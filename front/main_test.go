@@ -72,6 +72,7 @@ func testWorker(w http.ResponseWriter, r *http.Request) {
 // /w/, and a cgi route at /cgi-bin/ for the scripts in dir (when not "").
 type workerFront struct {
 	srv  *Server
+	cfg  *conf.Config
 	pool *supervisor.Pool
 	log  *testlog.Buffer
 	url  string // http://127.0.0.1:PORT, served by srv.Serve
@@ -130,7 +131,7 @@ func startWorkerFront(t *testing.T, dir string, httpLines, poolLines []string) *
 	}
 	srv.Serve([]net.Listener{l})
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	return &workerFront{srv: srv, pool: pool, log: logs, url: "http://" + l.Addr().String()}
+	return &workerFront{srv: srv, cfg: cfg, pool: pool, log: logs, url: "http://" + l.Addr().String()}
 }
 
 // pid is the pid of the pool's one live worker, 0 when none.
