@@ -4,7 +4,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build workers run test lint bench clean
+.PHONY: all build workers run test fuzz lint bench clean
 
 all: build
 
@@ -30,6 +30,20 @@ run: build
 
 test: build lint
 	$(GO) test -race -count=1 -timeout 10m ./...
+	@$(MAKE) --no-print-directory fuzz
+
+# Every fuzz target (a func FuzzX in a _test.go file) for FUZZTIME each, as
+# -fuzz takes one target per run. Minimizing each new input could take the
+# whole run, so it gets one try: a failing input is kept as found (rerun
+# with a longer -fuzzminimizetime to shrink it).
+FUZZTIME ?= 3s
+fuzz:
+	@grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' . | sed -e 's|^\./||' -e 's|/[^/]*:func | |' | sort -u | \
+	while read -r pkg fn; do \
+		echo "fuzz $$fn ./$$pkg for $(FUZZTIME)"; \
+		out=$$($(GO) test -run='^$$' -fuzz="^$$fn$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=1x ./$$pkg 2>&1) || \
+			{ echo "$$out"; exit 1; }; \
+	done
 
 lint:
 	$(GO) vet ./...
