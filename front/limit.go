@@ -4,15 +4,17 @@ package front
 // serves holds at most that many client connections open at once.
 //
 // Choices:
-//   - Excess connections wait rather than get 503, as nginx
-//     (worker_connections) and HAProxy (maxconn) do: the listener accepts
-//     one more connection and leaves it unread until a place frees; the
-//     rest stay in the kernel's listen backlog, their connect complete and
-//     their request unread. Answering 503 would cost an accept, a goroutine
-//     and a write per refused connection, the very things the limit
-//     bounds, and a 503 written before the request is read can be lost to
-//     a reset. Past the backlog (net.core.somaxconn) new connects get no
-//     answer and the client retries them.
+//   - Excess connections wait rather than get 503, as with HAProxy's
+//     maxconn (nginx, too, stops accepting as it nears its
+//     worker_connections): the listener accepts one more connection and
+//     leaves it unread until a place frees; the rest stay in the kernel's
+//     listen backlog, their connect complete and their request unread.
+//     Answering 503 would cost an accept, a goroutine and a write per
+//     refused connection, the very things the limit bounds, and a 503
+//     written before the request is read can be lost to a reset. Past
+//     the backlog (net.core.somaxconn) a TCP connect gets no answer until
+//     the client's retry, a Unix-socket one blocks or, non-blocking,
+//     fails with EAGAIN.
 //   - A kept-alive connection counts while it is open. When a connection
 //     waits, the one idle longest between two requests is closed to make
 //     room, as nginx reuses its keepalive connections, so idle clients
