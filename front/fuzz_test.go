@@ -219,9 +219,9 @@ func isFieldValue(s string) bool {
 	return true
 }
 
-// FuzzRouteMatch matches arbitrary paths against arbitrary routes that
-// conf accepts (prefix and script start with "/"). It must not panic, and
-// a match must split the path as the rules say:
+// FuzzRouteMatch matches arbitrary paths against arbitrary routes (prefix
+// and script starting with "/", as conf requires; status routes aside).
+// It must not panic, and a match must split the path as the rules say:
 //   - only paths under the prefix match;
 //   - with script, SCRIPT_NAME is the script and PATH_INFO the path;
 //   - else SCRIPT_NAME + PATH_INFO is the path (index appended to one
@@ -229,8 +229,8 @@ func isFieldValue(s string) bool {
 //     is empty or starts with "/";
 //   - a path the front lets through (escapes false) gives no ".." segment
 //     (nor NUL) in SCRIPT_NAME or PATH_INFO when the route's own strings
-//     have none: SCRIPT_FILENAME and PATH_TRANSLATED stay under
-//     document_root.
+//     have none: SCRIPT_FILENAME stays under document_root, and an
+//     application that joins PATH_INFO to a directory stays under it.
 //
 // Known gap, not asserted: a prefix without its trailing slash ("/x") is
 // a plain string prefix, so "/x../y" gives PATH_INFO "../y"; see the
