@@ -4,7 +4,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build workers run test fuzz lint bench clean
+.PHONY: all build workers run test test-unprivileged fuzz lint bench clean
 
 all: build
 
@@ -31,6 +31,16 @@ run: build
 test: build lint
 	$(GO) test -race -count=1 -timeout 10m ./...
 	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory test-unprivileged
+
+# As root (the CI), the tests of the packages that run processes run again
+# as nobody, integration's privilege-dependent ones among them, so that each
+# proves both its contracts. Skipped, with a line that says so, as another
+# user or without runuser.
+test-unprivileged:
+	@if [ "$$(id -u)" != 0 ]; then echo "test-unprivileged: not root, so the tests above ran unprivileged already"; \
+	elif ! command -v runuser >/dev/null; then echo "test-unprivileged: skipped, no runuser"; \
+	else hack/test-unprivileged.sh; fi
 
 # Every fuzz target (a func FuzzX in a _test.go file) for FUZZTIME each, as
 # -fuzz takes one target per run. Minimizing each new input could take the
