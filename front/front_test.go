@@ -36,6 +36,12 @@ func TestRouteMatchAndSplit(t *testing.T) {
 		{conf.Route{Prefix: "/", Suffix: ".php", Index: "index.php"}, "/blog/", true, "/blog/index.php", ""},
 		{conf.Route{Prefix: "/", Index: "index.php"}, "/", true, "", "/index.php"},
 		{conf.Route{Prefix: "/app/", Script: "/index.php"}, "/app/users/7", true, "/index.php", "/app/users/7"},
+		// A pool route's prefix without its slash matches at a segment
+		// boundary only: PATH_INFO never starts with "../" or "le".
+		{conf.Route{Prefix: "/x", Pool: "p"}, "/x../y", false, "", ""},
+		{conf.Route{Prefix: "/app", Pool: "p"}, "/apple", false, "", ""},
+		{conf.Route{Prefix: "/app", Pool: "p"}, "/app", true, "/app", ""},
+		{conf.Route{Prefix: "/app", Pool: "p"}, "/app/x", true, "/app", "/x"},
 	} {
 		rt := &route{cfg: &tc.route}
 		sn, pi, ok := rt.match(tc.path)

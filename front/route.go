@@ -54,7 +54,14 @@ func (rt *route) match(urlPath string) (scriptName, pathInfo string, ok bool) {
 		return p[:i], p[i:], true
 	}
 	base := strings.TrimSuffix(c.Prefix, "/")
-	return base, p[len(base):], true
+	pathInfo = p[len(base):]
+	if c.Pool != "" && pathInfo != "" && pathInfo[0] != '/' {
+		// A prefix without its slash ("/x") ends a path segment here or
+		// not at all: "/x../y" would give PATH_INFO "../y", which an app
+		// joining PATH_INFO to a directory takes out of it.
+		return "", "", false
+	}
+	return base, pathInfo, true
 }
 
 // isScript reports whether scriptName, the SCRIPT_NAME a pool route with
