@@ -56,10 +56,15 @@ type HTTP struct {
 	DocumentRoot      string        `toml:"document_root"`       // default /srv/www
 	ReadHeaderTimeout time.Duration `toml:"read_header_timeout"` // default 10s
 	IdleTimeout       time.Duration `toml:"idle_timeout"`        // default 60s
-	MaxHeaderBytes    int           `toml:"max_header_bytes"`    // default 65536
-	MaxConnections    int           `toml:"max_connections"`     // per listener; 0 = no limit (default)
-	MaxBodyBytes      Size          `toml:"max_body_bytes"`      // default 64MiB
-	AccessLog         bool          `toml:"access_log"`
+	// SendTimeout bounds each write of a worker's or CGI program's
+	// response to the client (nginx's send_timeout): a client that stops
+	// reading is cut after it, and the worker slot or CGI place freed.
+	// Default 60s; 0 = none.
+	SendTimeout    time.Duration `toml:"send_timeout"`
+	MaxHeaderBytes int           `toml:"max_header_bytes"` // default 65536
+	MaxConnections int           `toml:"max_connections"`  // per listener; 0 = no limit (default)
+	MaxBodyBytes   Size          `toml:"max_body_bytes"`   // default 64MiB
+	AccessLog      bool          `toml:"access_log"`
 	// RequestBuffering: read a request body whole (memory, then a
 	// temporary file) before a worker slot or CGI place is taken, as
 	// nginx's fastcgi_request_buffering; false streams it. Default true.

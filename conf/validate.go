@@ -25,6 +25,7 @@ const (
 	defaultDocumentRoot      = "/srv/www"
 	defaultReadHeaderTimeout = 10 * time.Second
 	defaultHTTPIdleTimeout   = 60 * time.Second
+	defaultSendTimeout       = 60 * time.Second
 	defaultMaxHeaderBytes    = 65536
 	defaultMaxBodyBytes      = Size(64 << 20)
 	defaultRoutePrefix       = "/"
@@ -80,6 +81,7 @@ func (d *decoder) finish(c *Config, base string) {
 	setDefault(d, "http.document_root", &h.DocumentRoot, defaultDocumentRoot)
 	setDefault(d, "http.read_header_timeout", &h.ReadHeaderTimeout, defaultReadHeaderTimeout)
 	setDefault(d, "http.idle_timeout", &h.IdleTimeout, defaultHTTPIdleTimeout)
+	setDefault(d, "http.send_timeout", &h.SendTimeout, defaultSendTimeout)
 	setDefault(d, "http.max_header_bytes", &h.MaxHeaderBytes, defaultMaxHeaderBytes)
 	setDefault(d, "http.max_body_bytes", &h.MaxBodyBytes, defaultMaxBodyBytes)
 	setDefault(d, "http.request_buffering", &h.RequestBuffering, true)
@@ -287,6 +289,7 @@ func (d *decoder) httpSection(h *HTTP, base string) []listen {
 	d.unixOnly("http", unix, "http.listen has none")
 	d.notNegative("http.read_header_timeout", h.ReadHeaderTimeout)
 	d.notNegative("http.idle_timeout", h.IdleTimeout)
+	d.notNegative("http.send_timeout", h.SendTimeout)
 	d.notNegativeInt("http.max_header_bytes", h.MaxHeaderBytes)
 	d.notNegativeInt("http.max_connections", h.MaxConnections)
 	return out

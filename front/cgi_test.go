@@ -496,3 +496,86 @@ func stalledUpload(t *testing.T, srv *httptest.Server, path string) net.Conn {
 	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n0123456789", path)
 	return conn
 }
+
+// A client that stops reading its answer is cut after http.send_timeout,
+// and the CGI place its program held is free again: with max_concurrent
+// 1, a second client is served at once, not after the first gives up.
+// Without the send timeout the second request waits 5 s for the place and
+// gets 503.
+func TestSendTimeoutFreesPlace(t *testing.T) {
+	dir := t.TempDir()
+	// 64 MiB: far more than the socket buffers of both ends hold.
+	writeScript(t, filepath.Join(dir, "big.sh"), "#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\n\\n'\nhead -c 67108864 /dev/zero\n")
+	writeScript(t, filepath.Join(dir, "small.sh"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n")
+	s, logs := cgiServer(t, dir, time.Minute, 1)
+	tb := *s.table.Load()
+	httpCfg := *tb.cfg
+	httpCfg.SendTimeout = 300 * time.Millisecond
+	tb.cfg = &httpCfg
+	s.table.Store(&tb)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+
+	// The client that never reads: a raw connection, the request sent.
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("GET /cgi-bin/big.sh HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // big.sh takes the place and fills the buffers
+
+	start := time.Now()
+	resp, err := http.Get(srv.URL + "/cgi-bin/small.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok\n" {
+		t.Fatalf("second client: %d %q, want 200 ok (the stalled client's place not freed)\n%s", resp.StatusCode, body, logs)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("second client served after %v, want about the send timeout (300 ms)", d)
+	}
+}
+
+// The send deadline a response leaves on its connection does not reach
+// the connection's next response, even one written without copyBody (a
+// 404), after the deadline passed: net/http clears it once the response
+// is finished.
+func TestSendTimeoutKeptConnection(t *testing.T) {
+	dir := t.TempDir()
+	writeScript(t, filepath.Join(dir, "small.sh"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n")
+	s, _ := cgiServer(t, dir, time.Minute, 1)
+	tb := *s.table.Load()
+	httpCfg := *tb.cfg
+	httpCfg.SendTimeout = 100 * time.Millisecond
+	tb.cfg = &httpCfg
+	s.table.Store(&tb)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for i, path := range []string{"/cgi-bin/small.sh", "/nothing/here"} {
+		if i > 0 {
+			time.Sleep(300 * time.Millisecond) // past the first response's deadline
+		}
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("GET %s on the kept connection: %v", path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if want := []int{200, 404}[i]; resp.StatusCode != want {
+			t.Fatalf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}

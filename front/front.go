@@ -295,7 +295,7 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 		}
 		w.WriteHeader(status)
 		written = status
-		_, rerr, werr := copyBody(w, bufs.br, resp.Buffered, bufs.copy)
+		_, rerr, werr := copyBody(w, bufs.br, resp.Buffered, bufs.copy, cfg.SendTimeout)
 		if rerr != nil {
 			return fmt.Errorf("read response body: %w", rerr)
 		}

@@ -10,6 +10,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Limits of the CGI response header block a FastCGI worker or a CGI
@@ -186,11 +187,22 @@ var hopByHop = []string{"Connection", "Keep-Alive", "Transfer-Encoding", "Upgrad
 // arrived yet (pending returns 0), so that streaming responses reach the
 // client as written while a response that arrived whole goes out in one
 // write, with a Content-Length when small.
-func copyBody(w http.ResponseWriter, br *bufio.Reader, pending func() int, buf []byte) (written int64, readErr, writeErr error) {
+//
+// send (http.send_timeout; 0: none) bounds the write and flush of each
+// piece, as nginx's send_timeout: a client that stops reading gets a write
+// error after it, so that the worker slot or CGI place it holds is freed.
+// The last deadline stays set for what net/http writes once the handler
+// returns (the end of a chunked body), and net/http clears it after that
+// (server.go, after finishRequest), so the next request on the connection
+// starts without one.
+func copyBody(w http.ResponseWriter, br *bufio.Reader, pending func() int, buf []byte, send time.Duration) (written int64, readErr, writeErr error) {
 	rc := http.NewResponseController(w)
 	for {
 		n, err := br.Read(buf)
 		if n > 0 {
+			if send > 0 {
+				rc.SetWriteDeadline(time.Now().Add(send)) // unsupported (tests' recorders): no bound
+			}
 			m, werr := w.Write(buf[:n])
 			written += int64(m)
 			if werr != nil {
