@@ -497,6 +497,16 @@ func stalledUpload(t *testing.T, srv *httptest.Server, path string) net.Conn {
 	return conn
 }
 
+// setSendTimeout stores a copy of s's table with http.send_timeout d, as a
+// reload would.
+func setSendTimeout(s *Server, d time.Duration) {
+	tb := *s.table.Load()
+	httpCfg := *tb.cfg
+	httpCfg.SendTimeout = d
+	tb.cfg = &httpCfg
+	s.table.Store(&tb)
+}
+
 // A client that stops reading its answer is cut after http.send_timeout,
 // and the CGI place its program held is free again: with max_concurrent
 // 1, a second client is served at once, not after the first gives up.
@@ -508,11 +518,7 @@ func TestSendTimeoutFreesPlace(t *testing.T) {
 	writeScript(t, filepath.Join(dir, "big.sh"), "#!/bin/sh\nprintf 'Content-Type: application/octet-stream\\n\\n'\nhead -c 67108864 /dev/zero\n")
 	writeScript(t, filepath.Join(dir, "small.sh"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n")
 	s, logs := cgiServer(t, dir, time.Minute, 1)
-	tb := *s.table.Load()
-	httpCfg := *tb.cfg
-	httpCfg.SendTimeout = 300 * time.Millisecond
-	tb.cfg = &httpCfg
-	s.table.Store(&tb)
+	setSendTimeout(s, 300*time.Millisecond)
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 
@@ -550,11 +556,7 @@ func TestSendTimeoutKeptConnection(t *testing.T) {
 	dir := t.TempDir()
 	writeScript(t, filepath.Join(dir, "small.sh"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nok\\n'\n")
 	s, _ := cgiServer(t, dir, time.Minute, 1)
-	tb := *s.table.Load()
-	httpCfg := *tb.cfg
-	httpCfg.SendTimeout = 100 * time.Millisecond
-	tb.cfg = &httpCfg
-	s.table.Store(&tb)
+	setSendTimeout(s, 100*time.Millisecond)
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 	c, err := net.Dial("tcp", srv.Listener.Addr().String())
