@@ -40,6 +40,7 @@ test: build lint
 test-unprivileged:
 	@if [ "$$(id -u)" != 0 ]; then echo "test-unprivileged: not root, so the tests above ran unprivileged already"; \
 	elif ! command -v runuser >/dev/null; then echo "test-unprivileged: skipped, no runuser"; \
+	elif ! id -u "$${TEST_USER:-nobody}" >/dev/null 2>&1; then echo "test-unprivileged: skipped, no user $${TEST_USER:-nobody}"; \
 	else hack/test-unprivileged.sh; fi
 
 # Every fuzz target (a func FuzzX in a _test.go file) for FUZZTIME each, as
