@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -270,5 +271,37 @@ func TestRequestBuffering(t *testing.T) {
 				f.Close()
 			}
 		}
+	}
+}
+
+// TestPoolRouteEnv: a pool route's env is added to the PARAMS after the
+// meta-variables, in name order, once each, and never replaces one.
+func TestPoolRouteEnv(t *testing.T) {
+	r := httptest.NewRequest("GET", "/git/x?a=opml", nil)
+	r.Header.Set("X-Y", "client")
+	q := &request{r: r, scriptName: "/git", pathInfo: "/x", documentRoot: "/srv/www", serverSoftware: "fcgivisor/t"}
+	env := routeEnv(map[string]string{"GITWEB_CONFIG": "/etc/gitweb.conf", "SCRIPT_NAME": "/evil", "HTTP_X_Y": "route", "APP_ENV": "prod"})
+	meta := metaVars(nil, q)
+	ps := addEnv(slices.Clone(meta), env)
+	if !slices.Equal(ps[:len(meta)], meta) {
+		t.Errorf("the meta-variables changed: %v, want %v", ps[:len(meta)], meta)
+	}
+	if got, want := ps[len(meta):], []fastcgi.Param{{Name: "APP_ENV", Value: "prod"}, {Name: "GITWEB_CONFIG", Value: "/etc/gitweb.conf"}}; !slices.Equal(got, want) {
+		t.Errorf("added %v, want %v (sorted, clashes dropped)", got, want)
+	}
+	got := params(ps)
+	if got["SCRIPT_NAME"] != "/git" || got["HTTP_X_Y"] != "client" {
+		t.Errorf("SCRIPT_NAME %q, HTTP_X_Y %q: the route's env replaced a meta-variable", got["SCRIPT_NAME"], got["HTTP_X_Y"])
+	}
+	// A CGI fallback gets the same PARAMS, then the pool's env for names
+	// neither sets: the route's env wins over the pool's.
+	fb := cgiEnv(ps, []string{"APP_ENV=pool", "POOL_ONLY=1"})
+	for _, kv := range []string{"APP_ENV=prod", "GITWEB_CONFIG=/etc/gitweb.conf", "POOL_ONLY=1", "SCRIPT_NAME=/git"} {
+		if !slices.Contains(fb, kv) {
+			t.Errorf("fallback environment lacks %s: %v", kv, fb)
+		}
+	}
+	if slices.Contains(fb, "APP_ENV=pool") {
+		t.Error("fallback environment has the pool's APP_ENV over the route's")
 	}
 }

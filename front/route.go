@@ -3,10 +3,13 @@ package front
 import (
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/fastcgi"
 	"github.com/fcgivisor/fcgivisor/supervisor"
 )
 
@@ -16,6 +19,39 @@ type route struct {
 	pool   *supervisor.Pool // pool routes
 	cgi    *cgiRoute        // cgi routes
 	static *staticRoute     // static routes
+	env    []fastcgi.Param  // pool routes: the route's env, sorted by name
+}
+
+// routeEnv is a pool route's env as PARAMS, sorted by name so that every
+// request sends them in the same order.
+func routeEnv(env map[string]string) []fastcgi.Param {
+	var ps []fastcgi.Param
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		ps = append(ps, fastcgi.Param{Name: k, Value: env[k]})
+	}
+	return ps
+}
+
+// addEnv appends to vars, the meta-variables of a request, the params of
+// env whose names vars does not set: the meta-variables win a clash, as
+// for a cgi route's env (cgiEnv), so a route cannot make a worker believe
+// in another SCRIPT_NAME or REMOTE_ADDR. Issue 11: FCGI.pm and libfcgi
+// take each request's environment from the PARAMS alone, so this is the
+// only way a pool route's env reaches such an app (nginx's fastcgi_param).
+// A few dozen vars and a few env entries: a linear scan costs less than a
+// map per request.
+func addEnv(vars, env []fastcgi.Param) []fastcgi.Param {
+	n := len(vars)
+next:
+	for _, e := range env {
+		for _, v := range vars[:n] {
+			if v.Name == e.Name {
+				continue next
+			}
+		}
+		vars = append(vars, e)
+	}
+	return vars
 }
 
 // match reports whether the route serves urlPath and, if so, how the path
