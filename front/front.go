@@ -219,6 +219,10 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 	for _, rt := range t.routes {
 		scriptName, pathInfo, ok := rt.match(r.URL.Path)
 		if !ok {
+			if rt.addsSlash(r.URL.Path) {
+				redirectSlash(w, r, rt.cfg.Prefix)
+				return
+			}
 			continue
 		}
 		switch {

@@ -305,3 +305,58 @@ func TestPoolRouteEnv(t *testing.T) {
 		t.Error("fallback environment has the pool's APP_ENV over the route's")
 	}
 }
+
+// TestSlashRedirect: a route whose prefix ends in "/" answers the prefix
+// without its slash with a redirect to the prefix, query kept (issue 11),
+// in file order (an earlier route that matches the path serves it), never
+// to another host, and not for a status route or a route with suffix that
+// would not serve the prefix itself.
+func TestSlashRedirect(t *testing.T) {
+	tb := &table{cfg: &conf.HTTP{}, routes: []*route{
+		{cfg: &conf.Route{Prefix: "/data/", Status: 404}},
+		{cfg: &conf.Route{Prefix: "/early", Status: 403}}, // serves /early first
+		{cfg: &conf.Route{Prefix: "/early/", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/x/", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/php/", Suffix: ".php", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/idx/", Suffix: ".php", Index: "index.php", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/cgi-bin/", CGI: "/usr/lib/cgi-bin"}},
+		{cfg: &conf.Route{Prefix: "/assets/", Static: "/srv/assets"}},
+		{cfg: &conf.Route{Prefix: "//evil.example/", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/\\evil.example/", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/a b/", Pool: "p"}},
+	}}
+	s := &Server{log: slog.New(slog.DiscardHandler)}
+	for _, tc := range []struct {
+		method, target string
+		code           int
+		location       string
+	}{
+		{"GET", "/x?a=opml", 301, "/x/?a=opml"},
+		{"GET", "/x", 301, "/x/"},
+		{"GET", "/x?", 301, "/x/"},
+		{"GET", "/%78?a=b%20c&d", 301, "/x/?a=b%20c&d"}, // the decoded path, the raw query
+		{"HEAD", "/x", 301, "/x/"},
+		{"POST", "/x?a=1", 308, "/x/?a=1"}, // method and body kept
+		{"PUT", "/x", 308, "/x/"},
+		{"GET", "/X", 404, ""}, // exact bytes, as the prefix match
+		{"GET", "/xx", 404, ""},
+		{"GET", "/idx", 301, "/idx/"},             // index completes /idx/
+		{"GET", "/php", 404, ""},                  // /php/ would not match either
+		{"GET", "/cgi-bin?q", 301, "/cgi-bin/?q"}, // every route kind
+		{"GET", "/assets", 301, "/assets/"},
+		{"GET", "/data", 404, ""},  // the status route's own behaviour
+		{"GET", "/early", 403, ""}, // an earlier route wins
+		{"GET", "//evil.example", 404, ""},
+		{"GET", "/%5Cevil.example", 404, ""},
+		{"GET", "/a%20b", 301, "/a%20b/"},
+	} {
+		r := httptest.NewRequest(tc.method, tc.target, nil)
+		r.Host = "attacker.example"
+		w := httptest.NewRecorder()
+		s.serve(tb, w, r)
+		loc := w.Header().Get("Location")
+		if w.Code != tc.code || loc != tc.location {
+			t.Errorf("%s %s: %d Location %q, want %d %q", tc.method, tc.target, w.Code, loc, tc.code, tc.location)
+		}
+	}
+}
