@@ -48,6 +48,7 @@ type Server struct {
 	srv             *http.Server
 	wg              sync.WaitGroup
 	bufs            sync.Pool // *buffers
+	linksWarned     seenSet   // cgi route symlinks warned about (warnLink)
 }
 
 // Options are what the front needs besides the config and pools.
