@@ -95,11 +95,13 @@ type Route struct {
 	// CGI routes only, but User, which static routes take too (Load
 	// refuses them on other routes, which keep zero values). Static
 	// routes serve only files User could read.
-	Timeout       time.Duration     `toml:"timeout"`        // default 60s
-	MaxConcurrent int               `toml:"max_concurrent"` // default 32
-	User          string            `toml:"user"`
-	Group         string            `toml:"group"`
-	Env           map[string]string `toml:"env"` // added to the meta-variables (which win on a clash)
+	Timeout       time.Duration `toml:"timeout"`        // default 60s
+	MaxConcurrent int           `toml:"max_concurrent"` // default 32
+	User          string        `toml:"user"`
+	Group         string        `toml:"group"`
+	// Env, on cgi and pool routes, is added to the meta-variables (which
+	// win on a clash): a cgi script's environment, a pool's PARAMS.
+	Env map[string]string `toml:"env"`
 }
 
 // Scaling is a pool's scaling mode.

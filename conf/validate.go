@@ -317,6 +317,8 @@ func (d *decoder) route(key string, r *Route, c *Config, base string) {
 				d.errorf(keyElem(key+".deny", i), "%q %s", p, msg)
 			}
 		}
+	case "pool":
+		d.env(key+".env", r.Env)
 	case "status":
 		switch r.Status {
 		case 403, 404, 410, 451:
@@ -397,7 +399,7 @@ func (d *decoder) routeKeys(key, kind string) {
 		{"timeout", []string{"cgi"}},
 		{"max_concurrent", []string{"cgi"}},
 		{"group", []string{"cgi"}},
-		{"env", []string{"cgi"}},
+		{"env", []string{"pool", "cgi"}},
 	} {
 		if d.isSet(key+"."+k.name) && !slices.Contains(k.kinds, kind) {
 			d.errorf(key+"."+k.name, "does not apply to %s routes (it only applies to %s routes)", kind, strings.Join(k.kinds, " and "))

@@ -49,6 +49,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -134,20 +135,23 @@ func CheckPrivileges(cfg *conf.Config, privileged bool, log *slog.Logger) []erro
 // findScript finds the script a request path names under dir (see the
 // choices above). rest is the path after the route prefix, starting with
 // "/" or empty. It returns the script's path relative to dir and the rest
-// of the path (PATH_INFO), or the status to answer.
-func findScript(dir, rest string) (script, pathInfo string, status int) {
+// of the path (PATH_INFO), or the status to answer; with 404, link is the
+// path relative to dir of a symlink that leads outside dir when that is
+// why (issue 11: Debian's /usr/lib/cgi-bin/gitweb.cgi links to
+// /usr/share/gitweb), else "".
+func findScript(dir, rest string) (script, pathInfo string, status int, link string) {
 	if rest == "" || rest == "/" {
-		return "", "", http.StatusForbidden
+		return "", "", http.StatusForbidden, ""
 	}
 	if rest[0] != '/' {
-		return "", "", http.StatusNotFound
+		return "", "", http.StatusNotFound, ""
 	}
 	root, err := os.OpenRoot(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", "", http.StatusNotFound // gone since check, start or reload refused it missing (CheckDirs)
+		return "", "", http.StatusNotFound, "" // gone since check, start or reload refused it missing (CheckDirs)
 	}
 	if err != nil {
-		return "", "", http.StatusInternalServerError
+		return "", "", http.StatusInternalServerError, ""
 	}
 	defer root.Close()
 	end := 0 // rest[:end] is the part walked so far
@@ -161,32 +165,42 @@ func findScript(dir, rest string) (script, pathInfo string, status int) {
 		seg := rest[end+1 : next]
 		switch {
 		case seg == "" && next == len(rest):
-			return "", "", http.StatusForbidden // "dir/": a directory
+			return "", "", http.StatusForbidden, "" // "dir/": a directory
 		case seg == "" || seg[0] == '.':
-			return "", "", http.StatusNotFound // "//", dotfiles, "..", "."
+			return "", "", http.StatusNotFound, "" // "//", dotfiles, "..", "."
 		}
 		rel := rest[1:next]
 		fi, err := root.Stat(rel)
 		switch {
 		case err != nil:
 			// Missing, or a symlink that leads outside dir: both 404.
-			return "", "", http.StatusNotFound
+			// os.Root refuses the escape with an error that is not
+			// ErrNotExist (a dangling link inside is ErrNotExist).
+			if !errors.Is(err, fs.ErrNotExist) {
+				if li, lerr := root.Lstat(rel); lerr == nil && li.Mode()&fs.ModeSymlink != 0 {
+					return "", "", http.StatusNotFound, rel
+				}
+			}
+			return "", "", http.StatusNotFound, ""
 		case fi.IsDir():
 			end = next
 			continue
 		case fi.Mode().IsRegular() && fi.Mode()&0o111 != 0:
-			return rel, rest[next:], 0
+			return rel, rest[next:], 0, ""
 		default:
-			return "", "", http.StatusForbidden
+			return "", "", http.StatusForbidden, ""
 		}
 	}
-	return "", "", http.StatusForbidden
+	return "", "", http.StatusForbidden, ""
 }
 
 // serveCGI serves a request of a cgi route.
 func (s *Server) serveCGI(t *table, w http.ResponseWriter, r *http.Request, rt *route) {
 	base := strings.TrimSuffix(rt.cfg.Prefix, "/")
-	script, pathInfo, status := findScript(rt.cgi.dir, r.URL.Path[len(base):])
+	script, pathInfo, status, link := findScript(rt.cgi.dir, r.URL.Path[len(base):])
+	if link != "" {
+		s.warnLink(rt, link)
+	}
 	if status != 0 {
 		http.Error(w, http.StatusText(status), status)
 		return
@@ -230,6 +244,49 @@ func (s *Server) serveCGI(t *table, w http.ResponseWriter, r *http.Request, rt *
 	if redirect != "" {
 		s.localRedirect(t, w, r, redirect)
 	}
+}
+
+// warnLink warns, once per link (linksWarned), that a cgi route answered
+// 404 for a script because link, relative to the route's directory, is a
+// symlink that leads outside it, and says how to serve it.
+func (s *Server) warnLink(rt *route, link string) {
+	p := path.Join(rt.cgi.dir, link)
+	if !s.linksWarned.add(p) {
+		return
+	}
+	target, err := os.Readlink(p)
+	if err != nil {
+		target = "(" + err.Error() + ")"
+	}
+	s.log.Warn("cgi route: 404 for a symlink that leads outside the directory; to run its target, add a route whose cgi directory is the target's",
+		"route", rt.cfg.Prefix, "dir", rt.cgi.dir, "link", p, "target", target)
+}
+
+// maxLinksWarned bounds linksWarned: a client can name endless paths to
+// one link through a symlink to a directory inside ("self -> .":
+// /cgi-bin/self/self/out.cgi), each another path to warn about.
+const maxLinksWarned = 1024
+
+// seenSet remembers up to maxLinksWarned strings, so that something is
+// logged once per path with bounded memory: when full it is emptied, and
+// a path may be logged again after maxLinksWarned others.
+type seenSet struct {
+	mu   sync.Mutex
+	seen map[string]struct{} // guarded by mu
+}
+
+// add reports whether k was not in the set, and adds it.
+func (s *seenSet) add(k string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[k]; ok {
+		return false
+	}
+	if s.seen == nil || len(s.seen) >= maxLinksWarned {
+		s.seen = make(map[string]struct{})
+	}
+	s.seen[k] = struct{}{}
+	return true
 }
 
 // acquire takes one of the route's max_concurrent places, waiting up to

@@ -46,9 +46,12 @@ func TestFindScript(t *testing.T) {
 	os.Symlink(filepath.Join(base, "outside.sh"), filepath.Join(dir, "abs.sh"))
 	os.Symlink("a.sh", filepath.Join(dir, "in.sh"))
 	os.Symlink("..", filepath.Join(dir, "up"))
+	os.Symlink(".", filepath.Join(dir, "self"))
+	os.Symlink("gone.sh", filepath.Join(dir, "dangling.sh"))
 	for _, tc := range []struct {
 		rest, script, pathInfo string
 		status                 int
+		link                   string // the symlink leading outside, for 404
 	}{
 		{rest: "/a.sh", script: "a.sh"},
 		{rest: "/a.sh/x/y", script: "a.sh", pathInfo: "/x/y"},
@@ -69,19 +72,21 @@ func TestFindScript(t *testing.T) {
 		{rest: "/../outside.sh", status: 404},
 		{rest: "/sub/../a.sh", status: 404},
 		{rest: "/./a.sh", status: 404},
-		{rest: "/out.sh", status: 404}, // relative symlink leading outside
-		{rest: "/abs.sh", status: 404}, // absolute symlink leading outside
-		{rest: "/up/outside.sh", status: 404},
-		{rest: "a.sh", status: 404}, // prefix without its slash glued to a name
+		{rest: "/out.sh", status: 404, link: "out.sh"},   // relative symlink leading outside
+		{rest: "/abs.sh/x", status: 404, link: "abs.sh"}, // absolute symlink leading outside
+		{rest: "/up/outside.sh", status: 404, link: "up"},
+		{rest: "/self/self/out.sh", status: 404, link: "self/self/out.sh"}, // another path to the same link
+		{rest: "/dangling.sh", status: 404},                                // inside, missing: not a link outside
+		{rest: "a.sh", status: 404},                                        // prefix without its slash glued to a name
 	} {
-		script, pathInfo, status := findScript(dir, tc.rest)
+		script, pathInfo, status, link := findScript(dir, tc.rest)
 		if tc.rest == "/a.sh" {
-			if _, _, st := findScript(filepath.Join(base, "missing"), tc.rest); st != 404 {
+			if _, _, st, _ := findScript(filepath.Join(base, "missing"), tc.rest); st != 404 {
 				t.Errorf("findScript in a missing directory: %d, want 404", st)
 			}
 		}
-		if script != tc.script || pathInfo != tc.pathInfo || status != tc.status {
-			t.Errorf("findScript(%q) = (%q, %q, %d), want (%q, %q, %d)", tc.rest, script, pathInfo, status, tc.script, tc.pathInfo, tc.status)
+		if script != tc.script || pathInfo != tc.pathInfo || status != tc.status || link != tc.link {
+			t.Errorf("findScript(%q) = (%q, %q, %d, %q), want (%q, %q, %d, %q)", tc.rest, script, pathInfo, status, link, tc.script, tc.pathInfo, tc.status, tc.link)
 		}
 	}
 }
@@ -578,6 +583,102 @@ func TestSendTimeoutKeptConnection(t *testing.T) {
 		resp.Body.Close()
 		if want := []int{200, 404}[i]; resp.StatusCode != want {
 			t.Fatalf("GET %s: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}
+
+// TestCGISymlinkOutsideWarnsOnce: a script that is a symlink leading out of
+// the cgi directory is still 404, and the log says why at WARN, with the
+// target and the fix, once per link path; the set of paths remembered is
+// bounded (issue 11).
+func TestCGISymlinkOutsideWarnsOnce(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "cgi")
+	writeScript(t, filepath.Join(base, "share", "gitweb.cgi"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nran\\n'\n")
+	os.Mkdir(dir, 0o755)
+	if err := os.Symlink(filepath.Join(base, "share", "gitweb.cgi"), filepath.Join(dir, "gitweb.cgi")); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink(".", filepath.Join(dir, "self"))
+	s, logs := cgiServer(t, dir, 5*time.Second, 2)
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	get := func(p string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 404 {
+			t.Fatalf("GET %s: %d %q, want 404", p, resp.StatusCode, body)
+		}
+	}
+	for range 3 {
+		get("/cgi-bin/gitweb.cgi?a=opml")
+		get("/cgi-bin/gitweb.cgi/x")
+	}
+	out := logs.String()
+	if n := strings.Count(out, "leads outside the directory"); n != 1 {
+		t.Fatalf("%d warnings for one link, want 1:\n%s", n, out)
+	}
+	for _, want := range []string{"level=WARN", "link=" + filepath.Join(dir, "gitweb.cgi"), "target=" + filepath.Join(base, "share", "gitweb.cgi"), "route=/cgi-bin/", "cgi directory is the target's"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	// Endless spellings of one link through "self" are as many paths:
+	// the set of paths remembered stays bounded.
+	if _, _, st, link := findScript(dir, "/self/self/gitweb.cgi"); st != 404 || link != "self/self/gitweb.cgi" {
+		t.Fatalf("/self/self/gitweb.cgi: %d, link %q", st, link)
+	}
+	rt := &route{cfg: &conf.Route{Prefix: "/cgi-bin/"}, cgi: &cgiRoute{dir: dir}}
+	for i := range maxLinksWarned + 10 {
+		s.warnLink(rt, strings.Repeat("self/", i+2)+"gitweb.cgi")
+	}
+	s.linksWarned.mu.Lock()
+	n := len(s.linksWarned.seen)
+	s.linksWarned.mu.Unlock()
+	if n > maxLinksWarned {
+		t.Errorf("%d link paths remembered, more than %d", n, maxLinksWarned)
+	}
+}
+
+// TestCGISymlinkRecipe: the way docs/configuration.md gives to run a
+// program whose link in the cgi directory leads outside it (Debian's
+// gitweb.cgi): a route on the target's directory, narrowed by suffix,
+// before the general one, keeps the URL and SCRIPT_NAME.
+func TestCGISymlinkRecipe(t *testing.T) {
+	base := t.TempDir()
+	share, dir := filepath.Join(base, "share"), filepath.Join(base, "cgi")
+	writeScript(t, filepath.Join(share, "gitweb.cgi"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\n%s %s %s\\n' \"$SCRIPT_NAME\" \"$PATH_INFO\" \"$QUERY_STRING\"\n")
+	writeScript(t, filepath.Join(dir, "other.cgi"), "#!/bin/sh\nprintf 'Content-Type: text/plain\\n\\nother\\n'\n")
+	if err := os.Symlink(filepath.Join(share, "gitweb.cgi"), filepath.Join(dir, "gitweb.cgi")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &conf.Config{HTTP: conf.HTTP{DocumentRoot: "/srv/www", MaxBodyBytes: 1 << 20, Routes: []*conf.Route{
+		{Prefix: "/cgi-bin/", Suffix: "gitweb.cgi", CGI: share, Timeout: 5 * time.Second, MaxConcurrent: 2},
+		{Prefix: "/cgi-bin/", CGI: dir, Timeout: 5 * time.Second, MaxConcurrent: 2},
+	}}}
+	s, err := New(cfg, nil, Options{Log: slog.New(slog.DiscardHandler), Software: "fcgivisor/test", Parent: testParent()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	for p, want := range map[string]string{
+		"/cgi-bin/gitweb.cgi/p?a=opml": "/cgi-bin/gitweb.cgi /p a=opml\n",
+		"/cgi-bin/other.cgi":           "other\n",
+	} {
+		resp, err := http.Get(srv.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != want {
+			t.Errorf("GET %s: %d %q, want 200 %q", p, resp.StatusCode, body, want)
 		}
 	}
 }

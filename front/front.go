@@ -48,6 +48,7 @@ type Server struct {
 	srv             *http.Server
 	wg              sync.WaitGroup
 	bufs            sync.Pool // *buffers
+	linksWarned     seenSet   // cgi route symlinks warned about (warnLink)
 }
 
 // Options are what the front needs besides the config and pools.
@@ -92,6 +93,7 @@ func newTable(cfg *conf.Config, pools map[string]*supervisor.Pool, privileged bo
 			if rt.pool == nil {
 				return nil, fmt.Errorf("http.route[%d].pool: no pool %q", i, rc.Pool)
 			}
+			rt.env = routeEnv(rc.Env)
 		case rc.CGI != "":
 			var prev *cgiRoute
 			if old != nil {
@@ -218,6 +220,10 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 	for _, rt := range t.routes {
 		scriptName, pathInfo, ok := rt.match(r.URL.Path)
 		if !ok {
+			if rt.addsSlash(r.URL.Path) {
+				redirectSlash(w, r, rt.cfg.Prefix)
+				return
+			}
 			continue
 		}
 		switch {
@@ -282,7 +288,7 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 	}
 	bufs := s.bufs.Get().(*buffers)
 	defer s.bufs.Put(bufs)
-	bufs.params = metaVars(bufs.params[:0], q)
+	bufs.params = addEnv(metaVars(bufs.params[:0], q), rt.env)
 	defer clear(bufs.params) // drop references to this request's strings
 	req := &fastcgi.Request{Params: bufs.params, Body: body}
 
@@ -320,7 +326,9 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 		panic(http.ErrAbortHandler)
 	case rt.pool.CanFallback(err):
 		// Nothing was sent to a worker: the body is unread.
-		code = s.serveFallback(t, w, r, bufs.params, body, rt, err) // the PARAMS that were not sent
+		// The PARAMS that were not sent, route env included: the
+		// program sees what a worker would have, then the pool's env.
+		code = s.serveFallback(t, w, r, bufs.params, body, rt, err)
 	default:
 		code = s.poolFailed(w, r, rt, err)
 	}

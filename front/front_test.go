@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -269,6 +270,93 @@ func TestRequestBuffering(t *testing.T) {
 			if f, ok := body.(*os.File); ok {
 				f.Close()
 			}
+		}
+	}
+}
+
+// TestPoolRouteEnv: a pool route's env is added to the PARAMS after the
+// meta-variables, in name order, once each, and never replaces one.
+func TestPoolRouteEnv(t *testing.T) {
+	r := httptest.NewRequest("GET", "/git/x?a=opml", nil)
+	r.Header.Set("X-Y", "client")
+	q := &request{r: r, scriptName: "/git", pathInfo: "/x", documentRoot: "/srv/www", serverSoftware: "fcgivisor/t"}
+	env := routeEnv(map[string]string{"GITWEB_CONFIG": "/etc/gitweb.conf", "SCRIPT_NAME": "/evil", "HTTP_X_Y": "route", "APP_ENV": "prod"})
+	meta := metaVars(nil, q)
+	ps := addEnv(slices.Clone(meta), env)
+	if !slices.Equal(ps[:len(meta)], meta) {
+		t.Errorf("the meta-variables changed: %v, want %v", ps[:len(meta)], meta)
+	}
+	if got, want := ps[len(meta):], []fastcgi.Param{{Name: "APP_ENV", Value: "prod"}, {Name: "GITWEB_CONFIG", Value: "/etc/gitweb.conf"}}; !slices.Equal(got, want) {
+		t.Errorf("added %v, want %v (sorted, clashes dropped)", got, want)
+	}
+	got := params(ps)
+	if got["SCRIPT_NAME"] != "/git" || got["HTTP_X_Y"] != "client" {
+		t.Errorf("SCRIPT_NAME %q, HTTP_X_Y %q: the route's env replaced a meta-variable", got["SCRIPT_NAME"], got["HTTP_X_Y"])
+	}
+	// A CGI fallback gets the same PARAMS, then the pool's env for names
+	// neither sets: the route's env wins over the pool's.
+	fb := cgiEnv(ps, []string{"APP_ENV=pool", "POOL_ONLY=1"})
+	for _, kv := range []string{"APP_ENV=prod", "GITWEB_CONFIG=/etc/gitweb.conf", "POOL_ONLY=1", "SCRIPT_NAME=/git"} {
+		if !slices.Contains(fb, kv) {
+			t.Errorf("fallback environment lacks %s: %v", kv, fb)
+		}
+	}
+	if slices.Contains(fb, "APP_ENV=pool") {
+		t.Error("fallback environment has the pool's APP_ENV over the route's")
+	}
+}
+
+// TestSlashRedirect: a route whose prefix ends in "/" answers the prefix
+// without its slash with a redirect to the prefix, query kept (issue 11),
+// in file order (an earlier route that matches the path serves it), never
+// to another host, and not for a status route or a route with suffix that
+// would not serve the prefix itself.
+func TestSlashRedirect(t *testing.T) {
+	tb := &table{cfg: &conf.HTTP{}, routes: []*route{
+		{cfg: &conf.Route{Prefix: "/data/", Status: 404}},
+		{cfg: &conf.Route{Prefix: "/early", Status: 403}}, // serves /early first
+		{cfg: &conf.Route{Prefix: "/early/", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/x/", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/php/", Suffix: ".php", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/idx/", Suffix: ".php", Index: "index.php", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/cgi-bin/", CGI: "/usr/lib/cgi-bin"}},
+		{cfg: &conf.Route{Prefix: "/assets/", Static: "/srv/assets"}},
+		{cfg: &conf.Route{Prefix: "//evil.example/", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/\\evil.example/", Pool: "p"}},
+		{cfg: &conf.Route{Prefix: "/a b/", Pool: "p"}},
+	}}
+	s := &Server{log: slog.New(slog.DiscardHandler)}
+	for _, tc := range []struct {
+		method, target string
+		code           int
+		location       string
+	}{
+		{"GET", "/x?a=opml", 301, "/x/?a=opml"},
+		{"GET", "/x", 301, "/x/"},
+		{"GET", "/x?", 301, "/x/"},
+		{"GET", "/%78?a=b%20c&d", 301, "/x/?a=b%20c&d"}, // the decoded path, the raw query
+		{"HEAD", "/x", 301, "/x/"},
+		{"POST", "/x?a=1", 308, "/x/?a=1"}, // method and body kept
+		{"PUT", "/x", 308, "/x/"},
+		{"GET", "/X", 404, ""}, // exact bytes, as the prefix match
+		{"GET", "/xx", 404, ""},
+		{"GET", "/idx", 301, "/idx/"},             // index completes /idx/
+		{"GET", "/php", 404, ""},                  // /php/ would not match either
+		{"GET", "/cgi-bin?q", 301, "/cgi-bin/?q"}, // every route kind
+		{"GET", "/assets", 301, "/assets/"},
+		{"GET", "/data", 404, ""},  // the status route's own behaviour
+		{"GET", "/early", 403, ""}, // an earlier route wins
+		{"GET", "//evil.example", 404, ""},
+		{"GET", "/%5Cevil.example", 404, ""},
+		{"GET", "/a%20b", 301, "/a%20b/"},
+	} {
+		r := httptest.NewRequest(tc.method, tc.target, nil)
+		r.Host = "attacker.example"
+		w := httptest.NewRecorder()
+		s.serve(tb, w, r)
+		loc := w.Header().Get("Location")
+		if w.Code != tc.code || loc != tc.location {
+			t.Errorf("%s %s: %d Location %q, want %d %q", tc.method, tc.target, w.Code, loc, tc.code, tc.location)
 		}
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -288,6 +290,53 @@ func FuzzRouteMatch(f *testing.F) {
 		}
 		if escapes(pi) {
 			t.Fatalf("%+v: %q gives PATH_INFO %q, with a \"..\" segment", rc, path, pi)
+		}
+	})
+}
+
+// FuzzSlashRedirect: whatever the request path, query and the route's
+// prefix, the slash redirect (issue 11) happens only for the prefix
+// without its trailing slash, and its Location is a path on the same
+// host, the prefix, plus the query: never "//host" or "/\\host", which a
+// browser reads as another host, never a scheme.
+func FuzzSlashRedirect(f *testing.F) {
+	f.Add("/x", "/x/", "a=opml", "GET")
+	f.Add("//evil", "//evil/", "", "GET")
+	f.Add("/\\evil", "/\\evil/", "", "POST")
+	f.Add("/a b", "/a b/", "q=%0d%0a", "GET")
+	f.Add("/x", "/x/", "", "PUT")
+	f.Fuzz(func(t *testing.T, path, prefix, query, method string) {
+		if !strings.HasPrefix(prefix, "/") {
+			return // conf refuses these routes
+		}
+		rt := &route{cfg: &conf.Route{Prefix: prefix, Pool: "p"}}
+		if !rt.addsSlash(path) {
+			return
+		}
+		if path+"/" != prefix {
+			t.Fatalf("prefix %q: %q redirected", prefix, path)
+		}
+		// The query as the server parses it from a request line (it
+		// refuses control characters).
+		ru, err := url.ParseRequestURI("/?" + query)
+		if err != nil {
+			return
+		}
+		w := httptest.NewRecorder()
+		redirectSlash(w, &http.Request{Method: method, URL: &url.URL{Path: path, RawQuery: ru.RawQuery}, Host: "attacker.example"}, prefix)
+		loc := w.Header().Get("Location")
+		if !strings.HasPrefix(loc, "/") || strings.HasPrefix(loc, "//") || strings.HasPrefix(loc, "/\\") {
+			t.Fatalf("prefix %q: Location %q is not a path on this host", prefix, loc)
+		}
+		// The query is copied raw, as nginx copies $args: only the part
+		// before it must be the prefix.
+		p, q, _ := strings.Cut(loc, "?")
+		u, err := url.Parse(p)
+		if err != nil || u.Scheme != "" || u.Host != "" || u.Path != prefix || q != ru.RawQuery {
+			t.Fatalf("prefix %q, query %q: Location %q parses as %#v (%v), want the prefix as path, then the query", prefix, ru.RawQuery, loc, u, err)
+		}
+		if want := map[bool]int{true: 301, false: 308}[method == "GET" || method == "HEAD"]; w.Code != want {
+			t.Fatalf("%s: %d, want %d", method, w.Code, want)
 		}
 	})
 }

@@ -3,10 +3,15 @@ package front
 import (
 	"errors"
 	"io/fs"
+	"maps"
+	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/fastcgi"
 	"github.com/fcgivisor/fcgivisor/supervisor"
 )
 
@@ -16,6 +21,39 @@ type route struct {
 	pool   *supervisor.Pool // pool routes
 	cgi    *cgiRoute        // cgi routes
 	static *staticRoute     // static routes
+	env    []fastcgi.Param  // pool routes: the route's env, sorted by name
+}
+
+// routeEnv is a pool route's env as PARAMS, sorted by name so that every
+// request sends them in the same order.
+func routeEnv(env map[string]string) []fastcgi.Param {
+	var ps []fastcgi.Param
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		ps = append(ps, fastcgi.Param{Name: k, Value: env[k]})
+	}
+	return ps
+}
+
+// addEnv appends to vars, the meta-variables of a request, the params of
+// env whose names vars does not set: the meta-variables win a clash, as
+// for a cgi route's env (cgiEnv), so a route cannot make a worker believe
+// in another SCRIPT_NAME or REMOTE_ADDR. Issue 11: FCGI.pm and libfcgi
+// take each request's environment from the PARAMS alone, so this is the
+// only way a pool route's env reaches such an app (nginx's fastcgi_param).
+// A few dozen vars and a few env entries: a linear scan costs less than a
+// map per request.
+func addEnv(vars, env []fastcgi.Param) []fastcgi.Param {
+	n := len(vars)
+next:
+	for _, e := range env {
+		for _, v := range vars[:n] {
+			if v.Name == e.Name {
+				continue next
+			}
+		}
+		vars = append(vars, e)
+	}
+	return vars
 }
 
 // match reports whether the route serves urlPath and, if so, how the path
@@ -62,6 +100,45 @@ func (rt *route) match(urlPath string) (scriptName, pathInfo string, ok bool) {
 		return "", "", false
 	}
 	return base, pathInfo, true
+}
+
+// addsSlash reports whether the route answers urlPath, its prefix without
+// the trailing slash, with a redirect to the prefix (issue 11: gitweb
+// links to "/gitweb-fcgi?a=opml" for a route on "/gitweb-fcgi/"), as nginx
+// does for a location ending in "/". Only where the prefix itself would
+// match the route: a route with suffix (and no index that completes it)
+// does not serve the prefix either, so it does not claim its slashless
+// form. Status routes match the slashless form themselves (matchStatus).
+// A prefix starting with "//" or "/\\" is never redirected to: a browser
+// reads such a Location as another host.
+func (rt *route) addsSlash(urlPath string) bool {
+	c := rt.cfg
+	if c.Status != 0 || len(c.Prefix) < 2 || !strings.HasSuffix(c.Prefix, "/") ||
+		urlPath != c.Prefix[:len(c.Prefix)-1] || strings.HasPrefix(c.Prefix, "//") || strings.HasPrefix(c.Prefix, "/\\") {
+		return false
+	}
+	_, _, ok := rt.match(c.Prefix)
+	return ok
+}
+
+// redirectSlash answers a request for a route's prefix without its slash:
+// 301 to the prefix, with the query, as nginx; 308 for methods other than
+// GET and HEAD, which a client must repeat with the same method and body
+// (after a 301 browsers and curl -L turn a POST into a GET and drop the
+// body). The Location is the configured prefix, escaped, never anything
+// of the request but its query: a path on the same host, no Host header
+// reflected.
+func redirectSlash(w http.ResponseWriter, r *http.Request, prefix string) {
+	loc := (&url.URL{Path: prefix}).EscapedPath()
+	if r.URL.RawQuery != "" {
+		loc += "?" + r.URL.RawQuery
+	}
+	code := http.StatusMovedPermanently
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		code = http.StatusPermanentRedirect
+	}
+	w.Header().Set("Location", loc)
+	w.WriteHeader(code)
 }
 
 // isScript reports whether scriptName, the SCRIPT_NAME a pool route with

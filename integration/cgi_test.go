@@ -938,6 +938,8 @@ func TestCGIFallbackFailingPool(t *testing.T) {
 	// itself is TestCGIFallbackSaturatedPool's).
 	fbRoute, fbPool := fallbackPool("fb", wrapper, fbUser, tr.out, "cgi_fallback = true", `queue_timeout = "10s"`, `request_timeout = "2s"`,
 		"workers = 4", "dir = "+tomlString(tr.out))
+	// The route's env reaches the fallback as it would a worker's PARAMS.
+	fbRoute = strings.Replace(fbRoute, "pool = ", "env = { ROUTE_MARK = \"route-env\" }\npool = ", 1)
 	noRoute, noPool := fallbackPool("nofb", wrapper, "root", tr.out, `queue_timeout = "10s"`)
 	in := start(t, options{langs: []string{}, env: []string{"FCGIVISOR_SECRET=x"}, routes: fbRoute + noRoute + fbPool + noPool})
 	a := newAdminClient(t, "unix", filepath.Join(in.runtimeDir, "admin.sock"))
@@ -977,7 +979,7 @@ func TestCGIFallbackFailingPool(t *testing.T) {
 	}
 
 	// The CGI variables, as php sees them ($_SERVER) and as the process
-	// environment: meta-variables plus the pool's env, nothing of
+	// environment: meta-variables plus the route's and the pool's env, nothing of
 	// fcgivisor's own; no FCGI_ROLE: php-cgi ran as plain CGI.
 	vars := envOf(t, "?vars", in.expect(t, "/fb/x?vars", 200, ""))
 	for k, v := range map[string]string{
@@ -990,6 +992,7 @@ func TestCGIFallbackFailingPool(t *testing.T) {
 		"GATEWAY_INTERFACE": "CGI/1.1",
 		"REDIRECT_STATUS":   "200",
 		"PHP_CGI":           phpCGI,
+		"ROUTE_MARK":        "route-env",
 	} {
 		if vars[k] != v {
 			t.Errorf("fallback ?vars: %s = %q, want %q", k, vars[k], v)
