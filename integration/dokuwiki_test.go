@@ -69,8 +69,12 @@ func dokuWikiCopy(t *testing.T, users string) string {
 	}
 	must(os.Chmod(root, 0o755))
 	// The package's inc/preload.php points the wiki at /etc/dokuwiki; without
-	// it DokuWiki uses its own conf/ (DOKU_INC/conf/), as upstream does.
-	must(copyTree(root, dokuWikiDir, func(rel string) bool { return rel == "inc/preload.php" }))
+	// it DokuWiki uses its own conf/ (DOKU_INC/conf/), as upstream does. The
+	// package keeps lib/plugins/testing (the plugin of DokuWiki's own test
+	// suite) mode 0700, closed to nobody: it is left out.
+	must(copyTree(root, dokuWikiDir, func(rel string) bool {
+		return rel == "inc/preload.php" || rel == "lib/plugins/testing"
+	}))
 	skipConf := map[string]bool{ // the package's own and the system's: written below
 		"local.php": true, "users.auth.php": true, "acl.auth.php": true,
 		"apache.conf": true, "lighttpd.conf": true, "htaccess": true,
