@@ -33,11 +33,20 @@ const dokuWikiDir = "/usr/share/dokuwiki"
 // dokuWikiRoutes deploys DokuWiki at root as its nginx config does: conf/,
 // data/, bin/, inc/, vendor/ and install.php closed (nginx: deny all),
 // .ht* files denied, files served from disk when they exist, .php scripts
-// run by the pool, doku.php the index.
-func dokuWikiRoutes(root string) string {
+// run by the pool, doku.php the index. varLib, when not "", is where the
+// package's lib/tpl and lib/plugins symlinks lead: a static route does not
+// follow a symlink out of its directory, so each gets a route of its own.
+// docs/examples.md shows these routes.
+func dokuWikiRoutes(root, varLib string) string {
 	var b strings.Builder
 	for _, p := range []string{"/conf/", "/data/", "/bin/", "/inc/", "/vendor/", "/install.php"} {
 		fmt.Fprintf(&b, "[[http.route]]\nprefix = %s\nstatus = 404\n\n", tomlString(p))
+	}
+	if varLib != "" {
+		for _, d := range []string{"tpl", "plugins"} {
+			fmt.Fprintf(&b, "[[http.route]]\nprefix = %s\nstatic = %s\ndeny   = [\".ht*\"]\nuser   = \"www-data\"\n\n",
+				tomlString("/lib/"+d+"/"), tomlString(filepath.Join(varLib, d)))
+		}
 	}
 	fmt.Fprintf(&b, `[[http.route]]
 static = %s
@@ -257,7 +266,7 @@ func TestPHPAppDokuWiki(t *testing.T) {
 	hash := hex.EncodeToString(sum[:])
 	root := dokuWikiCopy(t, "# users.auth.php\n# <?php exit()?>\n# Don't modify the lines above\n"+
 		"editor:"+hash+":Ed Itor:editor@example.invalid:admin,user\n")
-	in := start(t, options{langs: []string{"php"}, docRoot: root, pool: asWWWData, routes: dokuWikiRoutes(root)})
+	in := start(t, options{langs: []string{"php"}, docRoot: root, pool: asWWWData, routes: dokuWikiRoutes(root, "")})
 
 	// The start page, through the pool route's index and by its name.
 	for _, p := range []string{"/", "/doku.php", "/doku.php?id=start"} {
@@ -360,5 +369,43 @@ func TestPHPAppDokuWiki(t *testing.T) {
 		"/.htaccess", "/lib/.htaccess",
 	} {
 		in.notServed(t, p, hash, "editor", "fcgivisor test wiki", "runs through fcgivisor", "Saved through", "<?php")
+	}
+}
+
+// The routes of docs/examples.md on the package as installed: the code in
+// /usr/share/dokuwiki, whose lib/tpl and lib/plugins are symlinks to
+// /var/lib/dokuwiki/lib. Its assets are served, its code and the scripts
+// behind the symlinks are not, neither run nor sent. No request reaches
+// php-cgi: DokuWiki would write into /var/lib/dokuwiki.
+func TestPHPAppDokuWikiPackageLayout(t *testing.T) {
+	lang{"php"}.need(t)
+	if _, err := os.Stat(filepath.Join(dokuWikiDir, "doku.php")); err != nil {
+		t.Skip("not installed: dokuwiki")
+	}
+	t.Parallel()
+	const varLib = "/var/lib/dokuwiki/lib"
+	in := start(t, options{langs: []string{"php"}, docRoot: dokuWikiDir, pool: asWWWData, routes: dokuWikiRoutes(dokuWikiDir, varLib)})
+	for p, typ := range map[string]string{
+		"/lib/tpl/dokuwiki/images/logo.png":            "image/png",
+		"/lib/tpl/dokuwiki/images/page-background.svg": "image/svg+xml",
+		"/lib/plugins/usermanager/admin.svg":           "image/svg+xml",
+		"/lib/plugins/usermanager/style.css":           "text/css; charset=utf-8",
+		"/lib/images/admin/usermanager.png":            "image/png",
+	} {
+		want, err := os.ReadFile(filepath.Join(dokuWikiDir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := in.get(t, p)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != typ || !bytes.Equal(body, want) {
+			t.Errorf("GET %s: %d %s, %d bytes, want %s, the file's %d bytes", p, resp.StatusCode, resp.Header.Get("Content-Type"), len(body), typ, len(want))
+		}
+	}
+	for _, p := range []string{
+		"/lib/tpl/dokuwiki/main.php", "/lib/plugins/usermanager/admin.php", "/lib/plugins/action.php",
+		"/bin/dwpage.php", "/inc/init.php", "/inc/preload.php", "/vendor/autoload.php", "/install.php",
+		"/.htaccess", "/.htaccess.dist", "/inc/.htaccess", "/Inc/init.php",
+	} {
+		in.notServed(t, p, "<?php", "DOKU_INC", "Deny from all", "Require all denied")
 	}
 }
