@@ -384,7 +384,9 @@ func TestPHPAppDokuWikiPackageLayout(t *testing.T) {
 	}
 	t.Parallel()
 	const varLib = "/var/lib/dokuwiki/lib"
-	in := start(t, options{langs: []string{"php"}, docRoot: dokuWikiDir, pool: asWWWData, routes: dokuWikiRoutes(dokuWikiDir, varLib)})
+	routes := dokuWikiRoutes(dokuWikiDir, varLib)
+	checkDokuWikiDoc(t, routes)
+	in := start(t, options{langs: []string{"php"}, docRoot: dokuWikiDir, pool: asWWWData, routes: routes})
 	for p, typ := range map[string]string{
 		"/lib/tpl/dokuwiki/images/logo.png":            "image/png",
 		"/lib/tpl/dokuwiki/images/page-background.svg": "image/svg+xml",
@@ -407,5 +409,43 @@ func TestPHPAppDokuWikiPackageLayout(t *testing.T) {
 		"/.htaccess", "/.htaccess.dist", "/inc/.htaccess", "/Inc/init.php",
 	} {
 		in.notServed(t, p, "<?php", "DOKU_INC", "Deny from all", "Require all denied")
+	}
+}
+
+// checkDokuWikiDoc fails t unless the TOML of docs/examples.md's DokuWiki
+// section has the routes this test serves (comments and spacing aside)
+// and passes `fcgivisor check`.
+func checkDokuWikiDoc(t *testing.T, routes string) {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(repoRoot, "docs/examples.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, _ := strings.Cut(string(doc), "## DokuWiki from the Debian package")
+	_, block, _ := strings.Cut(sec, "```toml\n")
+	block, _, _ = strings.Cut(block, "```")
+	norm := func(s string) string {
+		var out []string
+		for _, l := range strings.Split(s, "\n") {
+			l, _, _ = strings.Cut(l, "#")
+			if k, v, ok := strings.Cut(l, "="); ok {
+				l = strings.TrimSpace(k) + " = " + strings.TrimSpace(v)
+			}
+			if l = strings.TrimSpace(l); l != "" {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	if !strings.Contains(norm(block), norm(routes)) {
+		t.Fatalf("docs/examples.md's DokuWiki config does not have the routes the test serves:\n%s\nwant them in this order:\n%s", norm(block), norm(routes))
+	}
+	cfg := filepath.Join(t.TempDir(), "fcgivisor.toml")
+	text := "[server]\nruntime_dir = " + tomlString(shortTempDir(t)) + "\n" + block
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runCLI(t, nil, "", "check", "-c", cfg); code != 0 {
+		t.Fatalf("fcgivisor check of docs/examples.md's DokuWiki config: exit %d\n%s", code, out)
 	}
 }
