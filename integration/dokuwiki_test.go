@@ -217,6 +217,7 @@ func (w *wikiClient) do(t *testing.T, method, path string, form url.Values) (*ht
 }
 
 var (
+	linkRe   = regexp.MustCompile(`\b(?:href|src)="(/lib/[^"]*)"`)
 	formRe   = regexp.MustCompile(`(?s)<form[^>]*\bid="([^"]+)"[^>]*>(.*?)</form>`)
 	hiddenRe = regexp.MustCompile(`<input[^>]*\btype="hidden"[^>]*>`)
 	nameRe   = regexp.MustCompile(`\bname="([^"]*)"`)
@@ -278,15 +279,37 @@ func TestPHPAppDokuWiki(t *testing.T) {
 		}
 	}
 
-	// The stylesheet and the scripts the page links to are run, not sent.
-	for p, typ := range map[string]string{
-		"/lib/exe/css.php?t=dokuwiki": "text/css", "/lib/exe/js.php?t=dokuwiki": "application/javascript",
-	} {
+	// What the start page links to under /lib/, as a browser loads it: the
+	// stylesheet and the scripts are run (css.php, js.php), not sent as
+	// source; the images come from disk.
+	_, startPage := in.get(t, "/doku.php?id=start")
+	linked := map[string]bool{}
+	for _, m := range linkRe.FindAllStringSubmatch(string(startPage), -1) {
+		linked[html.UnescapeString(m[1])] = true
+	}
+	var css, js, img int
+	for p := range linked {
 		resp, body := in.get(t, p)
-		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), typ) ||
-			bytes.Contains(body, []byte("<?php")) || len(body) < 1000 {
-			t.Errorf("GET %s: %d %s %q, want %s made by the script", p, resp.StatusCode, resp.Header.Get("Content-Type"), clip(body), typ)
+		typ := resp.Header.Get("Content-Type")
+		want, size := "", 1
+		switch u, _ := url.Parse(p); {
+		case u.Path == "/lib/exe/css.php":
+			css++
+			want, size = "text/css", 1000
+		case u.Path == "/lib/exe/js.php":
+			js++
+			want, size = "application/javascript", 1000
+		case strings.HasSuffix(u.Path, ".png"):
+			img++
+			want = "image/png"
 		}
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(typ, want) || strings.Contains(typ, "php") ||
+			bytes.Contains(body, []byte("<?php")) || len(body) < size {
+			t.Errorf("GET %s (linked from the start page): %d %s %q, want %q made by the script or read from disk", p, resp.StatusCode, typ, clip(body), want)
+		}
+	}
+	if css == 0 || js == 0 || img == 0 {
+		t.Errorf("the start page links to %d css.php, %d js.php and %d .png under /lib/, want at least one each: %v", css, js, img, linked)
 	}
 	// Every script of lib/ outside plugins and templates (css.php and the
 	// 14 others): whatever each answers, never its source.
