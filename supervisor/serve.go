@@ -46,8 +46,8 @@ var errKeptClosed = errors.New("the worker closed its kept connection")
 //     does, a worker killed before it read).
 //
 // That proof may repeat, one exiting worker after another, so the sends
-// are not limited to two: they are bounded by the pool's workers + 1
-// (maxSends), and a re-send is decided only within queue_timeout of the
+// are not limited to one: they are bounded by the pool's workers + 1
+// (maxResends), and a re-send is decided only within queue_timeout of the
 // request's arrival (and while ctx lasts). A plain EOF before any
 // response byte means the worker read the request and then closed: it may
 // have run it, so that is a 502, never a re-send (a request that crashes
@@ -105,7 +105,11 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 		if !retry {
 			return err
 		}
-		if dials >= maxDials || sent > p.maxSends(cfg) || (sent > 0 && !deadline.IsZero() && time.Now().After(deadline)) ||
+		if wasSent {
+			// Before counting the live workers and choosing the next.
+			p.awaitDeath(s.w)
+		}
+		if dials >= maxDials || sent > p.maxResends(cfg) || (sent > 0 && !deadline.IsZero() && time.Now().After(deadline)) ||
 			(wasSent && body != nil && !body.rewind()) {
 			if sent == 0 {
 				// No worker could even be reached: the pool cannot serve.
@@ -116,9 +120,6 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 			return err
 		}
 		avoid = s.w
-		if wasSent {
-			p.awaitDeath(s.w)
-		}
 		s.w.log.Debug("retrying request: the worker did not read it", "err", err, "sent", sent)
 	}
 }
@@ -135,11 +136,11 @@ func (p *Pool) awaitDeath(w *worker) {
 	}
 }
 
-// maxSends is how often one request may be sent: once more than the
-// pool's workers, live ones or max_workers, whichever is more. Workers
+// maxResends is how often one request may be sent again: once more than
+// the pool's workers, live ones or max_workers, whichever is more. Workers
 // that exit by themselves are replaced as fast as they go, so the live
 // count alone can be 1 just when a chain of them drops the request.
-func (p *Pool) maxSends(cfg *conf.Pool) int {
+func (p *Pool) maxResends(cfg *conf.Pool) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
