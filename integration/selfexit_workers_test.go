@@ -82,7 +82,7 @@ func TestSelfExitingWorkersLoseNothing(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			t.Logf("%d requests ok, %d failed", ok.Load(), failed.Load())
+			t.Logf("%s: %d requests ok, %d failed", name, ok.Load(), failed.Load())
 			if failed.Load() != 0 {
 				t.Fatalf("%d of %d requests failed while workers exited by themselves", failed.Load(), ok.Load()+failed.Load())
 			}

@@ -48,7 +48,7 @@ var errKeptClosed = errors.New("the worker closed its kept connection")
 // That proof may repeat, one exiting worker after another, so the sends
 // are not limited to one: they are bounded by the pool's workers + 1
 // (maxResends), and a re-send is decided only within queue_timeout of the
-// request's arrival (and while ctx lasts). A plain EOF before any
+// request's arrival (when it is not 0) and while ctx lasts. A plain EOF before any
 // response byte means the worker read the request and then closed: it may
 // have run it, so that is a 502, never a re-send (a request that crashes
 // its worker must not crash a second one). A re-send goes on a fresh
