@@ -261,6 +261,7 @@ type options struct {
 	langs      []string                  // pools to configure; default: every available language
 	pool       func(l lang, p *poolOpts) // adjusts each pool
 	routes     string                    // [[http.route]] blocks placed before the language routes
+	pools      string                    // more [pool.NAME] tables, after the language pools
 	env        []string                  // added to (or replacing in) fcgivisor's own environment
 	runtimeDir string                    // default: a new short temp dir
 	docRoot    string                    // http.document_root; default: documentRoot()
@@ -368,6 +369,9 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 			user = "root"
 		}
 		fmt.Fprintf(&b, "user = %s\n", tomlString(user))
+	}
+	if o.pools != "" {
+		b.WriteString("\n" + o.pools + "\n")
 	}
 	return b.String()
 }

@@ -71,6 +71,9 @@ func helperWorker(kind string) {
 	case "garbage":
 		garbageWorker()
 		return
+	case "dropper":
+		dropWorker()
+		return
 	}
 	ln, err := net.FileListener(os.Stdin)
 	if err != nil {

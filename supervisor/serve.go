@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/fastcgi"
 )
 
@@ -21,29 +22,41 @@ const replayLimit = 64 << 10
 // dropped the request is dying; a killed process is reaped within a few ms.
 const deathGrace = 20 * time.Millisecond
 
-// maxDials bounds the connection attempts of one request. A failed connect
-// never reached a worker, so it does not use up the one re-send.
+// maxDials bounds the connection attempts of one request that reached no
+// worker. A failed connect never reached a worker, so it is not a send.
 const maxDials = 8
+
+// errKeptClosed: the worker of the slot taken had closed its kept
+// connection after its last answer; the request was not sent.
+var errKeptClosed = errors.New("the worker closed its kept connection")
 
 // Serve runs req on a worker slot of the pool. handle reads the streaming
 // response; the slot stays busy until handle returns. handle must wrap
 // errors from reading the response with %w so that a protocol violation
 // (fastcgi.ErrProtocol) is seen and the worker replaced.
 //
-// Retry rule: the request is sent again, once, only when it cannot have
-// been processed. On a Unix socket the kernel tells:
-//   - the connect failed: never sent (does not use up the re-send);
+// Retry rule (issue 11): the request is sent again, to another worker
+// where one is free, only when it cannot have been processed. On a Unix
+// socket the kernel tells:
+//   - the connect failed: never sent (not a send; at most maxDials);
 //   - EPIPE: the worker had closed the connection before our write;
-//   - ECONNRESET: the worker closed it with our request unread in its
-//     receive queue or backlog (a worker exiting by itself after
-//     PHP_FCGI_MAX_REQUESTS, libfcgi closing a kept connection as the next
-//     request arrives, a worker killed before it read).
+//   - ECONNRESET before any response byte: the worker closed it with our
+//     request unread in its receive queue or backlog (a worker exiting by
+//     itself after PHP_FCGI_MAX_REQUESTS or after an error page as gitweb
+//     does, a worker killed before it read).
 //
-// A plain EOF before any response byte means the worker read the request
-// and then closed: it may have run it, so that is a 502, never a re-send (a
-// request that crashes its worker must not crash a second one). The
-// re-send goes to another worker when one has a free slot, on a fresh
+// That proof may repeat, one exiting worker after another, so the sends
+// are not limited to one: they are bounded by the pool's workers + 1
+// (maxResends), and a re-send is decided only within queue_timeout of the
+// request's arrival (when it is not 0) and while ctx lasts. A plain EOF before any
+// response byte means the worker read the request and then closed: it may
+// have run it, so that is a 502, never a re-send (a request that crashes
+// its worker must not crash a second one). A re-send goes on a fresh
 // connection.
+//
+// A worker whose kept connection is found closed when its slot is taken
+// (it exited or is exiting after its last answer) does not get the request
+// while another worker has an idle slot.
 //
 // Errors: ErrQueueTimeout, ErrFailing, ErrStopping, ErrNotAccepted
 // (nothing was sent: 503); ErrTimeout (504); others are worker failures
@@ -62,9 +75,14 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 		body = &replayBody{r: req.Body}
 		r.Body = body
 	}
-	sent := 0
+	cfg := p.conf()
+	var deadline time.Time
+	if qt := cfg.QueueTimeout; qt > 0 {
+		deadline = time.Now().Add(qt)
+	}
+	sent, dials := 0, 0
 	var avoid *worker
-	for dials := 0; ; dials++ {
+	for {
 		s, err := p.acquire(ctx, uri, avoid)
 		if errors.Is(err, errRedirect) {
 			// Not sent here (or re-sendable, body rewound): the new
@@ -78,14 +96,21 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 			s.conn.Close()
 			s.conn = nil
 		}
-		wasSent, retry, err := p.serveOn(ctx, s, &r, handle)
+		wasSent, retry, err := p.serveOn(ctx, s, &r, handle, avoid == nil)
 		if wasSent {
 			sent++
+		} else {
+			dials++
 		}
 		if !retry {
 			return err
 		}
-		if dials+1 >= maxDials || sent > 1 || (wasSent && body != nil && !body.rewind()) {
+		if wasSent {
+			// Before counting the live workers and choosing the next.
+			p.awaitDeath(s.w)
+		}
+		if dials >= maxDials || sent > p.maxResends(cfg) || (sent > 0 && !deadline.IsZero() && time.Now().After(deadline)) ||
+			(wasSent && body != nil && !body.rewind()) {
 			if sent == 0 {
 				// No worker could even be reached: the pool cannot serve.
 				return fmt.Errorf("%w: %w", ErrNotAccepted, err)
@@ -95,31 +120,56 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 			return err
 		}
 		avoid = s.w
-		if wasSent {
-			// A worker that dropped a request unread may be dying (killed,
-			// crashed): give the reaper a moment to tell, so that the
-			// re-send does not go to it. One that lives on (libfcgi closing
-			// a kept connection) may take the re-send.
-			select {
-			case <-s.w.proc.Done():
-				p.markGone(s.w)
-			case <-time.After(deathGrace):
-			}
-		}
-		s.w.log.Debug("retrying request: the worker did not read it", "err", err)
+		s.w.log.Debug("retrying request: the worker did not read it", "err", err, "sent", sent)
 	}
+}
+
+// awaitDeath gives the reaper a moment to tell whether w, which dropped a
+// request unread, is dying (killed, crashed, exiting by itself), so that a
+// re-send does not go to it. One that lives on (libfcgi closing a kept
+// connection) may take the re-send.
+func (p *Pool) awaitDeath(w *worker) {
+	select {
+	case <-w.proc.Done():
+		p.markGone(w)
+	case <-time.After(deathGrace):
+	}
+}
+
+// maxResends is how often one request may be sent again: once more than
+// the pool's workers, live ones or max_workers, whichever is more. Workers
+// that exit by themselves are replaced as fast as they go, so the live
+// count alone can be 1 just when a chain of them drops the request.
+func (p *Pool) maxResends(cfg *conf.Pool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for w := range p.workers {
+		if !w.gone {
+			n++
+		}
+	}
+	return max(n, cfg.MaxWorkers) + 1
 }
 
 // serveOn runs one attempt on s and releases s. It reports whether the
 // request was sent to the worker, and whether it may be sent again
-// (nothing of it was read).
-func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handle func(*fastcgi.Response) error) (sent, retry bool, err error) {
+// (nothing of it was read). skipClosed: if s's kept connection was closed
+// by the worker, the request is not sent there (errKeptClosed) and the
+// slot goes where it is taken last, so that another idle worker takes it.
+func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handle func(*fastcgi.Response) error, skipClosed bool) (sent, retry bool, err error) {
 	w := s.w
 	reused := s.conn != nil
 	if reused && s.conn.Closed() {
 		s.conn.Close()
 		s.conn = nil
 		reused = false
+		if skipClosed {
+			// The worker closed its kept connection after its last
+			// answer: most likely it is exiting by itself (issue 11).
+			p.release(s, droppedUnread)
+			return false, true, fmt.Errorf("worker %d: %w", w.proc.Pid(), errKeptClosed)
+		}
 	}
 	if s.conn == nil {
 		nc, err := p.env.Dial(ctx, w.path)
