@@ -46,8 +46,8 @@ var errKeptClosed = errors.New("the worker closed its kept connection")
 //     does, a worker killed before it read).
 //
 // That proof may repeat, one exiting worker after another, so the sends
-// are not limited to one: they are bounded by the pool's workers + 1
-// (maxResends), and a re-send is decided only within queue_timeout of the
+// are not limited to one: they are bounded by twice the pool's workers,
+// plus one (maxResends), and a re-send is decided only within queue_timeout of the
 // request's arrival (when it is not 0) and while ctx lasts. A plain EOF before any
 // response byte means the worker read the request and then closed: it may
 // have run it, so that is a 502, never a re-send (a request that crashes
@@ -136,10 +136,15 @@ func (p *Pool) awaitDeath(w *worker) {
 	}
 }
 
-// maxResends is how often one request may be sent again: once more than
-// the pool's workers, live ones or max_workers, whichever is more. Workers
-// that exit by themselves are replaced as fast as they go, so the live
-// count alone can be 1 just when a chain of them drops the request.
+// maxResends is how often one request may be sent again: twice the
+// pool's workers, live ones or max_workers, whichever is more, plus one.
+// Workers that exit by themselves are replaced as fast as they go, so the
+// live count alone can be 1 just when a chain of them drops the request;
+// and with every worker exiting every few requests (gitweb: after each
+// error page) a request can meet one about to exit several times in a
+// row: with once per worker, 3 workers exiting every 5th response and on
+// every 4th request lost about 1 request in 1000 after 5 drops in a row
+// (TestSelfExitingWorkersLoseNothing). queue_timeout bounds the time.
 func (p *Pool) maxResends(cfg *conf.Pool) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -149,7 +154,7 @@ func (p *Pool) maxResends(cfg *conf.Pool) int {
 			n++
 		}
 	}
-	return max(n, cfg.MaxWorkers) + 1
+	return 2*max(n, cfg.MaxWorkers) + 1
 }
 
 // serveOn runs one attempt on s and releases s. It reports whether the
