@@ -346,6 +346,19 @@ func TestWorkerCrash(t *testing.T) {
 			return r["pool"] == l.name && int(pid) == before.pid &&
 				(r["level"] == "WARN" || r["level"] == "ERROR") && recordMentions(r, "exit")
 		})
+		// The request crashed one worker, not more: a crash is no proof
+		// that the request went unread, even when the worker's exit
+		// resets the connection (php-cgi leaves the empty STDIN record
+		// unread), so it is not sent again.
+		crashes := 0
+		for _, r := range records(in.out.String()) {
+			if s, _ := r["status"].(string); r["pool"] == l.name && s == "exit status 3" {
+				crashes++
+			}
+		}
+		if crashes != 1 {
+			t.Errorf("?exit crashed %d workers, want 1: the request was sent again after the crash", crashes)
+		}
 	})
 }
 

@@ -105,10 +105,6 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 		if !retry {
 			return err
 		}
-		if wasSent {
-			// Before counting the live workers and choosing the next.
-			p.awaitDeath(s.w)
-		}
 		if dials >= maxDials || sent > p.maxResends(cfg) || (sent > 0 && !deadline.IsZero() && time.Now().After(deadline)) ||
 			(wasSent && body != nil && !body.rewind()) {
 			if sent == 0 {
@@ -127,12 +123,24 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 // awaitDeath gives the reaper a moment to tell whether w, which dropped a
 // request unread, is dying (killed, crashed, exiting by itself), so that a
 // re-send does not go to it. One that lives on (libfcgi closing a kept
-// connection) may take the re-send.
-func (p *Pool) awaitDeath(w *worker) {
+// connection) may take the re-send. It reports whether w died otherwise
+// than by exiting with status 0: a crash (or a kill) is no proof that the
+// request went unread.
+//
+// A worker still running then is left alone, unless the request was
+// dropped on a fresh connection (exiting): it is marked gone (and killed),
+// after the wait, so that the kill does not hide how it would have ended.
+func (p *Pool) awaitDeath(w *worker, fresh bool) (crashed bool) {
 	select {
 	case <-w.proc.Done():
 		p.markGone(w)
+		st := w.proc.Status()
+		return !(st.Exited() && st.ExitStatus() == 0)
 	case <-time.After(deathGrace):
+		if fresh {
+			p.markGone(w)
+		}
+		return false
 	}
 }
 
@@ -257,11 +265,15 @@ func (p *Pool) notAnswered(ctx context.Context, s *slot, reused, timedOut bool, 
 	case ctx.Err() != nil:
 		return false, context.Cause(ctx)
 	}
-	if unread && !reused {
-		// A fresh connection dropped unread: the worker is exiting.
-		p.markGone(w)
+	err = fmt.Errorf("worker %d: %w", w.proc.Pid(), err)
+	if unread && p.awaitDeath(w, !reused) {
+		// It crashed: the reset may come from a worker that ran the
+		// request and died before reading all of it (php-cgi running
+		// exit(3) leaves the empty STDIN record unread, and its exit
+		// resets the connection). Not proof enough to send it again.
+		return false, err
 	}
-	return unread, fmt.Errorf("worker %d: %w", w.proc.Pid(), err)
+	return unread, err
 }
 
 // logStderr logs FastCGI stderr records line by line.
