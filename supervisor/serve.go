@@ -12,6 +12,7 @@ import (
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/fastcgi"
+	"golang.org/x/sys/unix"
 )
 
 // replayLimit is how much of a request body is kept so that the request
@@ -120,22 +121,32 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 	}
 }
 
+// crashed reports whether an exit says the process failed by itself: a
+// non-zero exit status, or a signal it raised (SIGSEGV, SIGABRT, ...).
+// SIGKILL and SIGTERM come from outside (fcgivisor, an operator, the OOM
+// killer), and exit status 0 is a worker ending on purpose (php-cgi after
+// PHP_FCGI_MAX_REQUESTS, gitweb after an error page).
+func crashed(st unix.WaitStatus) bool {
+	if st.Signaled() {
+		return st.Signal() != unix.SIGKILL && st.Signal() != unix.SIGTERM
+	}
+	return st.ExitStatus() != 0
+}
+
 // awaitDeath gives the reaper a moment to tell whether w, which dropped a
 // request unread, is dying (killed, crashed, exiting by itself), so that a
 // re-send does not go to it. One that lives on (libfcgi closing a kept
-// connection) may take the re-send. It reports whether w died otherwise
-// than by exiting with status 0: a crash (or a kill) is no proof that the
-// request went unread.
+// connection) may take the re-send. It reports whether w crashed: then
+// the reset is no proof that the request went unread.
 //
 // A worker still running then is left alone, unless the request was
 // dropped on a fresh connection (exiting): it is marked gone (and killed),
 // after the wait, so that the kill does not hide how it would have ended.
-func (p *Pool) awaitDeath(w *worker, fresh bool) (crashed bool) {
+func (p *Pool) awaitDeath(w *worker, fresh bool) bool {
 	select {
 	case <-w.proc.Done():
 		p.markGone(w)
-		st := w.proc.Status()
-		return !(st.Exited() && st.ExitStatus() == 0)
+		return crashed(w.proc.Status())
 	case <-time.After(deathGrace):
 		if fresh {
 			p.markGone(w)
@@ -250,6 +261,13 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 func (p *Pool) notAnswered(ctx context.Context, s *slot, reused, timedOut bool, err error) (retry bool, _ error) {
 	w := s.w
 	unread := errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	if !unread && !timedOut && ctx.Err() == nil {
+		// A plain EOF: the worker read the request and closed, most
+		// likely dying of it. Learn that before its slot is free again,
+		// or the next request meets its reset and, the exit being a
+		// crash, gets a 502 for a crash that was not its own.
+		p.awaitDeath(w, false)
+	}
 	// A worker that dropped a request unread is likely exiting: its
 	// slot goes where it is taken last. One that read it counts it.
 	if unread {
