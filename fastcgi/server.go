@@ -101,6 +101,7 @@ type ServerConn struct {
 	busy     bool // a request is begun and its handler has not returned
 	stdinIn  bool // the current request's STDIN stream has ended
 	draining bool // CloseIdle was called: close when no request runs
+	answered int  // requests whose handler has returned
 	closing  bool // the connection is to close after this request
 }
 
@@ -121,6 +122,15 @@ func (c *ServerConn) CloseIdle() {
 	if !c.busy {
 		c.nc.Close()
 	}
+}
+
+// Idle reports whether the connection is between two requests, after at
+// least one: a kept connection the client is not using. It may be called
+// from any goroutine.
+func (c *ServerConn) Idle() bool {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return !c.busy && c.answered > 0
 }
 
 // Close closes the connection at once; a request in progress sees its
@@ -432,6 +442,7 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 	body.CloseWithError(errBodyUnread)
 	c.smu.Lock()
 	c.busy = false
+	c.answered++
 	end := c.stdinIn && (c.closing || c.draining)
 	if err == nil && c.stdinIn && !end && c.opts.IdleTimeout > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(c.opts.IdleTimeout))
