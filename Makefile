@@ -18,7 +18,15 @@ SYSCONFDIR  ?= /etc
 LOGDIR      ?= /var/log/fcgivisor
 UNITS       := fcgivisor.service fcgivisor.socket fcgivisor-php.socket
 
-.PHONY: all build workers share run test test-unprivileged fuzz lint bench install uninstall clean
+# make deb: nfpm, pinned (the module proxy serves it; the first run
+# downloads and builds it). The package's version is VERSION in Debian's
+# syntax: v1.2.3 → 1.2.3, v1.2.3-4-gabc → 1.2.3+4.gabc, an untagged abc →
+# 0.0.0+git.abc (a version must start with a digit).
+NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v//; /^[0-9]/!s/^/0.0.0+git./; s/-/+/; s/-/./g')
+DEB_ROOT    := $(BIN)/deb-root
+
+.PHONY: all build workers share run test test-unprivileged fuzz lint bench install uninstall deb clean
 
 all: build
 
@@ -127,6 +135,17 @@ uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/fcgivisor $(DESTDIR)$(MANDIR)/man1/fcgivisor.1.gz $(DESTDIR)$(MANDIR)/man5/fcgivisor.toml.5.gz \
 		$(DESTDIR)$(BASHCOMPDIR)/fcgivisor $(DESTDIR)$(ZSHCOMPDIR)/_fcgivisor $(DESTDIR)$(FISHCOMPDIR)/fcgivisor.fish \
 		$(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) $(DESTDIR)$(SYSCONFDIR)/logrotate.d/fcgivisor
+
+# make deb: dist/fcgivisor_$(DEB_VERSION)_ARCH.deb, laid out by make install
+# with PREFIX=/usr (binary in /usr/bin, units in /lib/systemd/system) in
+# $(DEB_ROOT), packaged as packaging/nfpm.yaml says.
+deb:
+	rm -rf $(DEB_ROOT) dist/fcgivisor_*.deb
+	@$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEB_ROOT) PREFIX=/usr \
+		ZSHCOMPDIR=/usr/share/zsh/vendor-completions
+	@mkdir -p dist
+	DEB_VERSION='$(DEB_VERSION)' ARCH=$$($(GO) env GOARCH) $(NFPM) package -f packaging/nfpm.yaml -p deb -t dist/
+	@ls dist/fcgivisor_*.deb
 
 bench: build
 	bench/front-vs-nginx.sh
