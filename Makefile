@@ -26,7 +26,7 @@ NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v//; /^[0-9]/!s/^/0.0.0+git./; s/-/+/; s/-/./g')
 DEB_ROOT    := $(BIN)/deb-root
 
-.PHONY: all build workers share run test test-unprivileged fuzz lint bench install uninstall deb clean
+.PHONY: all build workers share run setup test test-unprivileged fuzz lint bench install uninstall deb clean
 
 all: build
 
@@ -68,10 +68,33 @@ $(BIN)/c-worker: examples/c-worker/worker.c
 run: build
 	$(BIN)/fcgivisor run -c examples/quickstart.toml
 
-test: build lint
-	$(GO) test -race -count=1 -timeout 10m ./...
+# make test: sets the machine up (hack/setup.sh: once), then vet, lint,
+# every test, the user and group tests against the static binary, the fuzz
+# targets and, as root, the tests again as nobody; it
+# ends with the count of tests (subtests included) and the ones skipped,
+# with the reason each gave, recorded in $(TESTS_RECORD) by hack/testsum.
+TESTS_RECORD := tmp/tests.jsonl
+# The integration tests that look users and groups up, run again against
+# bin/fcgivisor as make builds it (static: os/user without cgo); the run
+# above tests a binary built with -race, which needs cgo.
+STATIC_RUN   := User|Privilege|Check|Static
+test: setup build lint $(BIN)/testsum
+	@mkdir -p tmp && rm -f $(TESTS_RECORD)
+	@echo "$(GO) test -race -count=1 -timeout 10m ./..."
+	@$(GO) test -json -race -count=1 -timeout 10m ./... | $(BIN)/testsum -record $(TESTS_RECORD)
+	@echo "FCGIVISOR_BIN=$(BIN)/fcgivisor $(GO) test -count=1 -run '$(STATIC_RUN)' ./integration"
+	@FCGIVISOR_BIN=$(CURDIR)/$(BIN)/fcgivisor $(GO) test -json -count=1 -timeout 5m -run '$(STATIC_RUN)' ./integration | \
+		$(BIN)/testsum -record $(TESTS_RECORD) -label "(static binary)"
 	@$(MAKE) --no-print-directory fuzz
-	@$(MAKE) --no-print-directory test-unprivileged
+	@TESTS_RECORD=$(CURDIR)/$(TESTS_RECORD) TESTSUM=$(CURDIR)/$(BIN)/testsum $(MAKE) --no-print-directory test-unprivileged
+	@$(BIN)/testsum -summary $(TESTS_RECORD)
+
+# Installs the packages the tests need, once (hack/setup.sh).
+setup:
+	@hack/setup.sh
+
+$(BIN)/testsum: FORCE
+	@$(GO) build -o $@ ./hack/testsum
 
 # As root (the CI), the tests of the packages that run processes run again
 # as nobody, integration's privilege-dependent ones among them, so that each
