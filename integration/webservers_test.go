@@ -108,7 +108,7 @@ func TestWebServers(t *testing.T) {
 			if e.cSock != "" {
 				t.Run("c", func(t *testing.T) {
 					t.Parallel()
-					testCSite(t, srv, srv.ports[1], srv.ports[2])
+					testCSite(t, srv, e, srv.ports[1], srv.ports[2])
 				})
 			}
 		})
@@ -581,12 +581,12 @@ func testPHPSite(t *testing.T, s *runningServer, e *webEnv, port int) {
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, upload) {
 		t.Errorf("POST 1 MiB to ?echo: %d, %d bytes back, first difference at %d", resp.StatusCode, len(body), firstDiff(body, upload))
 	}
-	testWorkerAnswers(t, s, port, "/index.php", hello, upload)
+	testWorkerAnswers(t, s, e.fv, "php", port, "/index.php", hello, upload)
 }
 
 // testCSite checks the C pool's site, against the same site on the C
 // worker without fcgivisor.
-func testCSite(t *testing.T, s *runningServer, port, directPort int) {
+func testCSite(t *testing.T, s *runningServer, e *webEnv, port, directPort int) {
 	const hello = "hello from c\n"
 	resp, body := s.must(t, port, http.MethodGet, "/app", nil, nil)
 	if resp.StatusCode != http.StatusOK || string(body) != hello || resp.Header.Get("Content-Type") != "text/plain" {
@@ -614,7 +614,7 @@ func testCSite(t *testing.T, s *runningServer, port, directPort int) {
 
 	upload := make([]byte, 1<<20)
 	rand.Read(upload)
-	testWorkerAnswers(t, s, port, "/app", hello, upload)
+	testWorkerAnswers(t, s, e.fv, "c", port, "/app", hello, upload)
 }
 
 // sameVars fails t unless got (through fcgivisor, on port) and want (the
@@ -658,8 +658,9 @@ func sortedKeys(ms ...map[string][]string) []string {
 
 // testWorkerAnswers: a 1 MiB upload read whole (?crc32), a 5 MiB answer,
 // the worker's Status and Location, then a crash mid-request: 502 with
-// fcgivisor's body, and the next requests are served.
-func testWorkerAnswers(t *testing.T, s *runningServer, port int, script, hello string, upload []byte) {
+// fcgivisor's body, one worker crashed (the request is not sent again),
+// and the next requests are served.
+func testWorkerAnswers(t *testing.T, s *runningServer, fv *instance, pool string, port int, script, hello string, upload []byte) {
 	t.Helper()
 	resp, body := s.must(t, port, http.MethodPost, script+"?crc32", upload, http.Header{"Content-Type": {"application/octet-stream"}})
 	if want := crc32Line(upload); resp.StatusCode != http.StatusOK || string(body) != want {
@@ -705,6 +706,17 @@ func testWorkerAnswers(t *testing.T, s *runningServer, port int, script, hello s
 		if resp.StatusCode != http.StatusOK || string(body) != hello {
 			t.Errorf("GET %s #%d after the crash: %d %q, want 200 %q", script, i+1, resp.StatusCode, clip(body), hello)
 		}
+	}
+	crashed := func(r map[string]any) bool { return r["pool"] == pool && r["status"] == "exit status 3" }
+	fv.waitLog(t, "of a "+pool+" worker's exit status 3", crashed)
+	crashes := 0
+	for _, r := range records(fv.out.String()) {
+		if crashed(r) {
+			crashes++
+		}
+	}
+	if crashes != 1 {
+		t.Errorf("?exit crashed %d %s workers, want 1: the request was sent again after the crash", crashes, pool)
 	}
 }
 
