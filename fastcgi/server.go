@@ -246,8 +246,10 @@ func (c *ServerConn) management(hd header) error {
 
 // content reads the whole content of the current record.
 func (c *ServerConn) content(hd header) ([]byte, error) {
-	if cap(c.cbuf) < int(hd.contentLength) {
-		c.cbuf = make([]byte, hd.contentLength, maxContent)
+	if n := int(hd.contentLength); cap(c.cbuf) < n {
+		// Grown to the largest record seen, in 4 KiB steps: a connection
+		// that only carries GETs keeps a small buffer.
+		c.cbuf = make([]byte, n, (n+4095)&^4095)
 	}
 	b := c.cbuf[:hd.contentLength]
 	_, err := io.ReadFull(&c.rr, b)
