@@ -119,12 +119,12 @@ func TestWebServers(t *testing.T) {
 // pool, each on a public socket in a directory web servers can reach,
 // plus the C worker on a socket of its own without fcgivisor. As root
 // the php pool is README.md's (user and listen_group www-data); as
-// another user, who cannot give a socket to www-data, the same without
-// listen_group and user.
+// another user, who cannot give a socket to www-data, the harness's php
+// pool with a listen and no listen_group.
 func newWebEnv(t *testing.T) *webEnv {
 	t.Helper()
 	php, c := lang{"php"}, lang{"c"}
-	e := &webEnv{www: os.Geteuid() == 0, docRoot: webDocRoot(t)}
+	e := &webEnv{www: asWWW(), docRoot: webDocRoot(t)}
 	sockDir := shortTempDir(t)
 	e.emptyRoot = shortTempDir(t)
 	for _, d := range []string{sockDir, e.emptyRoot} {
@@ -167,6 +167,13 @@ func newWebEnv(t *testing.T) *webEnv {
 	return e
 }
 
+// asWWW reports whether web servers run as www-data and sockets get its
+// group: as root, where Debian's www-data exists.
+func asWWW() bool {
+	_, err := user.Lookup("www-data")
+	return os.Geteuid() == 0 && err == nil
+}
+
 // checkSocketPerm: a pool socket has listen_mode 0660 (the default) and,
 // with listen_group, the group www-data.
 func checkSocketPerm(t *testing.T, sock string, www bool) {
@@ -194,7 +201,7 @@ func checkSocketPerm(t *testing.T, sock string, www bool) {
 func webDocRoot(t *testing.T) string {
 	t.Helper()
 	root := documentRoot()
-	if os.Geteuid() != 0 {
+	if !asWWW() {
 		return root
 	}
 	reachable := true
@@ -351,7 +358,7 @@ func startWebServer(t *testing.T, name string, config func(dir string, ports []i
 			t.Fatal(err)
 		}
 		// lighttpd opens its error log once it runs as www-data.
-		if www, err := user.Lookup("www-data"); err == nil && os.Geteuid() == 0 {
+		if www, err := user.Lookup("www-data"); err == nil && asWWW() {
 			uid, _ := strconv.Atoi(www.Uid)
 			gid, _ := strconv.Atoi(www.Gid)
 			if err := os.Chown(s.dir, uid, gid); err != nil {
@@ -899,7 +906,7 @@ func TestWebServerNginxKeepAlive(t *testing.T) {
 		l = lang{"php"}
 	}
 	l.need(t)
-	www := os.Geteuid() == 0
+	www := asWWW()
 	sockDir := shortTempDir(t)
 	if err := os.Chmod(sockDir, 0o755); err != nil {
 		t.Fatal(err)
