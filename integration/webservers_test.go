@@ -1010,6 +1010,7 @@ func TestWebServerNginxKeepAlive(t *testing.T) {
 	if !waitFor(3*time.Second, idle) {
 		t.Fatalf("with nginx's %d idle kept connections, /status shows %d busy and %d idle slots, workers %+v; want 0 busy, %d idle", conns, p.BusySlots, p.IdleSlots, p.Workers, workers)
 	}
+	t.Logf("nginx holds %d idle kept connections; /status: %d busy, %d idle slots", conns, p.BusySlots, p.IdleSlots)
 	if after := unixConns(t, sockDir); after < 1 {
 		t.Errorf("nginx's kept connections were gone when /status was read (%d before): the check proves nothing", conns)
 	}
