@@ -894,7 +894,8 @@ func writeConfig(t *testing.T, path, text string) {
 // requests of 300 ms on 2 workers take their share of time and no more,
 // twice (the second time on kept connections), and while nginx holds its
 // idle kept connections, /status shows no busy worker: a kept connection
-// holds a worker slot only while a request runs. It measures times: it
+// holds a worker slot only while a request runs. A worker crash then gets
+// fcgivisor's 502 and the kept connections serve on. It measures times: it
 // does not run in parallel with the package's other tests.
 func TestWebServerNginxKeepAlive(t *testing.T) {
 	bin := webServers[0].bin()
@@ -1016,6 +1017,19 @@ func TestWebServerNginxKeepAlive(t *testing.T) {
 	}
 	if got := p.Totals.Accepted; got < 2*n {
 		t.Errorf("/status counts %d requests accepted, want at least the %d sent", got, 2*n)
+	}
+
+	// A worker that crashes under a kept connection: fcgivisor's 502, and
+	// the kept connections serve on.
+	resp, body, err := srv.do(port, http.MethodGet, "/crash?exit", nil, nil)
+	if err != nil || resp.StatusCode != http.StatusBadGateway || string(body) != "Bad Gateway\n" {
+		t.Fatalf("GET ?exit on kept connections: %v %v %q, want 502 %q from fcgivisor", err, resp, body, "Bad Gateway\n")
+	}
+	for i := range 2 * workers {
+		resp, body, err := srv.do(port, http.MethodGet, fmt.Sprintf("/after-%d", i), nil, nil)
+		if want := "hello from " + l.name + "\n"; err != nil || resp.StatusCode != http.StatusOK || string(body) != want {
+			t.Errorf("GET #%d after the crash: %v %v %q, want 200 %q", i+1, err, resp, body, want)
+		}
 	}
 }
 
