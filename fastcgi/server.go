@@ -99,6 +99,7 @@ type ServerConn struct {
 	// Shared between the reader and the handler.
 	smu      sync.Mutex
 	busy     bool // a request is begun and its handler has not returned
+	ending   bool // its handler has returned, its END_REQUEST is being written
 	stdinIn  bool // the current request's STDIN stream has ended
 	draining bool // CloseIdle was called: close when no request runs
 	closing  bool // the connection is to close after this request
@@ -118,7 +119,7 @@ func (c *ServerConn) CloseIdle() {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	c.draining = true
-	if !c.busy {
+	if !c.busy && !c.ending {
 		c.nc.Close()
 	}
 }
@@ -388,7 +389,7 @@ func (c *ServerConn) stdinEnded() {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	c.stdinIn = true
-	if !c.busy && (c.closing || c.draining) {
+	if !c.busy && !c.ending && (c.closing || c.draining) {
 		c.nc.Close()
 	}
 }
@@ -408,15 +409,17 @@ func (c *ServerConn) abort(hd header) error {
 		}
 		return nil
 	}
-	// Aborted before its PARAMS ended: nothing ran.
+	// Aborted before its PARAMS ended: nothing ran. END_REQUEST is
+	// written while the request is still busy, so that CloseIdle cannot
+	// close the connection before it.
 	c.refuse(hd.id)
+	if err := c.endRequest(hd.id, 0, statusRequestComplete); err != nil {
+		return err
+	}
 	c.smu.Lock()
 	c.busy = false
 	end := c.closing || c.draining
 	c.smu.Unlock()
-	if err := c.endRequest(hd.id, 0, statusRequestComplete); err != nil {
-		return err
-	}
 	if end {
 		return io.EOF
 	}
@@ -431,7 +434,11 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 	cancel(nil)
 	body.CloseWithError(errBodyUnread)
 	c.smu.Lock()
-	c.busy = false
+	// Not busy any more: the client may send its next BEGIN_REQUEST as
+	// soon as it has END_REQUEST. But until END_REQUEST is written,
+	// neither CloseIdle nor the end of STDIN closes the connection (ending):
+	// this goroutine does after, if it is to close.
+	c.busy, c.ending = false, err == nil
 	end := c.stdinIn && (c.closing || c.draining)
 	if err == nil && c.stdinIn && !end && c.opts.IdleTimeout > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(c.opts.IdleTimeout))
@@ -441,6 +448,10 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 	c.smu.Unlock()
 	if err == nil {
 		err = c.endRequest(req.ID, status, statusRequestComplete)
+		c.smu.Lock()
+		c.ending = false
+		end = c.stdinIn && (c.closing || c.draining)
+		c.smu.Unlock()
 	}
 	if err != nil || end {
 		c.nc.Close()
