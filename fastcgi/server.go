@@ -447,7 +447,10 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 	}
 	c.smu.Unlock()
 	if err == nil {
-		err = c.endRequest(req.ID, status, statusRequestComplete)
+		// The empty STDOUT record that ends the stream (spec 3.3, 6.2),
+		// then END_REQUEST, in one write.
+		b := appendRecord(make([]byte, 0, 2*headerLen+8), typeStdout, req.ID, nil)
+		err = c.write(appendEndRequest(b, req.ID, status, statusRequestComplete))
 		c.smu.Lock()
 		c.ending = false
 		end = c.stdinIn && (c.closing || c.draining)
@@ -460,10 +463,15 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 
 // endRequest writes END_REQUEST for id.
 func (c *ServerConn) endRequest(id uint16, appStatus uint32, protocolStatus uint8) error {
+	return c.write(appendEndRequest(make([]byte, 0, 16), id, appStatus, protocolStatus))
+}
+
+// appendEndRequest appends an END_REQUEST record.
+func appendEndRequest(dst []byte, id uint16, appStatus uint32, protocolStatus uint8) []byte {
 	var body [8]byte // appStatusB3..B0 protocolStatus reserved[3]
 	binary.BigEndian.PutUint32(body[0:4], appStatus)
 	body[4] = protocolStatus
-	return c.write(appendRecord(make([]byte, 0, 16), typeEndRequest, id, body[:]))
+	return appendRecord(dst, typeEndRequest, id, body[:])
 }
 
 // write writes b to the client under the write lock and WriteTimeout.
