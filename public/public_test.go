@@ -573,6 +573,29 @@ func TestSocketAbortFreesSlot(t *testing.T) {
 	eventually(t, "0 busy slots", func() bool { return ts.busy() == 0 })
 }
 
+// A client that goes away while its request runs frees the worker slot.
+func TestSocketClientGoneFreesSlot(t *testing.T) {
+	ts := startSocket(t, nil, nil)
+	c := ts.dial(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Do(&fastcgi.Request{Params: params(fastcgi.Param{Name: "HTTP_X_SLEEP", Value: "10000"}), KeepConn: true})
+		done <- err
+	}()
+	eventually(t, "the worker busy", func() bool { return ts.busy() == 1 })
+	c.Close()
+	<-done
+	start := time.Now()
+	eventually(t, "0 busy slots", func() bool { return ts.busy() == 0 })
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("slot freed %v after the client went away", d)
+	}
+	// And the pool serves the next client.
+	if stdout, _, _, err := do(t, ts.dial(t), &fastcgi.Request{Params: params()}); err != nil || !strings.HasPrefix(stdout, "Status: 200 OK") {
+		t.Errorf("next request: %q, %v", stdout, err)
+	}
+}
+
 // A TCP client not in allowed_clients is closed at accept.
 func TestSocketAllowedClients(t *testing.T) {
 	ts := startSocket(t, nil, nil)
