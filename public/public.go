@@ -68,7 +68,7 @@ type Socket struct {
 	// waiting for a place under max_connections looks again.
 	changed chan struct{}
 	wg      sync.WaitGroup
-	bufs   sync.Pool
+	bufs    sync.Pool
 }
 
 // target is what the socket serves: the pool's live generation and the
