@@ -1175,3 +1175,47 @@ func TestServerNoGoroutineLeft(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Idle is true only once the END_REQUEST of the last request is written:
+// closing a connection Idle reports (as public's max_connections does to
+// make room) loses no answer.
+func TestServerIdleRace(t *testing.T) {
+	for i := range 500 {
+		release := make(chan struct{})
+		started := make(chan struct{})
+		s := startServer(t, ServerOptions{}, func(ctx context.Context, w *ResponseWriter, r *ServerRequest) (uint32, error) {
+			close(started)
+			<-release
+			return 0, nil
+		})
+		if s.sc.Idle() {
+			t.Fatal("Idle before any request")
+		}
+		s.send(t, request(1, true, someParams, nil))
+		<-started
+		if s.sc.Idle() {
+			t.Fatal("Idle while a request runs")
+		}
+		closed := make(chan struct{})
+		go func() {
+			defer close(closed)
+			for !s.sc.Idle() {
+				runtime.Gosched()
+			}
+			s.sc.Close()
+		}()
+		close(release)
+		for {
+			r, err := s.read()
+			if err != nil {
+				t.Fatalf("run %d: %v before END_REQUEST (Idle was true too early)", i, err)
+			}
+			if r.typ == typeEndRequest {
+				break
+			}
+		}
+		<-closed
+		s.expectClosed(t)
+		s.wait(t)
+	}
+}
