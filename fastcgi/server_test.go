@@ -657,9 +657,13 @@ func TestServerSeesAbortWhileBodyUnread(t *testing.T) {
 	for _, how := range []string{"abort", "close"} {
 		cause := make(chan error, 1)
 		started := make(chan struct{})
+		giveUp := make(chan struct{})
 		s := startServer(t, ServerOptions{}, func(ctx context.Context, w *ResponseWriter, r *ServerRequest) (uint32, error) {
 			close(started)
-			<-ctx.Done() // waiting for a worker slot, say
+			select {
+			case <-ctx.Done(): // waiting for a worker slot, say
+			case <-giveUp:
+			}
 			cause <- context.Cause(ctx)
 			return 0, nil
 		})
@@ -679,7 +683,14 @@ func TestServerSeesAbortWhileBodyUnread(t *testing.T) {
 			}
 		case <-time.After(2 * time.Second):
 			t.Errorf("%s: the handler's context is not done 2s after the client's %s (the reader is blocked writing the body to the handler)", how, how)
-			s.sc.Close() // unblock the test
+			s.sc.Close()
+			select {
+			case <-s.served:
+				t.Errorf("%s: Close ended Serve", how)
+			case <-time.After(time.Second):
+				t.Errorf("%s: Close does not end Serve either", how)
+			}
+			close(giveUp) // the handler returns: Serve can
 		}
 	}
 }
