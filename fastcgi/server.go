@@ -99,6 +99,7 @@ type ServerConn struct {
 	// Shared between the reader and the handler.
 	smu      sync.Mutex
 	busy     bool // a request is begun and its handler has not returned
+	ending   bool // its handler has returned, its END_REQUEST is being written
 	stdinIn  bool // the current request's STDIN stream has ended
 	draining bool // CloseIdle was called: close when no request runs
 	answered int  // requests whose handler has returned
@@ -119,7 +120,7 @@ func (c *ServerConn) CloseIdle() {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	c.draining = true
-	if !c.busy {
+	if !c.busy && !c.ending {
 		c.nc.Close()
 	}
 }
@@ -130,7 +131,7 @@ func (c *ServerConn) CloseIdle() {
 func (c *ServerConn) Idle() bool {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	return !c.busy && c.answered > 0
+	return !c.busy && !c.ending && c.answered > 0
 }
 
 // Close closes the connection at once; a request in progress sees its
@@ -400,7 +401,7 @@ func (c *ServerConn) stdinEnded() {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	c.stdinIn = true
-	if !c.busy && (c.closing || c.draining) {
+	if !c.busy && !c.ending && (c.closing || c.draining) {
 		c.nc.Close()
 	}
 }
@@ -420,15 +421,17 @@ func (c *ServerConn) abort(hd header) error {
 		}
 		return nil
 	}
-	// Aborted before its PARAMS ended: nothing ran.
+	// Aborted before its PARAMS ended: nothing ran. END_REQUEST is
+	// written while the request is still busy, so that CloseIdle cannot
+	// close the connection before it.
 	c.refuse(hd.id)
+	if err := c.endRequest(hd.id, 0, statusRequestComplete); err != nil {
+		return err
+	}
 	c.smu.Lock()
 	c.busy = false
 	end := c.closing || c.draining
 	c.smu.Unlock()
-	if err := c.endRequest(hd.id, 0, statusRequestComplete); err != nil {
-		return err
-	}
 	if end {
 		return io.EOF
 	}
@@ -443,7 +446,11 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 	cancel(nil)
 	body.CloseWithError(errBodyUnread)
 	c.smu.Lock()
-	c.busy = false
+	// Not busy any more: the client may send its next BEGIN_REQUEST as
+	// soon as it has END_REQUEST. But until END_REQUEST is written,
+	// neither CloseIdle nor the end of STDIN closes the connection (ending):
+	// this goroutine does after, if it is to close.
+	c.busy, c.ending = false, err == nil
 	c.answered++
 	end := c.stdinIn && (c.closing || c.draining)
 	if err == nil && c.stdinIn && !end && c.opts.IdleTimeout > 0 {
@@ -453,7 +460,14 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 	}
 	c.smu.Unlock()
 	if err == nil {
-		err = c.endRequest(req.ID, status, statusRequestComplete)
+		// The empty STDOUT record that ends the stream (spec 3.3, 6.2),
+		// then END_REQUEST, in one write.
+		b := appendRecord(make([]byte, 0, 2*headerLen+8), typeStdout, req.ID, nil)
+		err = c.write(appendEndRequest(b, req.ID, status, statusRequestComplete))
+		c.smu.Lock()
+		c.ending = false
+		end = c.stdinIn && (c.closing || c.draining)
+		c.smu.Unlock()
 	}
 	if err != nil || end {
 		c.nc.Close()
@@ -462,10 +476,15 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 
 // endRequest writes END_REQUEST for id.
 func (c *ServerConn) endRequest(id uint16, appStatus uint32, protocolStatus uint8) error {
+	return c.write(appendEndRequest(make([]byte, 0, 16), id, appStatus, protocolStatus))
+}
+
+// appendEndRequest appends an END_REQUEST record.
+func appendEndRequest(dst []byte, id uint16, appStatus uint32, protocolStatus uint8) []byte {
 	var body [8]byte // appStatusB3..B0 protocolStatus reserved[3]
 	binary.BigEndian.PutUint32(body[0:4], appStatus)
 	body[4] = protocolStatus
-	return c.write(appendRecord(make([]byte, 0, 16), typeEndRequest, id, body[:]))
+	return appendRecord(dst, typeEndRequest, id, body[:])
 }
 
 // write writes b to the client under the write lock and WriteTimeout.

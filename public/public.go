@@ -385,7 +385,8 @@ func relay(w *fastcgi.ResponseWriter, resp io.Reader, buf []byte) (code int, err
 // the Status header's code when the header is there, else 200.
 func statusOf(b []byte) int {
 	for len(b) > 0 {
-		line, rest, found := strings.Cut(string(b[:min(len(b), 512)]), "\n")
+		window := string(b[:min(len(b), 512)])
+		line, rest, found := strings.Cut(window, "\n")
 		if !found && len(b) > 512 {
 			return 200
 		}
@@ -402,7 +403,7 @@ func statusOf(b []byte) int {
 			}
 			return 200
 		}
-		b = b[len(b)-len(rest):]
+		b = b[len(window)-len(rest):] // rest is the window's, not b's
 		if !found {
 			return 200
 		}
