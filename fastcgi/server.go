@@ -69,6 +69,14 @@ type ServerRequest struct {
 	Body io.Reader
 }
 
+// BodyEmpty reports whether the request's STDIN has already ended with
+// nothing left to read (a GET, mostly): the handler can then send its
+// worker an empty body without copying one.
+func (r *ServerRequest) BodyEmpty() bool {
+	p, ok := r.Body.(*bodyPipe)
+	return ok && p.empty()
+}
+
 // A Handler answers one request by writing its STDOUT to w. ctx is done
 // when the client aborts the request (cause ErrAborted), its connection
 // ends (ErrClientGone), or the ServerConn's context is. It returns the
@@ -90,7 +98,7 @@ type ServerConn struct {
 	flags    uint8
 	params   []byte
 	paramsIn bool // PARAMS stream ended: the handler runs
-	body     *io.PipeWriter
+	body     *bodyPipe
 	cancel   context.CancelCauseFunc
 	done     chan struct{} // closed when the handler has returned
 	refused  map[uint16]bool
@@ -103,6 +111,7 @@ type ServerConn struct {
 	stdinIn  bool // the current request's STDIN stream has ended
 	draining bool // CloseIdle was called: close when no request runs
 	answered int  // requests whose handler has returned
+	pipe     *bodyPipe // the body of the request begun last, for Close
 	closing  bool // the connection is to close after this request
 }
 
@@ -136,7 +145,16 @@ func (c *ServerConn) Idle() bool {
 
 // Close closes the connection at once; a request in progress sees its
 // context done (ErrClientGone). It may be called from any goroutine.
-func (c *ServerConn) Close() { c.nc.Close() }
+func (c *ServerConn) Close() {
+	c.nc.Close()
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if c.pipe != nil {
+		// A reader waiting for room in the body wakes up, and then
+		// fails on the closed connection.
+		c.pipe.CloseRead(ErrClientGone)
+	}
+}
 
 // Serve reads requests from the connection and runs h for each, one at a
 // time, until the connection ends; then it waits for the handler of a
@@ -150,7 +168,7 @@ func (c *ServerConn) Serve(ctx context.Context, h Handler) error {
 		c.cancel(ErrClientGone)
 	}
 	if c.body != nil {
-		c.body.CloseWithError(io.ErrUnexpectedEOF)
+		c.body.CloseWrite(io.ErrUnexpectedEOF)
 	}
 	if c.done != nil {
 		<-c.done
@@ -359,11 +377,14 @@ func (c *ServerConn) paramsRecord(ctx context.Context, hd header, h Handler) err
 		return err
 	}
 	c.paramsIn = true
-	pr, pw := io.Pipe()
+	pipe := newBodyPipe()
 	rctx, cancel := context.WithCancelCause(ctx)
-	c.body, c.cancel, c.done = pw, cancel, make(chan struct{})
-	req := &ServerRequest{ID: c.cur, Params: params, KeepConn: c.flags&flagKeepConn != 0, Body: pr}
-	go c.run(rctx, cancel, h, req, pr, c.done)
+	c.body, c.cancel, c.done = pipe, cancel, make(chan struct{})
+	req := &ServerRequest{ID: c.cur, Params: params, KeepConn: c.flags&flagKeepConn != 0, Body: pipe}
+	c.smu.Lock()
+	c.pipe = pipe
+	c.smu.Unlock()
+	go c.run(rctx, cancel, h, req, pipe, c.done)
 	return nil
 }
 
@@ -379,7 +400,7 @@ func (c *ServerConn) stdinRecord(hd header) error {
 		return nil // refused or finished: skipped
 	}
 	if hd.contentLength == 0 {
-		c.body.Close()
+		c.body.CloseWrite(io.EOF)
 		c.body = nil
 		c.stdinEnded()
 		return nil
@@ -415,7 +436,7 @@ func (c *ServerConn) abort(hd header) error {
 	if c.cancel != nil {
 		c.cancel(ErrAborted)
 		if c.body != nil {
-			c.body.CloseWithError(ErrAborted)
+			c.body.CloseWrite(ErrAborted)
 			c.body = nil
 			c.stdinEnded()
 		}
@@ -439,12 +460,12 @@ func (c *ServerConn) abort(hd header) error {
 }
 
 // run is a request's goroutine: the handler, then END_REQUEST.
-func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h Handler, req *ServerRequest, body *io.PipeReader, done chan struct{}) {
+func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h Handler, req *ServerRequest, body *bodyPipe, done chan struct{}) {
 	defer close(done)
 	w := &ResponseWriter{c: c, id: req.ID}
 	status, err := h(ctx, w, req)
 	cancel(nil)
-	body.CloseWithError(errBodyUnread)
+	body.CloseRead(errBodyUnread)
 	c.smu.Lock()
 	// Not busy any more: the client may send its next BEGIN_REQUEST as
 	// soon as it has END_REQUEST. But until END_REQUEST is written,

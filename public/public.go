@@ -303,9 +303,10 @@ func (s *Socket) handle(ctx context.Context, w *fastcgi.ResponseWriter, r *fastc
 		uri = param(r.Params, "SCRIPT_NAME")
 	}
 	req := &fastcgi.Request{Params: r.Params, Body: r.Body, Stderr: func(b []byte) { w.WriteStderr(b) }}
-	if cl := param(r.Params, "CONTENT_LENGTH"); cl == "" || cl == "0" {
+	if param(r.Params, "CONTENT_LENGTH") == "0" || r.BodyEmpty() {
 		// No body: the worker gets an empty STDIN at once, without a
-		// goroutine to copy one.
+		// goroutine to copy one. (A web server may stream a body
+		// without CONTENT_LENGTH: then it is copied as it comes.)
 		req.Body = nil
 	}
 	bp := s.bufs.Get().(*[]byte)
