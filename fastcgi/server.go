@@ -106,13 +106,13 @@ type ServerConn struct {
 
 	// Shared between the reader and the handler.
 	smu      sync.Mutex
-	busy     bool // a request is begun and its handler has not returned
-	ending   bool // its handler has returned, its END_REQUEST is being written
-	stdinIn  bool // the current request's STDIN stream has ended
-	draining bool // CloseIdle was called: close when no request runs
-	answered int  // requests whose handler has returned
+	busy     bool      // a request is begun and its handler has not returned
+	ending   bool      // its handler has returned, its END_REQUEST is being written
+	stdinIn  bool      // the current request's STDIN stream has ended
+	draining bool      // CloseIdle was called: close when no request runs
+	answered int       // requests whose handler has returned
 	pipe     *bodyPipe // the body of the request begun last, for Close
-	closing  bool // the connection is to close after this request
+	closing  bool      // the connection is to close after this request
 }
 
 // NewServerConn returns a ServerConn on nc, which it owns from now on.
