@@ -269,6 +269,15 @@ type options struct {
 	listen     []string                  // more http.listen addresses, after the TCP one start waits on
 	http       []string                  // more [http] lines (not listen)
 	port       int                       // default: a free one
+	// noHTTP: [http] listen = [] and no language routes (a pure FastCGI
+	// manager); start then waits for the "fcgivisor running" record.
+	noHTTP bool
+	// launcher is argv run in front of `fcgivisor run -c CONF` (it must
+	// exec fcgivisor in its place, e.g. systemd-socket-activate ... --).
+	launcher []string
+	// ready, when set, replaces start's readiness wait: start polls it
+	// until it returns nil.
+	ready func(in *instance) error
 }
 
 func (o *options) langList() []lang {
@@ -326,6 +335,9 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 		docRoot = documentRoot()
 	}
 	listen := append([]string{fmt.Sprintf("127.0.0.1:%d", port)}, o.listen...)
+	if o.noHTTP {
+		listen = []string{}
+	}
 	fmt.Fprintf(&b, "\n[http]\nlisten = %s\ndocument_root = %s\n", tomlStrings(listen), tomlString(docRoot))
 	for _, l := range o.http {
 		b.WriteString(l + "\n")
@@ -334,6 +346,9 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 		b.WriteString("\n" + o.routes + "\n")
 	}
 	for _, l := range o.langList() {
+		if o.noHTTP {
+			break
+		}
 		fmt.Fprintf(&b, "\n[[http.route]]\nprefix = %s\n", tomlString("/"+l.name+"/"))
 		if l.name == "php" {
 			b.WriteString("script = \"/index.php\"\n")
@@ -602,7 +617,8 @@ func start(t testing.TB, o options) *instance {
 			Timeout:       60 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
-		in.cmd = exec.Command(fcgivisorBin, "run", "-c", in.configPath)
+		argv := append(slices.Clone(o.launcher), fcgivisorBin, "run", "-c", in.configPath)
+		in.cmd = exec.Command(argv[0], argv[1:]...)
 		in.cmd.Env = mergeEnv(os.Environ(), append(raceEnv(), o.env...))
 		in.cmd.Stdout = in.out
 		in.cmd.Stderr = in.out
@@ -651,9 +667,14 @@ func mergeEnv(base, extra []string) []string {
 	return env
 }
 
-// waitReady polls the HTTP port until it answers; an exit ends the wait.
+// waitReady polls the HTTP port until it answers (or opts.ready until it
+// returns nil, or waits for "fcgivisor running" with opts.noHTTP); an exit
+// ends the wait.
 func (in *instance) waitReady() error {
 	deadline := time.Now().Add(startTimeout)
+	if in.opts.ready != nil || in.opts.noHTTP {
+		return in.waitReadyBy(deadline)
+	}
 	c := &http.Client{Timeout: time.Second}
 	for {
 		select {
@@ -671,6 +692,31 @@ func (in *instance) waitReady() error {
 			in.signal(syscall.SIGKILL)
 			<-in.done
 			return fmt.Errorf("no HTTP answer on %s within %v: %v", in.base, startTimeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (in *instance) waitReadyBy(deadline time.Time) error {
+	for {
+		select {
+		case <-in.done:
+			return fmt.Errorf("exited before serving: %v", in.waitErr)
+		default:
+		}
+		var err error
+		if in.opts.ready != nil {
+			err = in.opts.ready(in)
+		} else if !strings.Contains(in.out.String(), `"msg":"fcgivisor running"`) {
+			err = errors.New(`no "fcgivisor running" record`)
+		}
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			in.signal(syscall.SIGKILL)
+			<-in.done
+			return fmt.Errorf("not ready within %v: %v", startTimeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
