@@ -534,6 +534,19 @@ func TestPublicRequests(t *testing.T) {
 			t.Fatalf("?echo over the public socket: %d bytes back, want the %d sent; first difference at %d", len(r.body), len(body), firstDiff(r.body, body))
 		}
 	})
+	t.Run("large-params", func(t *testing.T) {
+		// 900 KiB of params, under the 1 MiB limit, in whole pairs.
+		t.Parallel()
+		ps := requestParams("")
+		for i := range 900 {
+			ps = append(ps, fcgiParam{fmt.Sprintf("HTTP_X_BIG_%d", i), strings.Repeat("v", 1000)})
+		}
+		c := mustDial(t, goSock)
+		res, err := c.do(1, 0, ps, nil)
+		if err := checkAnswer(res, err, 200, "hello from go\n"); err != nil {
+			t.Fatalf("900 KiB of params: %v", err)
+		}
+	})
 	t.Run("keep-conn", func(t *testing.T) {
 		t.Parallel()
 		testPublicKeepConn(t, goSock)
@@ -612,7 +625,7 @@ func testPublicParams(t *testing.T, sock string, l lang) {
 			if p.name == "SCRIPT_NAME" {
 				continue // cgi.fix_pathinfo may rewrite it
 			}
-			if !bytes.Contains(r.body, []byte("\n"+p.name+"="+p.value+"\n")) {
+			if !bytes.Contains(append([]byte("\n"), r.body...), []byte("\n"+p.name+"="+p.value+"\n")) {
 				t.Errorf("$_SERVER lacks %s=%q:\n%s", p.name, p.value, clip(r.body))
 			}
 		}
@@ -797,18 +810,16 @@ func TestPublicMalformed(t *testing.T) {
 		{"stdin-never-begun", func(c *fcgiConn) error { return c.send(fcgiRecord(fcgiStdin, 5, []byte("hello"))) }},
 		{"params-never-begun", func(c *fcgiConn) error { return c.send(fcgiRecord(fcgiParams, 9, encodePairs(requestParams("")))) }},
 		{"endless-params", func(c *fcgiConn) error {
-			// One pair whose value never ends: 4 MiB of PARAMS, no end.
+			// Whole pairs, record after record, 4 MiB and no end.
 			if err := c.send(begin); err != nil {
 				return err
 			}
-			chunk := make([]byte, fcgiMaxContent)
-			for i := range chunk {
-				chunk[i] = 'p'
-			}
-			head := appendFCGILen(appendFCGILen(nil, 5), 64<<20)
-			copy(chunk, append(head, "HTTP_X"...))
-			for range 64 {
-				if err := c.send(fcgiRecordV(1, fcgiParams, 1, chunk, 0)); err != nil {
+			for i := range 64 {
+				var ps []fcgiParam
+				for j := range 60 {
+					ps = append(ps, fcgiParam{fmt.Sprintf("HTTP_X_%d_%d", i, j), strings.Repeat("v", 1000)})
+				}
+				if err := c.send(fcgiRecord(fcgiParams, 1, encodePairs(ps))); err != nil {
 					return nil // closed by fcgivisor: checked below
 				}
 			}
@@ -924,6 +935,47 @@ func TestPublicWorkerCrash502(t *testing.T) {
 	if err := checkAnswer(res, err, 200, "hello from go\n"); err != nil {
 		t.Fatalf("the request after a crash: %v", err)
 	}
+}
+
+func TestPublicRequestTimeout504(t *testing.T) {
+	t.Parallel()
+	sock := "unix:" + sockPath(t, "go")
+	start(t, options{langs: []string{"go"}, noHTTP: true, pool: func(_ lang, p *poolOpts) {
+		p.extra = append(p.extra, listenLine(sock), `request_timeout = "300ms"`)
+	}})
+	t0 := time.Now()
+	res, err := fcgiGet(sock, "sleep=3000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, perr := parseCGI(res.stdout)
+	if perr != nil || res.protoStatus != fcgiRequestComplete || r.header["status"] != "504 Gateway Timeout" || string(r.body) != "Gateway Timeout\n" {
+		t.Fatalf("request_timeout: stdout %q, END_REQUEST protocolStatus %d; want Status: 504 Gateway Timeout, body \"Gateway Timeout\\n\", 0", res.stdout, res.protoStatus)
+	}
+	if took := time.Since(t0); took > 2*time.Second {
+		t.Errorf("504 after %v, want about request_timeout 300ms", took)
+	}
+}
+
+// SIGTERM: requests in flight on a public socket finish.
+func TestPublicGracefulStop(t *testing.T) {
+	t.Parallel()
+	sock := "unix:" + sockPath(t, "go")
+	in := start(t, options{langs: []string{"go"}, noHTTP: true, pool: func(_ lang, p *poolOpts) { p.extra = append(p.extra, listenLine(sock)) }})
+	c := mustDial(t, sock)
+	if err := c.send(fcgiRequest(1, fcgiKeepConn, requestParams("sleep=700"), nil)); err != nil {
+		t.Fatal(err)
+	}
+	waitBusySlots(t, in.admin(t), "go", 1, eventTimeout)
+	in.signal(syscall.SIGTERM)
+	res, err := c.readResponse(1, fcgiTimeout)
+	if err := checkAnswer(res, err, 200, "slept 700\n"); err != nil {
+		t.Fatalf("a request in flight at SIGTERM: %v", err)
+	}
+	if _, err := c.closedErr(5 * time.Second); err != nil {
+		t.Errorf("the kept connection after the stop: %v", err)
+	}
+	in.checkExit(t)
 }
 
 // ---------------------------------------------------------------------------
@@ -1045,16 +1097,25 @@ func TestPublicReloadKeepsSocket(t *testing.T) {
 	t.Parallel()
 	dir := shortTempDir(t)
 	sock := "unix:" + filepath.Join(dir, "go.sock")
+	extra := "unix:" + filepath.Join(dir, "extra.sock")
 	gen := 0
 	opts := func(listen string) options {
 		g := strconv.Itoa(gen)
-		return options{langs: []string{"go"}, pool: func(_ lang, p *poolOpts) {
+		o := options{langs: []string{"go"}, pool: func(_ lang, p *poolOpts) {
 			p.workers, p.concurrency = 2, 2
 			p.env = map[string]string{"GEN": g}
 			p.extra = append(p.extra, listenLine(listen))
 		}}
+		if extra != "" {
+			o.pools = goPoolTable("extra", listenLine(extra))
+		}
+		return o
 	}
 	in := start(t, opts(sock))
+	fi0, err := os.Stat(strings.TrimPrefix(sock, "unix:"))
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var ok, connErrs, failed atomic.Int64
 	var firstErr atomic.Value
@@ -1102,10 +1163,13 @@ func TestPublicReloadKeepsSocket(t *testing.T) {
 		in.rewrite(t, opts(sock))
 		in.signal(syscall.SIGHUP)
 		reloaded(i + 1)
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 	close(stop)
 	wg.Wait()
+	if fi, err := os.Stat(strings.TrimPrefix(sock, "unix:")); err != nil || !os.SameFile(fi0, fi) {
+		t.Errorf("the socket %s after 10 reloads: %v; want the same socket (inode) as at start", sock, err)
+	}
 	t.Logf("%d requests ok, %d connect errors, %d failed during 10 reloads", ok.Load(), connErrs.Load(), failed.Load())
 	if connErrs.Load() != 0 || failed.Load() != 0 || ok.Load() == 0 {
 		t.Fatalf("during 10 reloads: %d connect errors, %d failed requests, %d ok; want 0, 0, some; first error: %v", connErrs.Load(), failed.Load(), ok.Load(), firstErr.Load())
@@ -1135,6 +1199,25 @@ func TestPublicReloadKeepsSocket(t *testing.T) {
 		t.Fatalf("the old listen address %s still accepts connections 2 s after the reload that moved it", sock)
 	}
 	t.Logf("old address after the move: %v", dialErr)
+
+	// A removed pool's socket closes.
+	res, err = fcgiGet(extra, "")
+	if err := checkAnswer(res, err, 200, "hello from go\n"); err != nil {
+		t.Fatalf("pool extra before its removal: %v", err)
+	}
+	extra = ""
+	in.rewrite(t, opts(moved))
+	in.signal(syscall.SIGHUP)
+	reloaded(12)
+	if !waitFor(2*time.Second, func() bool {
+		c, err := dialFCGI("unix:" + filepath.Join(dir, "extra.sock"))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	}) {
+		t.Fatalf("the socket of the removed pool extra still accepts connections 2 s after the reload")
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -1203,7 +1286,7 @@ func TestPublicIdleTimeout(t *testing.T) {
 	t.Parallel()
 	sock := "unix:" + sockPath(t, "go")
 	in := start(t, options{langs: []string{"go"}, noHTTP: true, http: []string{`idle_timeout = "300ms"`, `send_timeout = "400ms"`},
-		pool: func(_ lang, p *poolOpts) { p.extra = append(p.extra, listenLine(sock)) }})
+		pool: oneSlot(listenLine(sock), `queue_timeout = "100ms"`)})
 	a := in.admin(t)
 
 	t.Run("idle", func(t *testing.T) {
@@ -1215,6 +1298,12 @@ func TestPublicIdleTimeout(t *testing.T) {
 		ended := time.Now()
 		// The idle kept connection holds no slot.
 		waitBusySlots(t, a, "go", 0, 200*time.Millisecond)
+		// ... so another client of the one-slot pool is served meanwhile
+		// (queue_timeout 100ms: a 503 if the slot were held).
+		res, err = fcgiGet(sock, "")
+		if err := checkAnswer(res, err, 200, "hello from go\n"); err != nil {
+			t.Fatalf("another client while a kept connection idles: %v", err)
+		}
 		if err := c.stillOpen(time.Millisecond); err != nil {
 			t.Fatalf("the kept connection right after its answer: %v", err)
 		}
