@@ -101,6 +101,7 @@ type ServerConn struct {
 	busy     bool // a request is begun and its handler has not returned
 	stdinIn  bool // the current request's STDIN stream has ended
 	draining bool // CloseIdle was called: close when no request runs
+	answered int  // requests whose handler has returned
 	closing  bool // the connection is to close after this request
 }
 
@@ -121,6 +122,15 @@ func (c *ServerConn) CloseIdle() {
 	if !c.busy {
 		c.nc.Close()
 	}
+}
+
+// Idle reports whether the connection is between two requests, after at
+// least one: a kept connection the client is not using. It may be called
+// from any goroutine.
+func (c *ServerConn) Idle() bool {
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	return !c.busy && c.answered > 0
 }
 
 // Close closes the connection at once; a request in progress sees its
@@ -236,8 +246,10 @@ func (c *ServerConn) management(hd header) error {
 
 // content reads the whole content of the current record.
 func (c *ServerConn) content(hd header) ([]byte, error) {
-	if cap(c.cbuf) < int(hd.contentLength) {
-		c.cbuf = make([]byte, hd.contentLength, maxContent)
+	if n := int(hd.contentLength); cap(c.cbuf) < n {
+		// Grown to the largest record seen, in 4 KiB steps: a connection
+		// that only carries GETs keeps a small buffer.
+		c.cbuf = make([]byte, n, (n+4095)&^4095)
 	}
 	b := c.cbuf[:hd.contentLength]
 	_, err := io.ReadFull(&c.rr, b)
@@ -432,6 +444,7 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 	body.CloseWithError(errBodyUnread)
 	c.smu.Lock()
 	c.busy = false
+	c.answered++
 	end := c.stdinIn && (c.closing || c.draining)
 	if err == nil && c.stdinIn && !end && c.opts.IdleTimeout > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(c.opts.IdleTimeout))

@@ -64,7 +64,10 @@ type Socket struct {
 	mu     sync.Mutex
 	conns  map[*fastcgi.ServerConn]struct{}
 	closed bool // Close was called: no more accepts, idle conns close
-	wg     sync.WaitGroup
+	// changed (1-buffered) is poked when a connection ends: an accept
+	// waiting for a place under max_connections looks again.
+	changed chan struct{}
+	wg      sync.WaitGroup
 	bufs   sync.Pool
 }
 
@@ -75,10 +78,13 @@ type target struct {
 	name    string
 	allowed []netip.Prefix // nil: any client (a Unix socket)
 	opts    fastcgi.ServerOptions
+	// maxConns is http.max_connections: connections open at once (0: no
+	// limit).
+	maxConns int
 }
 
 func newTarget(pool *supervisor.Pool, cfg *conf.Pool, http *conf.HTTP, tcp bool) *target {
-	t := &target{pool: pool, name: cfg.Name}
+	t := &target{pool: pool, name: cfg.Name, maxConns: http.MaxConnections}
 	if tcp {
 		t.allowed = cfg.AllowedPrefixes()
 	}
@@ -106,7 +112,8 @@ func Serve(l net.Listener, pool *supervisor.Pool, cfg *conf.Pool, http *conf.HTT
 		l: l, log: o.Log.With("pool", cfg.Name, "listen", cfg.Listen),
 		cgi:  spawner.NewCGIRunner(o.Parent),
 		hard: hard, cut: cut,
-		conns: make(map[*fastcgi.ServerConn]struct{}),
+		conns:   make(map[*fastcgi.ServerConn]struct{}),
+		changed: make(chan struct{}, 1),
 	}
 	s.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 	s.state.Store(newTarget(pool, cfg, http, isTCP(l)))
@@ -140,6 +147,10 @@ func (s *Socket) Close() {
 	s.l.Close()
 	for c := range s.conns {
 		c.CloseIdle()
+	}
+	select {
+	case s.changed <- struct{}{}:
+	default:
 	}
 }
 
@@ -176,6 +187,9 @@ func (s *Socket) accept() {
 	defer s.wg.Done()
 	var delay time.Duration
 	for {
+		if !s.waitPlace() {
+			return
+		}
 		nc, err := s.l.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -234,6 +248,39 @@ func (s *Socket) serveConn(c *fastcgi.ServerConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+// waitPlace waits until the socket holds fewer connections than
+// http.max_connections, as the front's listeners do: meanwhile new
+// clients wait in the listen backlog, and a kept connection idle between
+// two requests is closed to make room. It reports false once the socket
+// is closed.
+func (s *Socket) waitPlace() bool {
+	for {
+		s.mu.Lock()
+		limit := s.state.Load().maxConns
+		if s.closed || limit <= 0 || len(s.conns) < limit {
+			closed := s.closed
+			s.mu.Unlock()
+			return !closed
+		}
+		for c := range s.conns {
+			if c.Idle() {
+				c.Close()
+				break
+			}
+		}
+		s.mu.Unlock()
+		// A connection that goes idle pokes nothing: look again soon.
+		select {
+		case <-s.changed:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func isTimeout(err error) bool {
