@@ -714,6 +714,66 @@ func testPublicKeepConn(t *testing.T, sock string) {
 	}
 }
 
+// Without FCGI_KEEP_CONN the connection closes after END_REQUEST, never
+// before it: also when the request's empty STDIN record comes while its
+// answer ends. The STDIN end goes in a write of its own, 0-1 ms after the
+// PARAMS (fcgivisor sends a request without CONTENT_LENGTH to the worker
+// at once, so the worker's answer may be complete by then); thousands of
+// requests cover the timings.
+func TestPublicEndRequestBeforeClose(t *testing.T) {
+	t.Parallel()
+	sock := "unix:" + sockPath(t, "go")
+	start(t, options{langs: []string{"go"}, noHTTP: true, pool: func(_ lang, p *poolOpts) {
+		p.workers, p.concurrency = 1, 8
+		p.extra = append(p.extra, listenLine(sock))
+	}})
+	const n = 8000
+	var next, ok, noEnd atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for range 8 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > n {
+					return
+				}
+				c, err := dialFCGI(sock)
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err.Error())
+					return
+				}
+				req := fcgiRequest(1, 0, requestParams(""), nil)
+				err = c.send(req[:len(req)-8])
+				time.Sleep(time.Duration(i%40) * 25 * time.Microsecond)
+				if err == nil {
+					err = c.send(req[len(req)-8:])
+				}
+				var res *fcgiResult
+				if err == nil {
+					res, err = c.readResponse(1, fcgiTimeout)
+				}
+				if err == nil {
+					_, err = c.closedErr(2 * time.Second)
+				}
+				c.Close()
+				if err := checkAnswer(res, err, 200, "hello from go\n"); err != nil {
+					noEnd.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d requests without FCGI_KEEP_CONN in %v: %d answered and closed after END_REQUEST", n, time.Since(t0).Round(time.Millisecond), ok.Load())
+	if ok.Load() != n {
+		t.Fatalf("%d of %d requests without FCGI_KEEP_CONN failed; first: %v", n-ok.Load(), n, firstErr.Load())
+	}
+}
+
 func testPublicCantMpx(t *testing.T, sock string) {
 	c := mustDial(t, sock)
 	if err := c.send(fcgiRequest(1, fcgiKeepConn, requestParams("sleep=500"), nil)); err != nil {
