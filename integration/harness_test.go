@@ -269,8 +269,10 @@ type options struct {
 	listen     []string                  // more http.listen addresses, after the TCP one start waits on
 	http       []string                  // more [http] lines (not listen)
 	port       int                       // default: a free one
-	// noHTTP: [http] listen = [] and no language routes (a pure FastCGI
-	// manager); start then waits for the "fcgivisor running" record.
+	// noHTTP turns the HTTP front off ([http] listen = [], no language
+	// routes): the pools are reached on their own listen sockets (a
+	// `listen = ...` line in poolOpts.extra), and start waits for the
+	// "fcgivisor running" log record instead of an HTTP answer.
 	noHTTP bool
 	// launcher is argv run in front of `fcgivisor run -c CONF` (it must
 	// exec fcgivisor in its place, e.g. systemd-socket-activate ... --).
@@ -634,7 +636,14 @@ func start(t testing.TB, o options) *instance {
 			close(in.done)
 		}()
 		t.Cleanup(in.cleanup)
-		err := in.waitReady()
+		waitReady := in.waitReady
+		switch {
+		case o.ready != nil:
+			waitReady = in.waitReadyFunc
+		case o.noHTTP:
+			waitReady = in.waitRunning
+		}
+		err := waitReady()
 		if err == nil {
 			in.snapshot()
 			return in
@@ -667,14 +676,9 @@ func mergeEnv(base, extra []string) []string {
 	return env
 }
 
-// waitReady polls the HTTP port until it answers (or opts.ready until it
-// returns nil, or waits for "fcgivisor running" with opts.noHTTP); an exit
-// ends the wait.
+// waitReady polls the HTTP port until it answers; an exit ends the wait.
 func (in *instance) waitReady() error {
 	deadline := time.Now().Add(startTimeout)
-	if in.opts.ready != nil || in.opts.noHTTP {
-		return in.waitReadyBy(deadline)
-	}
 	c := &http.Client{Timeout: time.Second}
 	for {
 		select {
@@ -697,19 +701,41 @@ func (in *instance) waitReady() error {
 	}
 }
 
-func (in *instance) waitReadyBy(deadline time.Time) error {
+// waitRunning waits for the "fcgivisor running" log record (logged once
+// every listener, the pools' sockets included, is open); an exit ends the
+// wait.
+func (in *instance) waitRunning() error {
+	timeout := time.After(startTimeout)
+	for {
+		text, changed := in.out.Snapshot()
+		for _, r := range records(text) {
+			if r["msg"] == "fcgivisor running" {
+				return nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-in.done:
+			return fmt.Errorf("exited before logging \"fcgivisor running\": %v", in.waitErr)
+		case <-timeout:
+			in.signal(syscall.SIGKILL)
+			<-in.done
+			return fmt.Errorf("no \"fcgivisor running\" log record within %v", startTimeout)
+		}
+	}
+}
+
+// waitReadyFunc polls opts.ready until it returns nil; an exit ends the
+// wait.
+func (in *instance) waitReadyFunc() error {
+	deadline := time.Now().Add(startTimeout)
 	for {
 		select {
 		case <-in.done:
 			return fmt.Errorf("exited before serving: %v", in.waitErr)
 		default:
 		}
-		var err error
-		if in.opts.ready != nil {
-			err = in.opts.ready(in)
-		} else if !strings.Contains(in.out.String(), `"msg":"fcgivisor running"`) {
-			err = errors.New(`no "fcgivisor running" record`)
-		}
+		err := in.opts.ready(in)
 		if err == nil {
 			return nil
 		}
