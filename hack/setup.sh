@@ -61,8 +61,8 @@ if [[ $EUID -ne 0 ]]; then
 fi
 
 # policy-rc.d exit 101 (honoured by invoke-rc.d and deb-systemd-invoke):
-# installing nginx or apache2 must not start their services; the tests run
-# their own.
+# installing nginx, apache2, caddy or lighttpd must not start its service;
+# the tests run their own.
 if [[ ! -e /usr/sbin/policy-rc.d ]]; then
 	printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee /usr/sbin/policy-rc.d >/dev/null &&
 		"${sudo[@]}" chmod +x /usr/sbin/policy-rc.d &&
