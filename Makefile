@@ -78,15 +78,17 @@ TESTS_RECORD := tmp/tests.jsonl
 # bin/fcgivisor as make builds it (static: os/user without cgo); the run
 # above tests a binary built with -race, which needs cgo.
 STATIC_RUN   := User|Privilege|Check|Static
+# A failed step still ends with the summary, then make test fails.
+TESTS_FAILED  = { $(BIN)/testsum -summary $(TESTS_RECORD); exit 1; }
 test: setup build lint $(BIN)/testsum
 	@mkdir -p tmp && rm -f $(TESTS_RECORD)
 	@echo "$(GO) test -race -count=1 -timeout 10m ./..."
-	@$(GO) test -json -race -count=1 -timeout 10m ./... | $(BIN)/testsum -record $(TESTS_RECORD)
+	@$(GO) test -json -race -count=1 -timeout 10m ./... | $(BIN)/testsum -record $(TESTS_RECORD) || $(TESTS_FAILED)
 	@echo "FCGIVISOR_BIN=$(BIN)/fcgivisor $(GO) test -count=1 -run '$(STATIC_RUN)' ./integration"
 	@FCGIVISOR_BIN=$(CURDIR)/$(BIN)/fcgivisor $(GO) test -json -count=1 -timeout 5m -run '$(STATIC_RUN)' ./integration | \
-		$(BIN)/testsum -record $(TESTS_RECORD) -label "(static binary)"
+		$(BIN)/testsum -record $(TESTS_RECORD) -label "(static binary)" || $(TESTS_FAILED)
 	@$(MAKE) --no-print-directory fuzz
-	@TESTS_RECORD=$(CURDIR)/$(TESTS_RECORD) TESTSUM=$(CURDIR)/$(BIN)/testsum $(MAKE) --no-print-directory test-unprivileged
+	@TESTS_RECORD=$(CURDIR)/$(TESTS_RECORD) TESTSUM=$(CURDIR)/$(BIN)/testsum $(MAKE) --no-print-directory test-unprivileged || $(TESTS_FAILED)
 	@$(BIN)/testsum -summary $(TESTS_RECORD)
 
 # Installs the packages the tests need, once (hack/setup.sh).
