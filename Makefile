@@ -20,10 +20,10 @@ UNITS       := fcgivisor.service fcgivisor.socket fcgivisor-php.socket
 
 # make deb: nfpm, pinned (the module proxy serves it; the first run
 # downloads and builds it). The package's version is VERSION in Debian's
-# syntax: v1.2.3 → 1.2.3, v1.2.3-4-gabc → 1.2.3+4.gabc, an untagged abc →
-# 0.0.0+git.abc (a version must start with a digit).
+# syntax: v1.2.3 → 1.2.3, v1.2.3-4-gabc → 1.2.3+4.gabc, an untagged abc
+# (a commit, whatever its first character) → 0.0.0+git.abc.
 NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
-DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E 's/^v//; /^[0-9]/!s/^/0.0.0+git./; s/-/+/; s/-/./g')
+DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E '/^v?[0-9]+\.[0-9]/!s/^/0.0.0+git./; s/^v//; s/-/+/; s/-/./g')
 DEB_ROOT    := $(BIN)/deb-root
 
 .PHONY: all build workers share run setup test test-unprivileged fuzz lint bench install uninstall deb clean

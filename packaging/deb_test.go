@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -114,15 +115,31 @@ func buildDeb(t *testing.T) string {
 	}
 	slices.Sort(got)
 	diffLists(t, "dpkg-deb -c "+debs[0], got, slices.Clone(debFiles))
-	info, err := exec.Command("dpkg-deb", "-f", debs[0], "Package", "Depends", "Architecture").Output()
-	if err != nil || !strings.Contains(string(info), "Package: fcgivisor") || strings.Contains(string(info), "Depends:") {
+	info, err := exec.Command("dpkg-deb", "-f", debs[0], "Package", "Version", "Depends").Output()
+	if err != nil || !strings.Contains(string(info), "Package: fcgivisor\n") || strings.Contains(string(info), "Depends:") {
 		t.Errorf("dpkg-deb -f: %v\n%s; want Package: fcgivisor and no Depends (the binary is static)", err, info)
+	}
+	if describe, err := exec.Command("git", "-C", repoRoot, "describe", "--tags", "--always", "--dirty").Output(); err == nil {
+		if want := debVersion(strings.TrimSpace(string(describe))); !strings.Contains(string(info), "\nVersion: "+want+"\n") {
+			t.Errorf("dpkg-deb -f: %s; want Version: %s (git describe: %s)", info, want, describe)
+		}
 	}
 	abs, err := filepath.Abs(debs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
 	return abs
+}
+
+// debVersion is git describe's version in Debian's syntax, as the
+// Makefile's DEB_VERSION makes it: v1.2.3-4-gabc-dirty → 1.2.3+4.gabc.dirty;
+// without a tag, abc → 0.0.0+git.abc.
+func debVersion(v string) string {
+	if !regexp.MustCompile(`^v?[0-9]+\.[0-9]`).MatchString(v) {
+		v = "0.0.0+git." + v
+	}
+	v = strings.Replace(strings.TrimPrefix(v, "v"), "-", "+", 1)
+	return strings.ReplaceAll(v, "-", ".")
 }
 
 // hasChild reports whether listing (dpkg-deb -c) has an entry below dir.
