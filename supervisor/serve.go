@@ -211,6 +211,7 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		s.conn = fastcgi.NewConn(nc)
 	}
 	conn := s.conn
+	traceOf(ctx).sent(w.proc.Pid())
 
 	var timedOut atomic.Bool
 	var timer *time.Timer
