@@ -269,6 +269,11 @@ type options struct {
 	listen     []string                  // more http.listen addresses, after the TCP one start waits on
 	http       []string                  // more [http] lines (not listen)
 	port       int                       // default: a free one
+	// noHTTP turns the HTTP front off ([http] listen = [], no language
+	// routes): the pools are reached on their own listen sockets (a
+	// `listen = ...` line in poolOpts.extra), and start waits for the
+	// "fcgivisor running" log record instead of an HTTP answer.
+	noHTTP bool
 }
 
 func (o *options) langList() []lang {
@@ -326,6 +331,9 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 		docRoot = documentRoot()
 	}
 	listen := append([]string{fmt.Sprintf("127.0.0.1:%d", port)}, o.listen...)
+	if o.noHTTP {
+		listen = []string{}
+	}
 	fmt.Fprintf(&b, "\n[http]\nlisten = %s\ndocument_root = %s\n", tomlStrings(listen), tomlString(docRoot))
 	for _, l := range o.http {
 		b.WriteString(l + "\n")
@@ -334,6 +342,9 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 		b.WriteString("\n" + o.routes + "\n")
 	}
 	for _, l := range o.langList() {
+		if o.noHTTP {
+			break
+		}
 		fmt.Fprintf(&b, "\n[[http.route]]\nprefix = %s\n", tomlString("/"+l.name+"/"))
 		if l.name == "php" {
 			b.WriteString("script = \"/index.php\"\n")
@@ -618,7 +629,11 @@ func start(t testing.TB, o options) *instance {
 			close(in.done)
 		}()
 		t.Cleanup(in.cleanup)
-		err := in.waitReady()
+		waitReady := in.waitReady
+		if o.noHTTP {
+			waitReady = in.waitRunning
+		}
+		err := waitReady()
 		if err == nil {
 			in.snapshot()
 			return in
@@ -673,6 +688,30 @@ func (in *instance) waitReady() error {
 			return fmt.Errorf("no HTTP answer on %s within %v: %v", in.base, startTimeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitRunning waits for the "fcgivisor running" log record (logged once
+// every listener, the pools' sockets included, is open); an exit ends the
+// wait.
+func (in *instance) waitRunning() error {
+	timeout := time.After(startTimeout)
+	for {
+		text, changed := in.out.Snapshot()
+		for _, r := range records(text) {
+			if r["msg"] == "fcgivisor running" {
+				return nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-in.done:
+			return fmt.Errorf("exited before logging \"fcgivisor running\": %v", in.waitErr)
+		case <-timeout:
+			in.signal(syscall.SIGKILL)
+			<-in.done
+			return fmt.Errorf("no \"fcgivisor running\" log record within %v", startTimeout)
+		}
 	}
 }
 
