@@ -85,6 +85,12 @@ func helperWorker(kind string) {
 			n, _ := strconv.Atoi(ms)
 			time.Sleep(time.Duration(n) * time.Millisecond)
 		}
+		if ms := q.Get("spin"); ms != "" {
+			// Burn CPU: a request whose CPU time shows in status.
+			n, _ := strconv.Atoi(ms)
+			for end := time.Now().Add(time.Duration(n) * time.Millisecond); time.Now().Before(end); {
+			}
+		}
 		if q.Has("exit") {
 			os.Exit(3)
 		}
@@ -865,7 +871,7 @@ func TestExitedWorkerNotReplacedBeforeItsExitIsCounted(t *testing.T) {
 		return w.gone
 	})
 	p.mu.Lock()
-	spawn, _ := p.wantLocked(cfg, false)
+	spawn := p.wantLocked(cfg, false)
 	p.mu.Unlock()
 	if spawn != 0 {
 		t.Errorf("between the exit and its accounting the scaler wants %d new workers, want 0 (the backoff decides)", spawn)
@@ -877,7 +883,7 @@ func TestExitedWorkerNotReplacedBeforeItsExitIsCounted(t *testing.T) {
 		t.Errorf("young death: backoff %v, want > 0", delay)
 	}
 	p.mu.Lock()
-	spawn, _ = p.wantLocked(cfg, false)
+	spawn = p.wantLocked(cfg, false)
 	p.mu.Unlock()
 	if spawn != 1 {
 		t.Errorf("after the exit was counted the scaler wants %d new workers, want 1", spawn)
