@@ -126,6 +126,29 @@ func slowlogArgv(argv []string, pid int) []string {
 	return out
 }
 
+// ResolveSlowlogCommand finds the executable of cfg's slowlog_command[0]
+// as a slow request would run it: a full path as it is, a bare name in
+// fcgivisor's PATH (getenv, as the pool's Env.Getenv). "" when the pool
+// has none.
+func ResolveSlowlogCommand(cfg *conf.Pool, getenv func(string) (string, bool)) (string, error) {
+	if len(cfg.SlowlogCommand) == 0 {
+		return "", nil
+	}
+	exe, _, err := resolveCommand(cfg.SlowlogCommand[0], getenv)
+	return exe, err
+}
+
+// resolveCommand finds argv0 for a slowlog_command, and returns the PATH
+// it runs with: fcgivisor's, or defaultPath.
+func resolveCommand(argv0 string, getenv func(string) (string, bool)) (exe, path string, err error) {
+	path, ok := getenv("PATH")
+	if !ok || path == "" {
+		path = defaultPath
+	}
+	exe, err = spawner.Resolve(argv0, "/", nil, path)
+	return exe, path, err
+}
+
 // startBackground reports whether slow-request handling may start: Run
 // has not returned. It then counts in bg.
 func (p *Pool) startBackground() bool {
@@ -154,11 +177,7 @@ func (p *Pool) closeBackground() {
 // (truncated: there was more), and how it ended. Past timeout, or when
 // the pool's Run returns, its process group is killed.
 func (p *Pool) runCommand(argv []string, timeout time.Duration) (out []byte, truncated bool, status string, err error) {
-	path, ok := p.env.Getenv("PATH")
-	if !ok || path == "" {
-		path = defaultPath
-	}
-	exe, err := spawner.Resolve(argv[0], "/", nil, path)
+	exe, path, err := resolveCommand(argv[0], p.env.Getenv)
 	if err != nil {
 		return nil, false, "", err
 	}
