@@ -150,6 +150,7 @@ func TestWriteMetricsLines(t *testing.T) {
 		`fcgivisor_worker_request_duration_seconds{pool="php",pid="102"} 0.25`,
 		`fcgivisor_worker_request_duration_seconds{pool="php",pid="103"} 0`,
 		`fcgivisor_worker_request_duration_seconds{pool="php",pid="99"} 30`,
+		`fcgivisor_worker_last_request_duration_seconds{pool="php",pid="101"} 0.125`,
 		`fcgivisor_worker_last_request_cpu_seconds{pool="php",pid="101"} 0.12`,
 		`fcgivisor_worker_last_request_cpu_seconds{pool="php",pid="99"} 0`,
 		`fcgivisor_worker_last_request_rss_bytes{pool="php",pid="102"} 8388608`,

@@ -182,6 +182,13 @@ func workerFamilies() []family {
 				}
 				return 0
 			})},
+		{name: "fcgivisor_worker_last_request_duration_seconds", typ: "gauge", help: "How long each worker's last finished request took (0: none yet).",
+			samples: perWorker(func(w *supervisor.WorkerStatus) float64 {
+				if r := w.LastRequest; r != nil {
+					return r.Seconds
+				}
+				return 0
+			})},
 		{name: "fcgivisor_worker_last_request_cpu_seconds", typ: "gauge", help: "CPU time (user + system) each worker used during its last finished request.",
 			samples: perWorker(func(w *supervisor.WorkerStatus) float64 {
 				if r := w.LastRequest; r != nil {

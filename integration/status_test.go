@@ -367,6 +367,7 @@ func TestStatusDrainingGeneration(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "  draining generation (running") || !strings.Contains(out, uri+" (") {
 		t.Errorf("fcgivisor status during the drain: exit %d, want the draining generation and %s:\n%s", code, uri, out)
 	}
+	t.Logf("fcgivisor status during the drain:\n%s", out)
 	fams := scrape(t, a)
 	if v := value(sampleOf(t, fams, "fcgivisor_worker_state", "pool", l.name, "pid", strconv.Itoa(old.Pid), "state", "busy")); v != 1 {
 		t.Errorf("/metrics: the draining worker %d busy = %v, want 1", old.Pid, v)

@@ -35,6 +35,12 @@
 //     worker. Timers that only close a connection or pipe (request_timeout,
 //     the output drain) touch no pool state and take no lock; the goroutine
 //     that armed them learns from Stop whether they fired.
+//   - Counters live in a Stats (stats.go) shared by the pool's
+//     generations: atomics, and Stats.mu, a leaf lock taken under p.mu,
+//     never the other way round.
+//   - A slow-request timer (slowlog.go) takes no lock but to start its
+//     handling (startBackground), and holds none while it logs, reads
+//     /proc or runs slowlog_command.
 //   - A decision reads the pool's configuration once (p.decide, or
 //     cfg := p.conf()) and passes it down, so that an Update cannot hand
 //     one decision two configurations.
