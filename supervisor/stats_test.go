@@ -313,3 +313,30 @@ func isZombie(pid int) bool {
 	i := strings.LastIndexByte(string(b), ')')
 	return i > 0 && strings.HasPrefix(string(b[i+1:]), " Z")
 }
+
+// On fake time: request_slowlog_timeout and slowlog_command are live. A
+// reload's Update turns the log on for the running workers (NeedsRestart
+// asks for none), and off again.
+func TestSlowlogIsLive(t *testing.T) {
+	off := testConf("/bin/true", nil, nil)
+	on := *off
+	on.RequestSlowlogTimeout, on.SlowlogCommand = 500*time.Millisecond, []string{"cat", "{pid}"}
+	if NeedsRestart(off, &on) {
+		t.Fatal("setting request_slowlog_timeout and slowlog_command asks for new workers")
+	}
+	o := newFakeOS(func(int) script { return script{} })
+	inBubble(t, o, nil, func(t *testing.T, tp *testPool) {
+		tp.get(context.Background(), "sleep=1000")
+		cfg := on
+		cfg.Command = tp.conf().Command
+		tp.Update(&cfg)
+		tp.get(context.Background(), "sleep=1000")
+		off := *tp.conf()
+		off.RequestSlowlogTimeout, off.SlowlogCommand = 0, nil
+		tp.Update(&off)
+		tp.get(context.Background(), "sleep=1000")
+		if n, cmds := len(logRecords(tp.log, "slow request")), len(o.commands()); n != 1 || cmds != 1 || len(o.started()) != 1 {
+			t.Errorf("%d slow-request records, %d commands, %d workers started; want 1, 1 (while on) and 1 (kept)", n, cmds, len(o.started()))
+		}
+	})
+}
