@@ -274,6 +274,12 @@ type options struct {
 	// `listen = ...` line in poolOpts.extra), and start waits for the
 	// "fcgivisor running" log record instead of an HTTP answer.
 	noHTTP bool
+	// launcher is argv run in front of `fcgivisor run -c CONF` (it must
+	// exec fcgivisor in its place, e.g. systemd-socket-activate ... --).
+	launcher []string
+	// ready, when set, replaces start's readiness wait: start polls it
+	// until it returns nil.
+	ready func(in *instance) error
 }
 
 func (o *options) langList() []lang {
@@ -613,7 +619,8 @@ func start(t testing.TB, o options) *instance {
 			Timeout:       60 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
-		in.cmd = exec.Command(fcgivisorBin, "run", "-c", in.configPath)
+		argv := append(slices.Clone(o.launcher), fcgivisorBin, "run", "-c", in.configPath)
+		in.cmd = exec.Command(argv[0], argv[1:]...)
 		in.cmd.Env = mergeEnv(os.Environ(), append(raceEnv(), o.env...))
 		in.cmd.Stdout = in.out
 		in.cmd.Stderr = in.out
@@ -630,7 +637,10 @@ func start(t testing.TB, o options) *instance {
 		}()
 		t.Cleanup(in.cleanup)
 		waitReady := in.waitReady
-		if o.noHTTP {
+		switch {
+		case o.ready != nil:
+			waitReady = in.waitReadyFunc
+		case o.noHTTP:
 			waitReady = in.waitRunning
 		}
 		err := waitReady()
@@ -712,6 +722,29 @@ func (in *instance) waitRunning() error {
 			<-in.done
 			return fmt.Errorf("no \"fcgivisor running\" log record within %v", startTimeout)
 		}
+	}
+}
+
+// waitReadyFunc polls opts.ready until it returns nil; an exit ends the
+// wait.
+func (in *instance) waitReadyFunc() error {
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case <-in.done:
+			return fmt.Errorf("exited before serving: %v", in.waitErr)
+		default:
+		}
+		err := in.opts.ready(in)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			in.signal(syscall.SIGKILL)
+			<-in.done
+			return fmt.Errorf("not ready within %v: %v", startTimeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -637,3 +637,36 @@ func TestSocketAllowedClients(t *testing.T) {
 		t.Error("refused client not logged")
 	}
 }
+
+// TestSocketMaxConnections: with http.max_connections 2, a third client
+// waits in the backlog until a place frees, and a kept connection idle
+// between two requests is closed to make room for it, as on the front's
+// listeners.
+func TestSocketMaxConnections(t *testing.T) {
+	ts := startSocket(t, nil, &conf.HTTP{IdleTimeout: time.Minute, SendTimeout: time.Minute, MaxConnections: 2})
+	// A: kept and idle after one request. B: connected, no request yet.
+	a := ts.dial(t)
+	if _, _, _, err := do(t, a, &fastcgi.Request{Params: params(), KeepConn: true}); err != nil {
+		t.Fatal(err)
+	}
+	b := ts.dial(t)
+	// C: over the limit. Its request is served once A (idle) is closed;
+	// B, which has not sent a request yet, keeps its place.
+	c := ts.dial(t)
+	if _, _, _, err := do(t, c, &fastcgi.Request{Params: params()}); err != nil {
+		t.Fatalf("the client over max_connections: %v", err)
+	}
+	eventually(t, "the idle kept connection closed", a.Closed)
+	if b.Closed() {
+		t.Error("the connection that had not sent a request yet was closed")
+	}
+	if _, _, _, err := do(t, b, &fastcgi.Request{Params: params()}); err != nil {
+		t.Errorf("B after C: %v", err)
+	}
+	ts.sock.mu.Lock()
+	n := len(ts.sock.conns)
+	ts.sock.mu.Unlock()
+	if n > 2 {
+		t.Errorf("%d connections open, max_connections is 2", n)
+	}
+}
