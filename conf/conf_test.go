@@ -118,6 +118,9 @@ func TestFullConfig(t *testing.T) {
 				ListenGroup:    "nginx",
 				AllowedClients: []string{},
 				RlimitNofile:   4096,
+
+				RequestSlowlogTimeout: 5 * time.Second,
+				SlowlogCommand:        []string{"/usr/bin/gdb", "-p", "{pid}", "-batch", "-ex", "bt"},
 			},
 			"go": {
 				Name:           "go",
@@ -541,6 +544,12 @@ func TestErrors(t *testing.T) {
 		{"inherit_env empty", okPool + "inherit_env = [\"PATH\", \"\"]\n", 3, "pool.php.inherit_env[1]", "is not a variable name"},
 		{"allowed_clients bad", okPool + "listen = \"127.0.0.1:9000\"\nallowed_clients = [\"10.0.0.0/8\", \"10.0.0.300\"]\n", 4, "pool.php.allowed_clients[1]", `"10.0.0.300" is not an IP address or CIDR prefix`},
 		{"allowed_clients unix", okPool + "listen = \"/run/php.sock\"\nallowed_clients = [\"10.0.0.1\"]\n", 4, "pool.php.allowed_clients", "only applies to a TCP listen"},
+		{"negative slowlog timeout", okPool + "request_slowlog_timeout = \"-1s\"\n", 3, "pool.php.request_slowlog_timeout", "must not be negative"},
+		{"slowlog_command without timeout", okPool + "slowlog_command = [\"gdb\", \"-p\", \"{pid}\"]\n", 3, "pool.php.slowlog_command", "set request_slowlog_timeout"},
+		{"slowlog_command empty", okPool + "request_slowlog_timeout = \"5s\"\nslowlog_command = []\n", 4, "pool.php.slowlog_command", "empty: give an argv"},
+		{"slowlog_command empty name", okPool + "request_slowlog_timeout = \"5s\"\nslowlog_command = [\"\", \"{pid}\"]\n", 4, "pool.php.slowlog_command[0]", "empty program name"},
+		{"slowlog_command relative", okPool + "request_slowlog_timeout = \"5s\"\nslowlog_command = [\"bin/dump\", \"{pid}\"]\n", 4, "pool.php.slowlog_command[0]", "give a full path, or a bare name"},
+		{"slowlog_command NUL", okPool + "request_slowlog_timeout = \"5s\"\nslowlog_command = [\"cat\", \"a\\u0000\"]\n", 4, "pool.php.slowlog_command[1]", "contains a NUL byte"},
 		{"worker socket too long", "[server]\nruntime_dir = \"" + long[:80] + "\"\n[pool.a_rather_long_pool_name]\ncommand = [\"x\"]\n", 3, "pool.a_rather_long_pool_name", "worker sockets " + long[:80] + "/w/a_rather_long_pool_name-NNNNNNNNNN.sock can be 122 bytes long, over the 107-byte limit"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

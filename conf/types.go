@@ -149,6 +149,13 @@ type Pool struct {
 	ListenGroup    string            `toml:"listen_group"`
 	AllowedClients []string          `toml:"allowed_clients"` // TCP listen only; see AllowedPrefixes
 	RlimitNofile   uint64            `toml:"rlimit_nofile"`   // 0 = inherit
+	// RequestSlowlogTimeout: a request on a worker longer than this is
+	// logged once, counted, and SlowlogCommand is run for its worker.
+	// 0 = off (default).
+	RequestSlowlogTimeout time.Duration `toml:"request_slowlog_timeout"`
+	// SlowlogCommand is an argv whose "{pid}" is replaced by the worker's
+	// pid, run once per slow request; nil = none.
+	SlowlogCommand []string `toml:"slowlog_command"`
 }
 
 // Size is a byte count written with a unit: "64MiB", "512KiB", "1GB", "100"

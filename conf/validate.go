@@ -517,6 +517,7 @@ func (d *decoder) pool(key string, p *Pool, s *Server, base string) (listen, boo
 	maxSet := d.poolDefaults(k, p, base)
 	d.poolCommand(k, p)
 	d.poolLimits(k, p, maxSet)
+	d.poolSlowlog(k, p)
 	return d.poolListen(k, p, base)
 }
 
@@ -572,6 +573,32 @@ func (d *decoder) poolCommand(k func(string) string, p *Pool) {
 	for i, name := range p.InheritEnv {
 		if name == "" || strings.ContainsAny(name, "=\x00") {
 			d.errorf(keyElem(k("inherit_env"), i), "%q is not a variable name (non-empty, without '=' or NUL)", name)
+		}
+	}
+}
+
+// poolSlowlog checks the slow-request log: slowlog_command is an argv
+// (its "{pid}" is the worker's pid) run only when request_slowlog_timeout
+// is set, so a command without the timeout is a mistake worth an error.
+// Whether command[0] exists is for daemon.Check, as for command.
+func (d *decoder) poolSlowlog(k func(string) string, p *Pool) {
+	d.notNegative(k("request_slowlog_timeout"), p.RequestSlowlogTimeout)
+	if !d.isSet(k("slowlog_command")) {
+		return
+	}
+	switch {
+	case len(p.SlowlogCommand) == 0:
+		d.errorf(k("slowlog_command"), `empty: give an argv, e.g. ["gdb", "-p", "{pid}", "-batch", "-ex", "bt"], or leave the key out`)
+	case p.SlowlogCommand[0] == "":
+		d.errorf(keyElem(k("slowlog_command"), 0), "empty program name")
+	case strings.Contains(p.SlowlogCommand[0], "/") && !filepath.IsAbs(p.SlowlogCommand[0]):
+		d.errorf(keyElem(k("slowlog_command"), 0), "%q: give a full path, or a bare name looked up in fcgivisor's PATH", p.SlowlogCommand[0])
+	case p.RequestSlowlogTimeout == 0:
+		d.errorf(k("slowlog_command"), `runs only for slow requests: set request_slowlog_timeout (e.g. "5s") too`)
+	}
+	for i, arg := range p.SlowlogCommand {
+		if strings.IndexByte(arg, 0) >= 0 {
+			d.errorf(keyElem(k("slowlog_command"), i), "contains a NUL byte")
 		}
 	}
 }

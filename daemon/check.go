@@ -77,6 +77,9 @@ func checkPool(pc *conf.Pool, privileged bool, getenv func(string) (string, bool
 	if argv0 := pc.Command[0]; !dirOK && strings.Contains(argv0, "/") && !filepath.IsAbs(argv0) {
 		return errs // taken relative to dir: said already
 	}
+	if err := checkSlowlog(pc, getenv); err != nil {
+		errs = append(errs, err)
+	}
 	exe, err := supervisor.ResolveCommand(pc, getenv)
 	if err != nil {
 		return append(errs, fmt.Errorf("%s.command: %w", key, notFound(pc, err)))
@@ -85,6 +88,27 @@ func checkPool(pc *conf.Pool, privileged bool, getenv func(string) (string, bool
 		errs = append(errs, fmt.Errorf("%s.command: %w", key, err))
 	}
 	return errs
+}
+
+// checkSlowlog checks that slowlog_command[0] is found, a full path or in
+// fcgivisor's PATH, and that fcgivisor, which runs it as itself, may
+// execute it: otherwise the first slow request would find out.
+func checkSlowlog(pc *conf.Pool, getenv func(string) (string, bool)) error {
+	key := "pool." + pc.Name + ".slowlog_command"
+	exe, err := supervisor.ResolveSlowlogCommand(pc, getenv)
+	switch {
+	case err != nil && strings.Contains(pc.SlowlogCommand[0], "/"):
+		return fmt.Errorf("%s: %w (install it, or fix the path)", key, err)
+	case err != nil:
+		return fmt.Errorf("%s: %w (install it, or give slowlog_command[0] as a full path)", key, err)
+	case exe == "":
+		return nil
+	}
+	self := runAs{known: true, who: fmt.Sprintf("fcgivisor (uid %d), which runs it,", os.Geteuid()), other: "fix the path"}
+	if err := self.reach(exe, false); err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
 }
 
 // checkListenDir checks that the directory of a pool's Unix listen path

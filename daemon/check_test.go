@@ -63,6 +63,40 @@ pool = "php"
 [pool.php]
 command = ["/nonexistent-fcgivisor/php-cgi7.4"]`,
 		want: []string{"{FILE}: pool.php.command: /nonexistent-fcgivisor/php-cgi7.4: no such file (install it, or fix the path)"}},
+	// pool.NAME.slowlog_command: a full path or in fcgivisor's PATH,
+	// executable by fcgivisor itself, which runs it.
+	{name: "slowlog_command found", files: map[string]uint32{"bin/": 0o755, "bin/dump": 0o755},
+		getenv: map[string]string{"PATH": "{D}/bin"}, file: `
+[[http.route]]
+pool = "p"
+[pool.p]
+command = ["/bin/true"]
+request_slowlog_timeout = "5s"
+slowlog_command = ["dump", "{pid}"]`},
+	{name: "slowlog_command not in PATH", getenv: map[string]string{"PATH": "{D}"}, file: `
+[[http.route]]
+pool = "p"
+[pool.p]
+command = ["/bin/true"]
+request_slowlog_timeout = "5s"
+slowlog_command = ["gdb-fcgivisor-missing", "-p", "{pid}"]`,
+		want: []string{`{FILE}: pool.p.slowlog_command: "gdb-fcgivisor-missing" not found in PATH "{D}" (install it, or give slowlog_command[0] as a full path)`}},
+	{name: "slowlog_command missing", file: `
+[[http.route]]
+pool = "p"
+[pool.p]
+command = ["/bin/true"]
+request_slowlog_timeout = "5s"
+slowlog_command = ["/nonexistent-fcgivisor/gdb"]`,
+		want: []string{"{FILE}: pool.p.slowlog_command: stat /nonexistent-fcgivisor/gdb: no such file or directory (install it, or fix the path)"}},
+	{name: "slowlog_command not executable", files: map[string]uint32{"dump": 0o644}, file: `
+[[http.route]]
+pool = "p"
+[pool.p]
+command = ["/bin/true"]
+request_slowlog_timeout = "5s"
+slowlog_command = ["{D}/dump"]`,
+		want: []string{"{FILE}: pool.p.slowlog_command: {D}/dump: not an executable file (install it, or fix the path)"}},
 	{name: "name not in PATH", file: `
 [[http.route]]
 pool = "p"

@@ -120,11 +120,12 @@ func closeEndpoints(admin, status net.Listener) func() {
 // not nil, the read-only one on status; the returned func (idempotent)
 // shuts both down and waits for them.
 func (in *instance) serveEndpoints(admin, status net.Listener) (stop func()) {
-	stopAdmin := serveEndpoint(admin, front.NewAdmin(in.poolList, in.ctl, in.log), in.log)
+	src := front.Source{Pools: in.statusPools, Version: in.o.Version, Started: in.started}
+	stopAdmin := serveEndpoint(admin, front.NewAdmin(src, in.ctl, in.log), in.log)
 	if status == nil {
 		return stopAdmin
 	}
-	stopStatus := serveEndpoint(status, front.NewStatus(in.poolList, in.log), in.log)
+	stopStatus := serveEndpoint(status, front.NewStatus(src, in.log), in.log)
 	return func() { stopStatus(); stopAdmin() }
 }
 

@@ -29,6 +29,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/front"
@@ -72,8 +73,8 @@ type Options struct {
 }
 
 // instance is the running configuration: pools, the front and its
-// listeners. Only Run's goroutine uses its fields, except pools (under mu:
-// the admin endpoint reads it) and the request channels.
+// listeners. Only Run's goroutine uses its fields, except pools and all
+// (under mu: the admin endpoint reads them) and the request channels.
 type instance struct {
 	o    Options
 	log  *slog.Logger
@@ -91,9 +92,10 @@ type instance struct {
 	retired   []*public.Socket        // public sockets closed by a reload, joined at shutdown
 	// stopAdmin shuts the admin and status endpoints down.
 	stopAdmin func()
-	pidFile   string // written by start, removed by shutdown
+	pidFile   string    // written by start, removed by shutdown
+	started   time.Time // when start began: fcgivisor_start_time_seconds
 
-	mu    sync.Mutex          // guards pools
+	mu    sync.Mutex          // guards pools and all
 	pools map[string]*poolRun // the current generation, by name
 	all   []*poolRun          // every pool whose Run may still be going
 	wg    sync.WaitGroup      // pool Run goroutines
@@ -130,9 +132,13 @@ func start(o Options) (_ *instance, err error) {
 	cfg := o.Config
 	hard, kill := context.WithCancel(context.Background())
 	in := &instance{
-		o:         o,
-		log:       o.Log,
-		env:       supervisor.Env{Parent: o.Parent, Logger: o.Log, Getenv: hideSystemd(o.Getenv), Privileged: o.Privileged, Self: o.Self},
+		o:   o,
+		log: o.Log,
+		// One StatsSet for the instance: a pool's counters go on across
+		// the generations reloads start (issue 13).
+		env: supervisor.Env{Parent: o.Parent, Logger: o.Log, Getenv: hideSystemd(o.Getenv), Privileged: o.Privileged, Self: o.Self,
+			Stats: supervisor.NewStatsSet()},
+		started:   time.Now(),
 		hard:      hard,
 		kill:      kill,
 		cfg:       cfg,
@@ -392,11 +398,39 @@ func (in *instance) startPool(pc *conf.Pool) *poolRun {
 	pr := &poolRun{cfg: pc, pool: supervisor.NewPool(pc, in.env), cancel: cancel}
 	in.wg.Add(1)
 	go func() { defer in.wg.Done(); pr.pool.Run(ctx, in.hard) }()
+	in.mu.Lock()
 	in.all = append(in.all, pr)
+	in.mu.Unlock()
 	return pr
 }
 
-// poolList is the current generation, for the admin endpoint.
+// statusPools is what the admin and status endpoints show: the current
+// generation, sorted by name, then every other pool whose Run is still
+// going (generations draining after a reload, or starting in one), so
+// that a request in flight on a draining generation is seen (issue 13).
+func (in *instance) statusPools() []*supervisor.Pool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	ps := make([]*supervisor.Pool, 0, len(in.all))
+	current := make(map[*poolRun]bool, len(in.pools))
+	for _, name := range slices.Sorted(maps.Keys(in.pools)) {
+		ps = append(ps, in.pools[name].pool)
+		current[in.pools[name]] = true
+	}
+	for _, pr := range in.all {
+		if current[pr] {
+			continue
+		}
+		select {
+		case <-pr.pool.Done():
+		default:
+			ps = append(ps, pr.pool)
+		}
+	}
+	return ps
+}
+
+// poolList is the current generation.
 func (in *instance) poolList() []*supervisor.Pool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -417,7 +451,10 @@ func poolMap(prs map[string]*poolRun) map[string]*supervisor.Pool {
 
 // stopPools stops every pool (current and draining) and waits for them.
 func (in *instance) stopPools() {
-	for _, pr := range in.all {
+	in.mu.Lock()
+	all := slices.Clone(in.all)
+	in.mu.Unlock()
+	for _, pr := range all {
 		pr.cancel()
 	}
 	in.wg.Wait()

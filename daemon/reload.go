@@ -247,6 +247,8 @@ func (in *instance) swapListeners(cfg *conf.Config, opened map[string]net.Listen
 
 // forgetDrained forgets pools whose Run has returned.
 func (in *instance) forgetDrained() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
 	live := in.all[:0]
 	for _, pr := range in.all {
 		select {

@@ -1,8 +1,8 @@
 // This file implements the admin and status endpoints: /status as JSON,
-// /metrics in the Prometheus text exposition format 0.0.4, /ping, and on
-// the admin endpoint only, /reload and /stop. Rendering works
-// on a snapshot ([]supervisor.Status), so every figure of one answer comes
-// from the same moment of each pool.
+// /metrics (metrics.go), /ping, and on the admin endpoint only, /reload
+// and /stop. Rendering works on a snapshot (the supervisor.Status of each
+// pool generation), so every figure of one answer comes from the same
+// moment of each pool.
 
 package front
 
@@ -12,36 +12,68 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
-	"math"
 	"net/http"
-	"slices"
+	"runtime"
 	"sort"
 	"strconv"
-	"strings"
+	"time"
 
 	"github.com/fcgivisor/fcgivisor/supervisor"
 )
 
-// metricsContentType is the Prometheus text exposition format.
-const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
-
 // AdminStatus is the document /status serves and `fcgivisor status` reads.
 type AdminStatus struct {
-	Pools []AdminPool `json:"pools"`
+	// Version and GoVersion are fcgivisor's build; StartTime when this
+	// fcgivisor process started.
+	Version   string      `json:"version"`
+	GoVersion string      `json:"go_version"`
+	StartTime time.Time   `json:"start_time"`
+	Pools     []AdminPool `json:"pools"`
 }
 
-// AdminPool is one pool of /status: supervisor.Status with totals the front
-// derives from it.
+// AdminPool is one pool of /status: the status of its current generation
+// (supervisor.Status) with totals the front derives from it, and its other
+// generations still running.
 type AdminPool struct {
 	supervisor.Status
 	Totals AdminTotals `json:"totals"` // shadows Status.Totals
+	// Generations are the pool's other generations with workers: those a
+	// reload replaced, draining (finishing their requests), and one a
+	// reload is starting. Their counters are the pool's (Totals).
+	Generations []AdminGeneration `json:"generations,omitempty"`
+}
+
+// AdminGeneration is one more generation of a pool's workers.
+type AdminGeneration struct {
+	State               string                    `json:"state"`
+	Draining            bool                      `json:"draining,omitempty"`
+	GenerationStartTime time.Time                 `json:"generation_start_time"`
+	Queue               int                       `json:"queue"`
+	IdleWorkers         int                       `json:"idle_workers"`
+	BusyWorkers         int                       `json:"busy_workers"`
+	TotalWorkers        int                       `json:"total_workers"`
+	BusySlots           int                       `json:"busy_slots"`
+	IdleSlots           int                       `json:"idle_slots"`
+	Workers             []supervisor.WorkerStatus `json:"workers"`
+	LastExit            string                    `json:"last_exit,omitempty"`
 }
 
 // AdminTotals are supervisor.Totals plus the count of 5xx answers.
 type AdminTotals struct {
 	supervisor.Totals
 	Responses5xx int64 `json:"5xx"`
+}
+
+// Source is what the status and admin endpoints report on.
+type Source struct {
+	// Pools lists the pools, called on every request so that a reload can
+	// swap them: every generation that has workers (the current ones and
+	// those draining or starting), current ones first.
+	Pools func() []*supervisor.Pool
+	// Version is fcgivisor's version (fcgivisor_build_info); Started when
+	// the process started (fcgivisor_start_time_seconds).
+	Version string
+	Started time.Time
 }
 
 // The endpoints come in two kinds (issue 10). The read-only one (NewStatus,
@@ -55,19 +87,19 @@ type AdminTotals struct {
 // /metrics and /ping. Any other path, /reload and /stop included, is 404.
 // pools is called on every request, so that a reload can swap the pools
 // it reports.
-func NewStatus(pools func() []*supervisor.Pool, log *slog.Logger) http.Handler {
-	return &statusHandler{pools: pools, log: log,
+func NewStatus(src Source, log *slog.Logger) http.Handler {
+	return &statusHandler{src: src, log: log,
 		notFound: "404 page not found (this read-only endpoint serves /status, /metrics and /ping; reload and stop are on admin.listen)"}
 }
 
 // NewAdmin returns the control handler: what NewStatus serves, plus
 // POST /stop (graceful stop, for `fcgivisor stop`) and POST /reload
 // (for `fcgivisor reload`) through control, which must not be nil.
-func NewAdmin(pools func() []*supervisor.Pool, control Control, log *slog.Logger) http.Handler {
+func NewAdmin(src Source, control Control, log *slog.Logger) http.Handler {
 	if control == nil {
 		panic("front.NewAdmin: nil Control (NewStatus is the endpoint without one)")
 	}
-	st := &statusHandler{pools: pools, log: log,
+	st := &statusHandler{src: src, log: log,
 		notFound: "404 page not found (the admin endpoint serves /status, /metrics, /ping, and POST /reload and /stop)"}
 	return &adminHandler{status: st, control: control, log: log}
 }
@@ -128,13 +160,13 @@ func (a *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // statusHandler is the read-only endpoint. It has no way to act on the
 // instance: it only reads pool status.
 type statusHandler struct {
-	pools    func() []*supervisor.Pool
+	src      Source
 	log      *slog.Logger
 	notFound string // the 404 text, naming what the endpoint serves
 }
 
 func (a *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var render func(io.Writer, []supervisor.Status) error
+	var render func(io.Writer, *snapshot) error
 	var contentType string
 	switch r.URL.Path {
 	case "/status":
@@ -142,7 +174,7 @@ func (a *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/metrics":
 		render, contentType = writeMetrics, metricsContentType
 	case "/ping":
-		render, contentType = func(w io.Writer, _ []supervisor.Status) error {
+		render, contentType = func(w io.Writer, _ *snapshot) error {
 			_, err := io.WriteString(w, "pong\n")
 			return err
 		}, "text/plain; charset=utf-8"
@@ -156,13 +188,13 @@ func (a *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "Method Not Allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	var sts []supervisor.Status
+	var snap *snapshot
 	if r.URL.Path != "/ping" {
-		sts = a.snapshot()
+		snap = a.snapshot()
 	}
 	// Render whole before sending: a failure is then a 500, not a cut body.
 	var buf bytes.Buffer
-	if err := render(&buf, sts); err != nil {
+	if err := render(&buf, snap); err != nil {
 		a.log.Error("admin: render", "path", r.URL.Path, "err", err)
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return
@@ -176,22 +208,54 @@ func (a *statusHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// snapshot takes the status of every pool, sorted by name.
-func (a *statusHandler) snapshot() []supervisor.Status {
-	ps := a.pools()
-	sts := make([]supervisor.Status, 0, len(ps))
+// snapshot is every figure of one answer: the status of each pool's
+// generations, taken one after another.
+type snapshot struct {
+	src   *Source
+	pools []poolSnap // sorted by name
+}
+
+// poolSnap is one pool: its current generation (the first the Source
+// listed) and its others.
+type poolSnap struct {
+	main   supervisor.Status
+	others []supervisor.Status
+}
+
+// snapshot takes the status of every pool.
+func (a *statusHandler) snapshot() *snapshot {
+	return newSnapshot(&a.src, a.src.Pools())
+}
+
+// newSnapshot groups the status of ps by pool name: the first generation
+// of a name is its current one.
+func newSnapshot(src *Source, ps []*supervisor.Pool) *snapshot {
+	snap := &snapshot{src: src}
+	index := map[string]int{}
 	for _, p := range ps {
-		sts = append(sts, p.Status())
+		st := p.Status()
+		if i, ok := index[st.Name]; ok {
+			snap.pools[i].others = append(snap.pools[i].others, st)
+			continue
+		}
+		index[st.Name] = len(snap.pools)
+		snap.pools = append(snap.pools, poolSnap{main: st})
 	}
-	sort.Slice(sts, func(i, j int) bool { return sts[i].Name < sts[j].Name })
-	return sts
+	sort.Slice(snap.pools, func(i, j int) bool { return snap.pools[i].main.Name < snap.pools[j].main.Name })
+	return snap
 }
 
 // adminStatus builds the /status document. Empty lists and maps are made
 // non-nil so that they read [] and {}, not null.
-func adminStatus(sts []supervisor.Status) AdminStatus {
-	doc := AdminStatus{Pools: make([]AdminPool, 0, len(sts))}
-	for _, st := range sts {
+func adminStatus(snap *snapshot) AdminStatus {
+	doc := AdminStatus{
+		Version:   snap.src.Version,
+		GoVersion: runtime.Version(),
+		StartTime: snap.src.Started,
+		Pools:     make([]AdminPool, 0, len(snap.pools)),
+	}
+	for _, ps := range snap.pools {
+		st := ps.main
 		if st.Workers == nil {
 			st.Workers = []supervisor.WorkerStatus{}
 		}
@@ -202,9 +266,26 @@ func adminStatus(sts []supervisor.Status) AdminStatus {
 		if t.Recycled == nil {
 			t.Recycled = map[string]int64{}
 		}
-		doc.Pools = append(doc.Pools, AdminPool{Status: st, Totals: AdminTotals{Totals: t, Responses5xx: count5xx(t.Responses)}})
+		ap := AdminPool{Status: st, Totals: AdminTotals{Totals: t, Responses5xx: count5xx(t.Responses)}}
+		for _, o := range ps.others {
+			ap.Generations = append(ap.Generations, generation(o))
+		}
+		doc.Pools = append(doc.Pools, ap)
 	}
 	return doc
+}
+
+// generation is the part of st that is its generation's own.
+func generation(st supervisor.Status) AdminGeneration {
+	g := AdminGeneration{
+		State: st.State, Draining: st.Draining, GenerationStartTime: st.GenerationStartTime, Queue: st.Queue,
+		IdleWorkers: st.IdleWorkers, BusyWorkers: st.BusyWorkers, TotalWorkers: st.TotalWorkers,
+		BusySlots: st.BusySlots, IdleSlots: st.IdleSlots, Workers: st.Workers, LastExit: st.LastExit,
+	}
+	if g.Workers == nil {
+		g.Workers = []supervisor.WorkerStatus{}
+	}
+	return g
 }
 
 func count5xx(responses map[int]int64) int64 {
@@ -217,200 +298,9 @@ func count5xx(responses map[int]int64) int64 {
 	return n
 }
 
-// writeStatus writes the /status JSON of sts.
-func writeStatus(w io.Writer, sts []supervisor.Status) error {
+// writeStatus writes the /status JSON of snap.
+func writeStatus(w io.Writer, snap *snapshot) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(adminStatus(sts))
-}
-
-// poolStates are the pool states in the order of supervisor.State.
-func poolStates() []string {
-	var ss []string
-	for s := supervisor.Starting; s <= supervisor.Stopping; s++ {
-		ss = append(ss, s.String())
-	}
-	return ss
-}
-
-// withSeen returns always followed by the keys of seen it lacks, sorted.
-// Metrics show the always values even at 0, so that a series exists before
-// its first event and rate() and alerts see it.
-func withSeen[V any](always []string, seen map[string]V) []string {
-	for _, k := range slices.Sorted(maps.Keys(seen)) {
-		if !slices.Contains(always, k) {
-			always = append(always, k)
-		}
-	}
-	return always
-}
-
-// sample is one sample of a family: its labels after pool, as name/value
-// pairs, and its value.
-type sample struct {
-	labels []string
-	value  float64
-}
-
-// family is one metric: name, type, help and a function giving a pool's
-// samples.
-type family struct {
-	name, typ, help string
-	samples         func(st *supervisor.Status) []sample
-}
-
-func one(v float64) []sample { return []sample{{value: v}} }
-
-// families are the metrics of /metrics, in the order they are written.
-func families() []family {
-	return append(gaugeFamilies(), counterFamilies()...)
-}
-
-// gaugeFamilies are the metrics of /metrics that give a pool's state now.
-func gaugeFamilies() []family {
-	return []family{
-		{"fcgivisor_pool_state", "gauge", "Pool state: 1 for the current state, 0 for the others.", func(st *supervisor.Status) []sample {
-			states := poolStates()
-			if !slices.Contains(states, st.State) {
-				states = append(states, st.State)
-			}
-			var ss []sample
-			for _, s := range states {
-				ss = append(ss, sample{[]string{"state", s}, b2f(s == st.State)})
-			}
-			return ss
-		}},
-		{"fcgivisor_workers", "gauge", "Worker processes by state.", func(st *supervisor.Status) []sample {
-			n := map[string]int{}
-			for _, w := range st.Workers {
-				n[w.State]++
-			}
-			var ss []sample
-			for _, s := range withSeen([]string{"busy", "idle", "retiring"}, n) {
-				ss = append(ss, sample{[]string{"state", s}, float64(n[s])})
-			}
-			return ss
-		}},
-		{"fcgivisor_max_workers", "gauge", "The pool's max_workers.", func(st *supervisor.Status) []sample {
-			return one(float64(st.MaxWorkers))
-		}},
-		{"fcgivisor_slots", "gauge", "Request slots of live workers by state.", func(st *supervisor.Status) []sample {
-			return []sample{{[]string{"state", "busy"}, float64(st.BusySlots)}, {[]string{"state", "idle"}, float64(st.IdleSlots)}}
-		}},
-		{"fcgivisor_queue_length", "gauge", "Requests waiting for a free slot.", func(st *supervisor.Status) []sample {
-			return one(float64(st.Queue))
-		}},
-		{"fcgivisor_queue_oldest_seconds", "gauge", "How long the oldest queued request has waited.", func(st *supervisor.Status) []sample {
-			return one(st.OldestQueuedSeconds)
-		}},
-		{"fcgivisor_worker_rss_bytes", "gauge", "Resident set size of each worker process.", func(st *supervisor.Status) []sample {
-			var ss []sample
-			for _, w := range st.Workers {
-				ss = append(ss, sample{[]string{"pid", strconv.Itoa(w.Pid)}, float64(w.RSSBytes)})
-			}
-			return ss
-		}},
-	}
-}
-
-// counterFamilies are the metrics of /metrics that count since the pool
-// started.
-func counterFamilies() []family {
-	return []family{
-		{"fcgivisor_requests_accepted_total", "counter", "Requests handed to the pool.", func(st *supervisor.Status) []sample {
-			return one(float64(st.Totals.Accepted))
-		}},
-		{"fcgivisor_requests_total", "counter", "Answers the front sent for the pool, by HTTP status code.", func(st *supervisor.Status) []sample {
-			var ss []sample
-			for _, code := range slices.Sorted(maps.Keys(st.Totals.Responses)) {
-				ss = append(ss, sample{[]string{"code", strconv.Itoa(code)}, float64(st.Totals.Responses[code])})
-			}
-			return ss
-		}},
-		{"fcgivisor_request_timeouts_total", "counter", "Requests that ran past request_timeout.", func(st *supervisor.Status) []sample {
-			return one(float64(st.Totals.Timeouts))
-		}},
-		{"fcgivisor_workers_recycled_total", "counter", "Workers recycled, by cause.", func(st *supervisor.Status) []sample {
-			causes := []string{"idle", "max_lifetime", "max_memory", "max_requests", "self_limit"}
-			var ss []sample
-			for _, c := range withSeen(causes, st.Totals.Recycled) {
-				ss = append(ss, sample{[]string{"cause", c}, float64(st.Totals.Recycled[c])})
-			}
-			return ss
-		}},
-		{"fcgivisor_worker_spawns_total", "counter", "Worker processes started, failed starts included.", func(st *supervisor.Status) []sample {
-			return one(float64(st.Totals.Spawns))
-		}},
-		{"fcgivisor_worker_exits_total", "counter", "Worker processes that exited.", func(st *supervisor.Status) []sample {
-			return one(float64(st.Totals.Exits))
-		}},
-		{"fcgivisor_max_workers_reached_total", "counter", "Times the pool wanted another worker but was at max_workers.", func(st *supervisor.Status) []sample {
-			return one(float64(st.Totals.MaxWorkersReached))
-		}},
-		{"fcgivisor_cgi_fallbacks_total", "counter", "Requests the pool could not serve that ran its command once as CGI (cgi_fallback).", func(st *supervisor.Status) []sample {
-			return one(float64(st.Totals.CGIFallbacks))
-		}},
-		{"fcgivisor_cgi_fallbacks_refused_total", "counter", "Requests answered 503 because max_workers CGI fallback runs were going on.", func(st *supervisor.Status) []sample {
-			return one(float64(st.Totals.CGIFallbacksRefused))
-		}},
-	}
-}
-
-func b2f(b bool) float64 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// writeMetrics writes sts in the Prometheus text exposition format: per
-// metric a HELP and a TYPE line, then one sample per pool (and label set).
-func writeMetrics(w io.Writer, sts []supervisor.Status) error {
-	var b strings.Builder
-	for _, f := range families() {
-		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n", f.name, f.help, f.name, f.typ)
-		for i := range sts {
-			for _, s := range f.samples(&sts[i]) {
-				b.WriteString(f.name)
-				b.WriteString(`{pool="`)
-				b.WriteString(escapeLabel(sts[i].Name))
-				b.WriteByte('"')
-				for j := 0; j+1 < len(s.labels); j += 2 {
-					b.WriteString("," + s.labels[j] + `="`)
-					b.WriteString(escapeLabel(s.labels[j+1]))
-					b.WriteByte('"')
-				}
-				b.WriteString("} ")
-				b.WriteString(formatValue(s.value))
-				b.WriteByte('\n')
-			}
-		}
-	}
-	_, err := io.WriteString(w, b.String())
-	return err
-}
-
-// escapeLabel escapes a label value as the exposition format wants:
-// backslash, double quote and line feed.
-func escapeLabel(s string) string {
-	if !strings.ContainsAny(s, "\\\"\n") {
-		return s
-	}
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
-
-// formatValue writes a sample value: integers without exponent or
-// fraction, other values in Go's shortest form, which Prometheus parses.
-func formatValue(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		return "NaN"
-	case math.IsInf(v, 1):
-		return "+Inf"
-	case math.IsInf(v, -1):
-		return "-Inf"
-	case v == math.Trunc(v) && math.Abs(v) < 1e15:
-		return strconv.FormatInt(int64(v), 10)
-	}
-	return strconv.FormatFloat(v, 'g', -1, 64)
+	return enc.Encode(adminStatus(snap))
 }

@@ -9,13 +9,24 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/supervisor"
 )
+
+// testStart is when the test's fcgivisor and its php pool started.
+var testStart = time.Date(2025, 3, 1, 12, 0, 0, 500e6, time.UTC)
+
+// testHistogram is a histogram of 5 observations: 2 at most 0.1 s, 4 at
+// most 1 s, summing to 2.5 s.
+func testHistogram() supervisor.Histogram {
+	return supervisor.Histogram{Bounds: []float64{0.1, 1, 10}, Counts: []int64{2, 4, 4, 5}, Count: 5, Sum: 2.5}
+}
 
 // testStatuses is a snapshot of two pools: one serving, with a busy, an idle
 // and a retiring worker; one failing, with no worker and a name that needs
@@ -24,13 +35,17 @@ func testStatuses() []supervisor.Status {
 	return []supervisor.Status{
 		{
 			Name: "php", Mode: "dynamic", State: "running",
-			Queue: 3, OldestQueuedSeconds: 1.25,
+			StartTime: testStart, GenerationStartTime: testStart.Add(time.Hour),
+			Queue: 3, OldestQueuedSeconds: 1.25, MaxQueue: 7,
 			MinWorkers: 1, MaxWorkers: 8, Concurrency: 1,
+			IdleWorkers: 1, BusyWorkers: 1, TotalWorkers: 3, MaxBusyWorkers: 6,
 			BusySlots: 1, IdleSlots: 1,
 			Workers: []supervisor.WorkerStatus{
 				{Pid: 101, State: "busy", Requests: 42, AgeSeconds: 61.5, RSSBytes: 10 << 20,
-					Request: &supervisor.RequestStatus{URI: "/slow.php?x=1", Seconds: 0.75}},
-				{Pid: 102, State: "idle", Requests: 7, AgeSeconds: 3, RSSBytes: 9 << 20},
+					Request:     &supervisor.RequestStatus{Method: "GET", URI: "/slow.php?x=1", Seconds: 0.75, CPUSeconds: 0.5},
+					LastRequest: &supervisor.RequestStatus{Method: "POST", URI: "/form.php", Seconds: 0.125, CPUSeconds: 0.12, RSSBytes: 10 << 20}},
+				{Pid: 102, State: "idle", Requests: 7, AgeSeconds: 3, RSSBytes: 9 << 20,
+					LastRequest: &supervisor.RequestStatus{Method: "GET", URI: "/", Seconds: 0.25, CPUSeconds: 0.01, RSSBytes: 8 << 20}},
 				{Pid: 103, State: "retiring", Requests: 1000, AgeSeconds: 600, RSSBytes: 12 << 20},
 			},
 			Totals: supervisor.Totals{
@@ -41,8 +56,11 @@ func testStatuses() []supervisor.Status {
 				Spawns:            8,
 				Exits:             5,
 				MaxWorkersReached: 2,
+				SlowRequests:      3,
 				CGIFallbacks:      4,
 			},
+			RequestDuration: testHistogram(),
+			QueueWait:       supervisor.Histogram{Bounds: []float64{0.001, 0.5}, Counts: []int64{4, 4, 5}, Count: 5, Sum: 1.5},
 		},
 		{
 			Name: "a\"b\\c\nd", Mode: "static", State: "failing",
@@ -53,23 +71,51 @@ func testStatuses() []supervisor.Status {
 	}
 }
 
-func renderMetrics(t *testing.T, sts []supervisor.Status) string {
+// testDraining is a generation of php that a reload replaced, finishing
+// one request on worker 99.
+func testDraining() supervisor.Status {
+	st := testStatuses()[0]
+	st.State, st.Draining, st.GenerationStartTime = "running", true, testStart
+	st.Queue, st.OldestQueuedSeconds, st.BusySlots, st.IdleSlots = 1, 2, 1, 0
+	st.IdleWorkers, st.BusyWorkers, st.TotalWorkers = 0, 1, 1
+	st.Workers = []supervisor.WorkerStatus{{Pid: 99, State: "busy", Requests: 5000, AgeSeconds: 7200, RSSBytes: 20 << 20,
+		Request: &supervisor.RequestStatus{Method: "GET", URI: "/report.php", Seconds: 30, CPUSeconds: 29.5}}}
+	return st
+}
+
+// testSnapshot is testStatuses as the endpoints take them: php with its
+// draining generation, fcgivisor v1.2.3 started at testStart.
+func testSnapshot() *snapshot {
+	sts := testStatuses()
+	return &snapshot{
+		src:   &Source{Version: "v1.2.3", Started: testStart},
+		pools: []poolSnap{{main: sts[0], others: []supervisor.Status{testDraining()}}, {main: sts[1]}},
+	}
+}
+
+func renderMetrics(t *testing.T, snap *snapshot) string {
 	t.Helper()
 	var b bytes.Buffer
-	if err := writeMetrics(&b, sts); err != nil {
+	if err := writeMetrics(&b, snap); err != nil {
 		t.Fatal(err)
 	}
 	return b.String()
 }
 
 func TestWriteMetricsLines(t *testing.T) {
-	text := renderMetrics(t, testStatuses())
+	text := renderMetrics(t, testSnapshot())
 	lines := strings.Split(text, "\n")
 	const esc = `a\"b\\c\nd` // the second pool's name, escaped
 	for _, want := range []string{
-		`# HELP fcgivisor_workers Worker processes by state.`,
+		`# HELP fcgivisor_build_info fcgivisor's version and the Go version it was built with; always 1.`,
+		`# TYPE fcgivisor_build_info gauge`,
+		`fcgivisor_build_info{version="v1.2.3",goversion="` + runtime.Version() + `"} 1`,
+		`fcgivisor_start_time_seconds 1740830400.5`,
+		`fcgivisor_pool_start_time_seconds{pool="php"} 1740830400.5`,
+		`# HELP fcgivisor_workers Worker processes by state (a worker being recycled or stopped is retiring, busy or not).`,
 		`# TYPE fcgivisor_workers gauge`,
-		`fcgivisor_workers{pool="php",state="busy"} 1`,
+		// The draining generation's busy worker is one of the pool's.
+		`fcgivisor_workers{pool="php",state="busy"} 2`,
 		`fcgivisor_workers{pool="php",state="idle"} 1`,
 		`fcgivisor_workers{pool="php",state="retiring"} 1`,
 		`fcgivisor_workers{pool="` + esc + `",state="busy"} 0`,
@@ -82,14 +128,32 @@ func TestWriteMetricsLines(t *testing.T) {
 		`fcgivisor_pool_state{pool="` + esc + `",state="failing"} 1`,
 		`fcgivisor_pool_state{pool="` + esc + `",state="running"} 0`,
 		`fcgivisor_max_workers{pool="php"} 8`,
-		`fcgivisor_slots{pool="php",state="busy"} 1`,
+		`fcgivisor_slots{pool="php",state="busy"} 2`,
 		`fcgivisor_slots{pool="php",state="idle"} 1`,
 		`# TYPE fcgivisor_queue_length gauge`,
-		`fcgivisor_queue_length{pool="php"} 3`,
+		`fcgivisor_queue_length{pool="php"} 4`,
 		`fcgivisor_queue_length{pool="` + esc + `"} 0`,
-		`fcgivisor_queue_oldest_seconds{pool="php"} 1.25`,
+		`fcgivisor_queue_length_max{pool="php"} 7`,
+		`fcgivisor_workers_busy_max{pool="php"} 6`,
+		`fcgivisor_queue_oldest_seconds{pool="php"} 2`,
 		`fcgivisor_worker_rss_bytes{pool="php",pid="101"} 10485760`,
 		`fcgivisor_worker_rss_bytes{pool="php",pid="103"} 12582912`,
+		`fcgivisor_worker_rss_bytes{pool="php",pid="99"} 20971520`,
+		`fcgivisor_worker_state{pool="php",pid="99",state="busy"} 1`,
+		`fcgivisor_worker_state{pool="php",pid="99",state="idle"} 0`,
+		`fcgivisor_worker_state{pool="php",pid="103",state="retiring"} 1`,
+		`# TYPE fcgivisor_worker_requests_total counter`,
+		`fcgivisor_worker_requests_total{pool="php",pid="101"} 42`,
+		`fcgivisor_worker_requests_total{pool="php",pid="99"} 5000`,
+		// In progress, or the last one when idle; none yet: 0.
+		`fcgivisor_worker_request_duration_seconds{pool="php",pid="101"} 0.75`,
+		`fcgivisor_worker_request_duration_seconds{pool="php",pid="102"} 0.25`,
+		`fcgivisor_worker_request_duration_seconds{pool="php",pid="103"} 0`,
+		`fcgivisor_worker_request_duration_seconds{pool="php",pid="99"} 30`,
+		`fcgivisor_worker_last_request_duration_seconds{pool="php",pid="101"} 0.125`,
+		`fcgivisor_worker_last_request_cpu_seconds{pool="php",pid="101"} 0.12`,
+		`fcgivisor_worker_last_request_cpu_seconds{pool="php",pid="99"} 0`,
+		`fcgivisor_worker_last_request_rss_bytes{pool="php",pid="102"} 8388608`,
 		`# TYPE fcgivisor_requests_accepted_total counter`,
 		`fcgivisor_requests_accepted_total{pool="php"} 1049`,
 		`# TYPE fcgivisor_requests_total counter`,
@@ -106,6 +170,18 @@ func TestWriteMetricsLines(t *testing.T) {
 		`fcgivisor_worker_spawns_total{pool="` + esc + `"} 3`,
 		`fcgivisor_worker_exits_total{pool="php"} 5`,
 		`fcgivisor_max_workers_reached_total{pool="php"} 2`,
+		`fcgivisor_slow_requests_total{pool="php"} 3`,
+		`fcgivisor_slow_requests_total{pool="` + esc + `"} 0`,
+		`# TYPE fcgivisor_request_duration_seconds histogram`,
+		`fcgivisor_request_duration_seconds_bucket{pool="php",le="0.1"} 2`,
+		`fcgivisor_request_duration_seconds_bucket{pool="php",le="1"} 4`,
+		`fcgivisor_request_duration_seconds_bucket{pool="php",le="10"} 4`,
+		`fcgivisor_request_duration_seconds_bucket{pool="php",le="+Inf"} 5`,
+		`fcgivisor_request_duration_seconds_sum{pool="php"} 2.5`,
+		`fcgivisor_request_duration_seconds_count{pool="php"} 5`,
+		`fcgivisor_request_duration_seconds_bucket{pool="` + esc + `",le="+Inf"} 0`,
+		`fcgivisor_queue_wait_seconds_bucket{pool="php",le="0.001"} 4`,
+		`fcgivisor_queue_wait_seconds_sum{pool="php"} 1.5`,
 		`fcgivisor_cgi_fallbacks_total{pool="php"} 4`,
 		`fcgivisor_cgi_fallbacks_refused_total{pool="php"} 0`,
 		`# TYPE fcgivisor_max_workers_reached_total counter`,
@@ -119,6 +195,7 @@ func TestWriteMetricsLines(t *testing.T) {
 	for _, prefix := range []string{
 		`fcgivisor_requests_total{pool="` + esc + `"`,
 		`fcgivisor_worker_rss_bytes{pool="` + esc + `"`,
+		`fcgivisor_worker_state{pool="` + esc + `"`,
 	} {
 		for _, l := range lines {
 			if strings.HasPrefix(l, prefix) {
@@ -135,14 +212,14 @@ func TestWriteMetricsLines(t *testing.T) {
 // format: each family once, HELP then TYPE then its samples, every sample
 // named after its family, well-formed, and no series twice.
 func TestWriteMetricsWellFormed(t *testing.T) {
-	text := renderMetrics(t, testStatuses())
+	text := renderMetrics(t, testSnapshot())
 	if !strings.HasSuffix(text, "\n") {
 		t.Fatalf("output does not end in a line feed")
 	}
 	labelValue := `"(?:[^"\\\n]|\\[\\"n])*"`
-	sampleRE := regexp.MustCompile(`^(fcgivisor_[a-z_]+)\{pool=` + labelValue + `(?:,[a-z_]+=` + labelValue + `)*\} (-?[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)$`)
+	sampleRE := regexp.MustCompile(`^(fcgivisor_[a-z_]+)(?:\{[a-z_]+=` + labelValue + `(?:,[a-z_]+=` + labelValue + `)*\})? (-?[0-9]+(?:\.[0-9]+)?(?:e[-+]?[0-9]+)?)$`)
 	helpRE := regexp.MustCompile(`^# HELP (fcgivisor_[a-z_]+) \S.*$`)
-	typeRE := regexp.MustCompile(`^# TYPE (fcgivisor_[a-z_]+) (gauge|counter)$`)
+	typeRE := regexp.MustCompile(`^# TYPE (fcgivisor_[a-z_]+) (gauge|counter|histogram)$`)
 	families := map[string]bool{}
 	series := map[string]bool{}
 	var current string
@@ -164,6 +241,9 @@ func TestWriteMetricsWellFormed(t *testing.T) {
 			typ = m[2]
 		case sampleRE.MatchString(l):
 			name := sampleRE.FindStringSubmatch(l)[1]
+			if typ == "histogram" {
+				name = strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+			}
 			if name != current || typ == "" {
 				t.Errorf("line %d: sample %q outside its family (current %s)", i+1, l, current)
 			}
@@ -179,15 +259,17 @@ func TestWriteMetricsWellFormed(t *testing.T) {
 			t.Errorf("line %d is not in the text format: %q", i+1, l)
 		}
 	}
-	if len(families) < 14 {
-		t.Errorf("%d families, want 14 or more", len(families))
+	if len(families) < 28 {
+		t.Errorf("%d families, want 28 or more", len(families))
 	}
 }
 
+// TestWriteMetricsNoPools: without pools only the process's own metrics
+// have samples.
 func TestWriteMetricsNoPools(t *testing.T) {
-	text := renderMetrics(t, nil)
+	text := renderMetrics(t, &snapshot{src: &Source{Version: "dev"}})
 	for _, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
-		if !strings.HasPrefix(l, "# ") {
+		if !strings.HasPrefix(l, "# ") && !strings.HasPrefix(l, "fcgivisor_build_info{") {
 			t.Errorf("sample %q without any pool", l)
 		}
 	}
@@ -215,6 +297,7 @@ func TestFormatValue(t *testing.T) {
 		want string
 	}{
 		{0, "0"}, {42, "42"}, {10485760, "10485760"}, {1.25, "1.25"}, {0.001, "0.001"},
+		{1740830400.5, "1740830400.5"}, {0.0001, "0.0001"}, {1e-7, "1e-07"},
 	} {
 		if got := formatValue(tc.v); got != tc.want {
 			t.Errorf("formatValue(%v) = %q, want %q", tc.v, got, tc.want)
@@ -250,15 +333,18 @@ func hasKeys(t *testing.T, what string, v any, want ...string) map[string]any {
 
 func TestWriteStatusShape(t *testing.T) {
 	var b bytes.Buffer
-	if err := writeStatus(&b, testStatuses()); err != nil {
+	if err := writeStatus(&b, testSnapshot()); err != nil {
 		t.Fatal(err)
 	}
 	var doc any
 	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
 		t.Fatalf("status is not JSON: %v\n%s", err, b.String())
 	}
-	if got := keys(t, "document", doc); !slices.Equal(got, []string{"pools"}) {
-		t.Fatalf("document keys %v, want [pools]", got)
+	if got := keys(t, "document", doc); !slices.Equal(got, []string{"go_version", "pools", "start_time", "version"}) {
+		t.Fatalf("document keys %v, want [go_version pools start_time version]", got)
+	}
+	if d := doc.(map[string]any); d["version"] != "v1.2.3" || d["start_time"] != "2025-03-01T12:00:00.5Z" || d["go_version"] != runtime.Version() {
+		t.Errorf("document = version %v, start_time %v, go_version %v", d["version"], d["start_time"], d["go_version"])
 	}
 	pools, ok := doc.(map[string]any)["pools"].([]any)
 	if !ok || len(pools) != 2 {
@@ -276,14 +362,46 @@ func TestWriteStatusShape(t *testing.T) {
 	if w["pid"] != 101.0 || w["state"] != "busy" || w["requests"] != 42.0 || w["age_seconds"] != 61.5 || w["rss_bytes"] != float64(10<<20) {
 		t.Errorf("workers[0] = %v", w)
 	}
-	req := hasKeys(t, "workers[0].request", w["request"], "uri", "seconds")
-	if req["uri"] != "/slow.php?x=1" || req["seconds"] != 0.75 {
+	req := hasKeys(t, "workers[0].request", w["request"], "method", "uri", "seconds", "cpu_seconds")
+	if req["method"] != "GET" || req["uri"] != "/slow.php?x=1" || req["seconds"] != 0.75 || req["cpu_seconds"] != 0.5 {
 		t.Errorf("workers[0].request = %v", req)
+	}
+	last := hasKeys(t, "workers[0].last_request", w["last_request"], "method", "uri", "seconds", "cpu_seconds", "rss_bytes")
+	if last["method"] != "POST" || last["uri"] != "/form.php" || last["seconds"] != 0.125 || last["cpu_seconds"] != 0.12 || last["rss_bytes"] != float64(10<<20) {
+		t.Errorf("workers[0].last_request = %v", last)
 	}
 	if _, ok := workers[1].(map[string]any)["request"]; ok {
 		t.Errorf("idle worker has a request: %v", workers[1])
 	}
-	tot := hasKeys(t, "totals", php["totals"], "accepted", "responses", "5xx", "timeouts", "recycled", "spawns", "exits", "max_workers_reached", "cgi_fallbacks", "cgi_fallbacks_refused")
+	hasKeys(t, "pools[0]", php, "start_time", "generation_start_time", "max_queue", "idle_workers", "busy_workers", "total_workers", "max_busy_workers", "request_duration", "queue_wait")
+	if php["start_time"] != "2025-03-01T12:00:00.5Z" || php["max_queue"] != 7.0 || php["idle_workers"] != 1.0 || php["busy_workers"] != 1.0 ||
+		php["total_workers"] != 3.0 || php["max_busy_workers"] != 6.0 {
+		t.Errorf("pools[0] = %v", php)
+	}
+	if rd := hasKeys(t, "request_duration", php["request_duration"], "count", "sum_seconds"); rd["count"] != 5.0 || rd["sum_seconds"] != 2.5 {
+		t.Errorf("pools[0].request_duration = %v", rd)
+	}
+	// The draining generation, with its request; the pool's counters are
+	// not repeated there.
+	gens, ok := php["generations"].([]any)
+	if !ok || len(gens) != 1 {
+		t.Fatalf("pools[0].generations = %v, want one", php["generations"])
+	}
+	g := hasKeys(t, "generations[0]", gens[0], "state", "draining", "generation_start_time", "queue", "busy_workers", "workers")
+	if _, ok := g["totals"]; ok || g["draining"] != true || g["busy_workers"] != 1.0 {
+		t.Errorf("generations[0] = %v", g)
+	}
+	gw := g["workers"].([]any)[0].(map[string]any)
+	if gw["pid"] != 99.0 || gw["request"].(map[string]any)["uri"] != "/report.php" {
+		t.Errorf("generations[0].workers[0] = %v", gw)
+	}
+	if _, ok := pools[1].(map[string]any)["generations"]; ok {
+		t.Errorf("pools[1] has generations: %v", pools[1])
+	}
+	tot := hasKeys(t, "totals", php["totals"], "accepted", "responses", "5xx", "timeouts", "recycled", "spawns", "exits", "max_workers_reached", "slow_requests", "cgi_fallbacks", "cgi_fallbacks_refused")
+	if tot["slow_requests"] != 3.0 {
+		t.Errorf("totals.slow_requests = %v", tot["slow_requests"])
+	}
 	if tot["accepted"] != 1049.0 || tot["5xx"] != 3.0 || tot["timeouts"] != 1.0 || tot["spawns"] != 8.0 || tot["max_workers_reached"] != 2.0 || tot["cgi_fallbacks"] != 4.0 {
 		t.Errorf("totals = %v", tot)
 	}
@@ -349,9 +467,9 @@ func testReadEndpoints(t *testing.T, kind string) {
 	pools := []*supervisor.Pool{zeta, alpha}
 	calls := 0
 	poolList := func() []*supervisor.Pool { calls++; return pools }
-	h := NewStatus(poolList, slog.New(slog.DiscardHandler))
+	h := NewStatus(Source{Pools: poolList}, slog.New(slog.DiscardHandler))
 	if kind == "admin" {
-		h = NewAdmin(poolList, &stopRecorder{}, slog.New(slog.DiscardHandler))
+		h = NewAdmin(Source{Pools: poolList}, &stopRecorder{}, slog.New(slog.DiscardHandler))
 	}
 
 	do := func(method, path string) *httptest.ResponseRecorder {
@@ -430,7 +548,7 @@ func testReadEndpoints(t *testing.T, kind string) {
 // TestAdminHandlerServes runs the handler behind a real server, as main
 // does: the answer carries its length and arrives whole.
 func TestAdminHandlerServes(t *testing.T) {
-	srv := httptest.NewServer(NewStatus(func() []*supervisor.Pool { return []*supervisor.Pool{newTestPool("p")} }, slog.New(slog.DiscardHandler)))
+	srv := httptest.NewServer(NewStatus(Source{Pools: func() []*supervisor.Pool { return []*supervisor.Pool{newTestPool("p")} }}, slog.New(slog.DiscardHandler)))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/metrics")
 	if err != nil {
@@ -456,7 +574,7 @@ func (s *stopRecorder) Reload() error { s.reloads++; return s.err }
 
 func TestAdminStop(t *testing.T) {
 	ctl := &stopRecorder{}
-	h := NewAdmin(func() []*supervisor.Pool { return nil }, ctl, slog.New(slog.DiscardHandler))
+	h := NewAdmin(Source{Pools: func() []*supervisor.Pool { return nil }}, ctl, slog.New(slog.DiscardHandler))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/stop", nil))
 	if rec.Code != http.StatusMethodNotAllowed || ctl.stops != 0 {
@@ -476,8 +594,8 @@ func TestAdminStop(t *testing.T) {
 func TestStatusRefusesControl(t *testing.T) {
 	ctl := &stopRecorder{}
 	pools := func() []*supervisor.Pool { return nil }
-	status := NewStatus(pools, slog.New(slog.DiscardHandler))
-	admin := NewAdmin(pools, ctl, slog.New(slog.DiscardHandler))
+	status := NewStatus(Source{Pools: pools}, slog.New(slog.DiscardHandler))
+	admin := NewAdmin(Source{Pools: pools}, ctl, slog.New(slog.DiscardHandler))
 	for _, m := range []string{"POST", "GET", "HEAD", "PUT", "DELETE", "PATCH"} {
 		for _, p := range []string{"/stop", "/reload", "/stop?now=1", "/%73top", "/reload/", "//stop"} {
 			rec := httptest.NewRecorder()
@@ -505,7 +623,7 @@ func TestStatusRefusesControl(t *testing.T) {
 // requests carry Origin or Sec-Fetch-Site and do not act. The CLI's do.
 func TestAdminRefusesBrowsers(t *testing.T) {
 	ctl := &stopRecorder{}
-	h := NewAdmin(func() []*supervisor.Pool { return nil }, ctl, slog.New(slog.DiscardHandler))
+	h := NewAdmin(Source{Pools: func() []*supervisor.Pool { return nil }}, ctl, slog.New(slog.DiscardHandler))
 	for _, hdr := range [][2]string{
 		{"Origin", "http://evil.example"},
 		{"Origin", "http://127.0.0.1:9180"}, // rebinding, or a same-origin page
@@ -545,12 +663,12 @@ func TestNewAdminNeedsControl(t *testing.T) {
 			t.Error("NewAdmin with a nil Control did not panic")
 		}
 	}()
-	NewAdmin(func() []*supervisor.Pool { return nil }, nil, slog.New(slog.DiscardHandler))
+	NewAdmin(Source{Pools: func() []*supervisor.Pool { return nil }}, nil, slog.New(slog.DiscardHandler))
 }
 
 func TestAdminReload(t *testing.T) {
 	ctl := &stopRecorder{}
-	h := NewAdmin(func() []*supervisor.Pool { return nil }, ctl, slog.New(slog.DiscardHandler))
+	h := NewAdmin(Source{Pools: func() []*supervisor.Pool { return nil }}, ctl, slog.New(slog.DiscardHandler))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("POST", "/reload", nil))
 	if rec.Code != http.StatusOK || rec.Body.String() != "reloaded\n" || ctl.reloads != 1 {

@@ -26,10 +26,10 @@ func (p *Pool) decide() *decision { return &decision{cfg: p.conf()} }
 // the lock rules at the top of pool.go).
 type effects []effect
 
-// effect is one signal (w set) or one log line (log set).
+// effect is one signal (proc set) or one log line (log set).
 type effect struct {
-	w   *worker
-	sig syscall.Signal
+	proc Process
+	sig  syscall.Signal
 
 	log   *slog.Logger
 	level slog.Level
@@ -40,7 +40,13 @@ type effect struct {
 // signal sends sig to w's process group. It is the only way the pool
 // signals a worker.
 func (fx *effects) signal(w *worker, sig syscall.Signal) {
-	*fx = append(*fx, effect{w: w, sig: sig})
+	fx.signalProcess(w.proc, sig)
+}
+
+// signalProcess sends sig to proc's process group: a worker's, or a
+// slowlog_command's (slowlog.go).
+func (fx *effects) signalProcess(proc Process, sig syscall.Signal) {
+	*fx = append(*fx, effect{proc: proc, sig: sig})
 }
 
 // logs logs msg with args at level.
@@ -53,8 +59,8 @@ func (fx *effects) run() {
 	todo := *fx
 	*fx = nil
 	for _, e := range todo {
-		if e.w != nil {
-			e.w.proc.SignalGroup(e.sig)
+		if e.proc != nil {
+			e.proc.SignalGroup(e.sig)
 		} else {
 			e.log.Log(context.Background(), e.level, e.msg, e.args...)
 		}

@@ -50,7 +50,7 @@ func (p *Pool) Fallback() (*Fallback, error) {
 	}
 	p.mu.Lock()
 	if p.fallbacks >= cfg.MaxWorkers {
-		p.totals.CGIFallbacksRefused++
+		p.stats.refused.Add(1)
 		p.mu.Unlock()
 		return nil, ErrFallbackBusy
 	}
@@ -69,9 +69,7 @@ func (p *Pool) Fallback() (*Fallback, error) {
 		done()
 		return nil, err
 	}
-	p.mu.Lock()
-	p.totals.CGIFallbacks++
-	p.mu.Unlock()
+	p.stats.fallbacks.Add(1)
 	return &Fallback{Spec: spec, Timeout: cfg.RequestTimeout, Done: done}, nil
 }
 

@@ -35,6 +35,12 @@
 //     worker. Timers that only close a connection or pipe (request_timeout,
 //     the output drain) touch no pool state and take no lock; the goroutine
 //     that armed them learns from Stop whether they fired.
+//   - Counters live in a Stats (stats.go) shared by the pool's
+//     generations: atomics, and Stats.mu, a leaf lock taken under p.mu,
+//     never the other way round.
+//   - A slow-request timer (slowlog.go) takes no lock but to start its
+//     handling (startBackground), and holds none while it logs, reads
+//     /proc or runs slowlog_command.
 //   - A decision reads the pool's configuration once (p.decide, or
 //     cfg := p.conf()) and passes it down, so that an Update cannot hand
 //     one decision two configurations.
@@ -121,10 +127,15 @@ type Env struct {
 	// (spawner.WithLimits); "" leaves rlimits alone.
 	Self string
 
-	// Start starts a worker process; nil: Parent.Start. Dial connects to a
-	// worker's socket; nil: a Unix-socket dial. Tests set both to run a
-	// pool against scripted processes on fake time (testing/synctest),
-	// which real processes and sockets would keep from advancing.
+	// Stats hands each pool the counters of its name, shared by its
+	// generations (stats.go); nil: each Pool counts on its own.
+	Stats *StatsSet
+
+	// Start starts a process, a worker or a slowlog_command; nil:
+	// Parent.Start. Dial connects to a worker's socket; nil: a Unix-socket
+	// dial. Tests set both to run a pool against scripted processes on
+	// fake time (testing/synctest), which real processes and sockets would
+	// keep from advancing.
 	Start func(spawner.Spec) (Process, error)
 	Dial  func(ctx context.Context, path string) (net.Conn, error)
 }
@@ -207,21 +218,28 @@ type Pool struct {
 	// finishes what it has.
 	next atomic.Pointer[Pool]
 
-	codes    [600]atomic.Int64 // HTTP responses by status code (Observe)
-	accepted atomic.Int64
-	timeouts atomic.Int64
+	stats   *Stats    // shared with the pool's other generations (stats.go)
+	started time.Time // this generation's start
 
-	mu         sync.Mutex
-	state      State
-	draining   bool // Drain: no spawning; workers stop once idle; Run returns when none is left
-	workers    map[*worker]struct{}
-	idle       []*slot // free slots, used LIFO
-	waiters    []*waiter
-	fallbacks  int    // CGI fallback runs going on (fallback.go)
-	failures   int    // young deaths in a row
-	lastErr    string // last unexpected exit / start error
-	lastStderr string // last line a worker wrote to stderr
-	totals     Totals // counters kept under mu (Accepted, Timeouts, Responses: atomics above)
+	// Slow-request handling (slowlog.go) runs on timer goroutines; Run
+	// waits for those going on (bg) before it returns. quit is closed
+	// when Run returns: a slowlog_command still running is killed.
+	bg      sync.WaitGroup
+	quit    chan struct{}
+	slowRun atomic.Int32 // slowlog_command runs going on
+
+	mu          sync.Mutex
+	state       State
+	draining    bool // Drain: no spawning; workers stop once idle; Run returns when none is left
+	bgClosed    bool // Run has returned: no more slow-request handling starts (bg)
+	workers     map[*worker]struct{}
+	idle        []*slot // free slots, used LIFO
+	waiters     []*waiter
+	busyWorkers int    // workers with a busy slot, for Stats.maxBusy
+	fallbacks   int    // CGI fallback runs going on (fallback.go)
+	failures    int    // young deaths in a row
+	lastErr     string // last unexpected exit / start error
+	lastStderr  string // last line a worker wrote to stderr
 }
 
 type worker struct {
@@ -232,8 +250,13 @@ type worker struct {
 	log      *slog.Logger
 	slots    []*slot
 	outDone  chan struct{}
+	// proc's /proc/PID/stat and statm, open for its life (nil when they
+	// could not be opened): CPU time and RSS per request, read with one
+	// pread each, and never another process's once the pid is reused.
+	stat, statm *os.File
 
 	// guarded by Pool.mu
+	last      *RequestStatus // the last request it finished
 	served    int64
 	busy      int       // slots serving a request
 	idleSince time.Time // when busy last became 0
@@ -253,17 +276,30 @@ type worker struct {
 type slot struct {
 	w    *worker
 	conn *fastcgi.Conn // kept connection, nil when none
+	// cpuStart is the worker's CPU time (clock ticks) when the request
+	// began, -1 until the request has read it (outside p.mu).
+	cpuStart atomic.Int64
 
 	// guarded by Pool.mu
 	busy  bool
-	uri   string
+	req   *request
 	since time.Time
+}
+
+// request is one request through Serve, for status and the slow-request
+// log.
+type request struct {
+	method, uri string
+	arrived     time.Time
+	began       time.Time   // when it first got a slot; the request's goroutine's alone
+	slow        atomic.Bool // its slow-request handling has begun: once per request
 }
 
 type waiter struct {
 	ch    chan *slot // buffered 1; receives the slot, or nil when the pool fails/stops
 	done  bool       // a slot or nil was sent, or the request gave up
-	uri   string
+	atMax bool       // counted in max_workers_reached
+	req   *request
 	since time.Time
 }
 
@@ -279,7 +315,9 @@ func NewPool(cfg *conf.Pool, env Env) *Pool {
 		exits:   make(chan *worker),
 		pokes:   make(chan struct{}, 1),
 		workers: make(map[*worker]struct{}),
-		totals:  Totals{Recycled: make(map[string]int64)},
+		stats:   env.Stats.stats(cfg.Name),
+		started: time.Now(),
+		quit:    make(chan struct{}),
 	}
 	p.cfgp.Store(cfg)
 	p.penv = workerEnv(cfg, env.Getenv)
@@ -364,6 +402,7 @@ func NeedsRestart(old, new *conf.Pool) bool {
 		c.Scaling, c.Workers, c.MinWorkers, c.MaxWorkers, c.MinIdle, c.MaxIdle = "", 0, 0, 0, 0, 0
 		c.IdleTimeout, c.RequestTimeout, c.QueueTimeout, c.StopTimeout, c.MaxLifetime = 0, 0, 0, 0, 0
 		c.MaxRequests, c.MaxMemory, c.CGIFallback = 0, 0, false
+		c.RequestSlowlogTimeout, c.SlowlogCommand = 0, nil
 		// The public socket is the daemon's (package public), not the workers'.
 		c.Listen, c.ListenMode, c.ListenOwner, c.ListenGroup, c.AllowedClients = "", 0, "", "", nil
 	}
@@ -420,6 +459,7 @@ func (p *Pool) Pids() []int {
 // on a tick, and each time re-decides from the pool's exact numbers.
 func (p *Pool) Run(ctx, hard context.Context) {
 	defer close(p.done)
+	defer p.closeBackground()
 	o := &owner{p: p, tokens: float64(spawnBurst(p.conf())), refilled: time.Now()}
 	o.scale(time.Now())
 	p.awaitInitial()
@@ -528,7 +568,7 @@ func (p *Pool) onExit(w *worker) (delay time.Duration) {
 	var fx effects
 	p.mu.Lock()
 	delete(p.workers, w) // watch already dropped its idle slots
-	p.totals.Exits++
+	p.stats.exits.Add(1)
 	switch {
 	case p.state == Stopping:
 	case w.killed || w.retiring || w.termed || w.served > 0 || time.Since(w.started) >= minUptime:
@@ -563,10 +603,7 @@ func backoff(n int) time.Duration {
 
 // spawn starts one worker with cfg; false if it could not be started.
 func (p *Pool) spawn(cfg *conf.Pool) bool {
-	p.mu.Lock()
-	p.totals.Spawns++
-	p.mu.Unlock()
-
+	p.stats.spawns.Add(1)
 	w, err := p.start(cfg)
 	if err != nil {
 		p.log.Error("start worker", "err", err)
@@ -649,6 +686,7 @@ func (p *Pool) start(cfg *conf.Pool) (*worker, error) {
 		log:     p.log.With("pid", proc.Pid()),
 		outDone: make(chan struct{}),
 	}
+	w.stat, w.statm = openProc(proc.Pid())
 	w.log.Debug("worker started", "socket", path)
 	go p.logOutput(w, stdoutR, stderrR)
 	return w, nil
@@ -724,6 +762,7 @@ func (p *Pool) watch(w *worker) {
 	p.mu.Unlock()
 	<-w.outDone
 	os.Remove(w.path)
+	w.closeProc()
 	st := w.proc.Status()
 	p.mu.Lock()
 	expected := p.state == Stopping || w.killed || w.retiring || w.termed

@@ -85,6 +85,13 @@ func helperWorker(kind string) {
 			n, _ := strconv.Atoi(ms)
 			time.Sleep(time.Duration(n) * time.Millisecond)
 		}
+		if ms := q.Get("spin"); ms != "" {
+			// Burn MS ms of CPU time, however long that takes on a busy
+			// machine: a request whose CPU time shows in status.
+			n, _ := strconv.Atoi(ms)
+			for start := cpuTime(); cpuTime()-start < time.Duration(n)*time.Millisecond; {
+			}
+		}
 		if q.Has("exit") {
 			os.Exit(3)
 		}
@@ -101,6 +108,13 @@ func helperWorker(kind string) {
 		}
 		fmt.Fprintf(w, "pid=%d", os.Getpid())
 	}))
+}
+
+// cpuTime is the process's CPU time so far, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // garbageWorker answers every connection with bytes that are not FastCGI,
@@ -865,7 +879,7 @@ func TestExitedWorkerNotReplacedBeforeItsExitIsCounted(t *testing.T) {
 		return w.gone
 	})
 	p.mu.Lock()
-	spawn, _ := p.wantLocked(cfg, false)
+	spawn := p.wantLocked(cfg, false)
 	p.mu.Unlock()
 	if spawn != 0 {
 		t.Errorf("between the exit and its accounting the scaler wants %d new workers, want 0 (the backoff decides)", spawn)
@@ -877,7 +891,7 @@ func TestExitedWorkerNotReplacedBeforeItsExitIsCounted(t *testing.T) {
 		t.Errorf("young death: backoff %v, want > 0", delay)
 	}
 	p.mu.Lock()
-	spawn, _ = p.wantLocked(cfg, false)
+	spawn = p.wantLocked(cfg, false)
 	p.mu.Unlock()
 	if spawn != 1 {
 		t.Errorf("after the exit was counted the scaler wants %d new workers, want 1", spawn)

@@ -1,12 +1,8 @@
 package supervisor
 
 import (
-	"bytes"
-	"fmt"
 	"log/slog"
-	"os"
 	"sort"
-	"strconv"
 	"time"
 
 	"github.com/fcgivisor/fcgivisor/conf"
@@ -70,13 +66,22 @@ func (o *owner) retryC() <-chan time.Time {
 	return o.retry.C
 }
 
-// wantLocked decides how many workers to start now from the pool's
-// numbers.
-func (p *Pool) wantLocked(c *conf.Pool, initial bool) (spawn int, atMax bool) {
-	live, idleWorkers := 0, 0
+// ceiling is the most workers a pool with cfg runs: static pools run
+// exactly `workers`, the others grow up to max_workers.
+func ceiling(cfg *conf.Pool) int {
+	if cfg.Scaling == conf.Dynamic || cfg.Scaling == conf.OnDemand {
+		return cfg.MaxWorkers
+	}
+	return cfg.Workers
+}
+
+// countLocked counts the live workers as the scaler does, and the idle
+// ones among them. A worker that died by itself counts until onExit has
+// decided the backoff of its replacement.
+func (p *Pool) countLocked() (live, idle int) {
 	for w := range p.workers {
 		if w.exitPending {
-			live++ // replaced once onExit has decided the backoff
+			live++
 			continue
 		}
 		if w.gone {
@@ -84,9 +89,16 @@ func (p *Pool) wantLocked(c *conf.Pool, initial bool) (spawn int, atMax bool) {
 		}
 		live++
 		if w.busy == 0 {
-			idleWorkers++
+			idle++
 		}
 	}
+	return live, idle
+}
+
+// wantLocked decides how many workers to start now from the pool's
+// numbers.
+func (p *Pool) wantLocked(c *conf.Pool, initial bool) int {
+	live, idleWorkers := p.countLocked()
 	queued := p.queuedLocked()
 	switch c.Scaling {
 	case conf.Dynamic, conf.OnDemand:
@@ -98,12 +110,33 @@ func (p *Pool) wantLocked(c *conf.Pool, initial bool) (spawn int, atMax bool) {
 		if initial && c.Scaling == conf.Dynamic {
 			need = max(need, c.Workers-live)
 		}
-		if room := c.MaxWorkers - live; need > room {
-			return max(room, 0), queued > 0
-		}
-		return max(need, 0), false
+		return max(min(need, c.MaxWorkers-live), 0)
 	default:
-		return max(c.Workers-live, 0), false
+		return max(c.Workers-live, 0)
+	}
+}
+
+// atMaxLocked counts in max_workers_reached, once each, the queued
+// requests that the workers about to start (spawn of them) leave waiting
+// while the pool is at its ceiling: they wait for a busy worker because
+// the pool may not start another (issue 13: once per request that waited,
+// not once per decision). Waiters are served in order, so the first
+// spawn×concurrency of them get the new workers' slots.
+func (p *Pool) atMaxLocked(c *conf.Pool, spawn int) {
+	live, _ := p.countLocked()
+	if live+spawn < ceiling(c) {
+		return
+	}
+	i := 0
+	for _, wt := range p.waiters {
+		if wt.done {
+			continue
+		}
+		if i >= spawn*c.Concurrency && !wt.atMax {
+			wt.atMax = true
+			p.stats.maxReached.Add(1)
+		}
+		i++
 	}
 }
 
@@ -119,19 +152,13 @@ func (o *owner) scale(now time.Time) {
 	o.tokens = min(burst, o.tokens+now.Sub(o.refilled).Seconds()*spawnRefill*burst)
 	o.refilled = now
 	p.mu.Lock()
-	n := p.scaleLocked(d, !o.started)
-	failing := p.state == Failing
+	n := p.scaleLocked(d, !o.started, int(o.tokens))
 	p.mu.Unlock()
 	d.run()
 	if n < 0 {
 		return
 	}
 	o.started = true
-	if failing {
-		// One probe worker at a time while failing.
-		n = min(n, 1)
-	}
-	n = min(n, int(o.tokens))
 	for range n {
 		o.tokens--
 		if !p.spawn(d.cfg) {
@@ -146,10 +173,11 @@ func (o *owner) scale(now time.Time) {
 	}
 }
 
-// scaleLocked returns how many workers the pool needs started, or -1 when
-// it starts none because it is stopping or draining (a draining pool
-// retires its idle workers once no request waits).
-func (p *Pool) scaleLocked(d *decision, initial bool) int {
+// scaleLocked returns how many workers to start now, at most tokens (the
+// spawn budget), or -1 when it starts none because it is stopping or
+// draining (a draining pool retires its idle workers once no request
+// waits).
+func (p *Pool) scaleLocked(d *decision, initial bool, tokens int) int {
 	if p.state == Stopping {
 		return -1
 	}
@@ -163,10 +191,12 @@ func (p *Pool) scaleLocked(d *decision, initial bool) int {
 		}
 		return -1
 	}
-	n, atMax := p.wantLocked(d.cfg, initial)
-	if atMax {
-		p.totals.MaxWorkersReached++
+	n := min(p.wantLocked(d.cfg, initial), tokens)
+	if p.state == Failing {
+		// One probe worker at a time while failing.
+		n = min(n, 1)
 	}
+	p.atMaxLocked(d.cfg, n)
 	return n
 }
 
@@ -199,7 +229,7 @@ func (p *Pool) sampleRSS() map[*worker]int64 {
 	p.mu.Unlock()
 	rss := make(map[*worker]int64, len(ws))
 	for _, w := range ws {
-		if n, err := readRSS(w.proc.Pid()); err == nil {
+		if n, err := w.rss(); err == nil {
 			rss[w] = n
 		}
 	}
@@ -266,21 +296,4 @@ func (p *Pool) stopIdleLocked(d *decision, now time.Time, idle []*worker) {
 		p.retireLocked(d, w, "idle")
 		live--
 	}
-}
-
-// readRSS reads a process's resident set size from /proc/PID/statm.
-func readRSS(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
-	if err != nil {
-		return 0, err
-	}
-	f := bytes.Fields(b)
-	if len(f) < 2 {
-		return 0, fmt.Errorf("statm of %d: %q", pid, b)
-	}
-	pages, err := strconv.ParseInt(string(f[1]), 10, 64)
-	if err != nil {
-		return 0, err
-	}
-	return pages * int64(os.Getpagesize()), nil
 }

@@ -243,8 +243,8 @@ func TestDynamicScalingOnFakeTime(t *testing.T) {
 				t.Fatalf("requests done at %v, want 6 at 600ms and 2 at 1.2s", since(t0, ends))
 			}
 		}
-		if st := tp.Status(); st.Totals.MaxWorkersReached == 0 {
-			t.Fatal("max_workers reached not counted")
+		if st := tp.Status(); st.Totals.MaxWorkersReached != 2 {
+			t.Fatalf("max_workers reached %d, want 2: the requests that waited for a worker to finish", st.Totals.MaxWorkersReached)
 		}
 
 		time.Sleep(5 * time.Second)

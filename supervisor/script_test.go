@@ -11,6 +11,7 @@ package supervisor
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/fcgi"
@@ -49,10 +50,21 @@ type script struct {
 // script(n).
 type fakeOS struct {
 	script func(n int) script
+	// cmd scripts a slowlog_command: what it prints, and whether it then
+	// hangs until killed (else it exits with status 0). nil: it prints
+	// nothing and exits.
+	cmd func(argv []string) (out string, hang bool)
 
 	mu     sync.Mutex
 	procs  []*fakeProc
 	byPath map[string]*fakeProc
+	cmds   []*fakeCmd
+}
+
+// fakeCmd is a slowlog_command the pool started.
+type fakeCmd struct {
+	*fakeProc
+	argv []string
 }
 
 func newFakeOS(script func(n int) script) *fakeOS {
@@ -87,8 +99,12 @@ type fakeProc struct {
 	open     []net.Conn // its ends of the connections, closed as it exits
 }
 
-// start is Env.Start.
+// start is Env.Start. A spec without a listener as stdin is a
+// slowlog_command: see command.
 func (o *fakeOS) start(spec spawner.Spec) (Process, error) {
+	if spec.Stdin == nil {
+		return o.command(spec)
+	}
 	o.mu.Lock()
 	n := len(o.procs)
 	p := &fakeProc{
@@ -108,6 +124,38 @@ func (o *fakeOS) start(spec spawner.Spec) (Process, error) {
 	}
 	go fcgi.Serve(fakeListener{p}, p)
 	return p, nil
+}
+
+// command starts a scripted slowlog_command: it writes its output at
+// once (a pipe holds it: the tests print little) and lets go of the pipe,
+// so that the pool's reader ends without waiting on real I/O, which would
+// keep the bubble's clock still.
+func (o *fakeOS) command(spec spawner.Spec) (Process, error) {
+	o.mu.Lock()
+	c := &fakeCmd{
+		fakeProc: &fakeProc{pid: fakePidBase + 1<<20 + len(o.cmds), started: time.Now(), done: make(chan struct{})},
+		argv:     slices.Clone(spec.Args),
+	}
+	o.cmds = append(o.cmds, c)
+	o.mu.Unlock()
+	out, hang := "", false
+	if o.cmd != nil {
+		out, hang = o.cmd(spec.Args)
+	}
+	if _, err := io.WriteString(spec.Stdout, out); err != nil {
+		return nil, err
+	}
+	if !hang {
+		c.exit(0)
+	}
+	return c.fakeProc, nil
+}
+
+// commands lists the slowlog_commands started so far.
+func (o *fakeOS) commands() []*fakeCmd {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.cmds)
 }
 
 // dial is Env.Dial: a connection to the live process listening on path.

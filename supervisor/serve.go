@@ -67,13 +67,25 @@ var errKeptClosed = errors.New("the worker closed its kept connection")
 // (nothing was sent: 503); ErrTimeout (504); others are worker failures
 // (502) or handle's own.
 //
-// uri names the request in status output.
+// uri names the request in status output and the slow-request log, with
+// its REQUEST_METHOD. Counted per request (Stats): accepted; the wait for
+// a slot (fcgivisor_queue_wait_seconds) once it got one or gave up
+// waiting; the time it held a worker slot, from the first slot to the end
+// of handle (fcgivisor_request_duration_seconds), once it got one.
 func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, handle func(*fastcgi.Response) error) error {
-	if next := p.next.Load(); next != nil {
-		// Replaced by a reload: the new generation takes new requests.
-		return next.Serve(ctx, uri, req, handle)
+	// Replaced by a reload: the new generation takes new requests.
+	p = p.live()
+	rq := &request{method: param(req.Params, "REQUEST_METHOD"), uri: uri, arrived: time.Now()}
+	p.stats.accepted.Add(1)
+	err := p.serve(ctx, rq, req, handle)
+	if !rq.began.IsZero() {
+		p.stats.duration.observe(time.Since(rq.began))
 	}
-	p.accepted.Add(1)
+	return err
+}
+
+// serve is Serve's work on p, which a draining p hands to its successor.
+func (p *Pool) serve(ctx context.Context, rq *request, req *fastcgi.Request, handle func(*fastcgi.Response) error) error {
 	r := *req
 	var body *replayBody
 	if req.Body != nil {
@@ -83,17 +95,18 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 	cfg := p.conf()
 	var deadline time.Time
 	if qt := cfg.QueueTimeout; qt > 0 {
-		deadline = time.Now().Add(qt)
+		deadline = rq.arrived.Add(qt)
 	}
 	sent, dials := 0, 0
 	var avoid *worker
 	for {
-		s, err := p.acquire(ctx, uri, avoid)
+		s, err := p.acquire(ctx, rq, avoid)
 		if errors.Is(err, errRedirect) {
 			// Not sent here (or re-sendable, body rewound): the new
 			// generation serves it.
-			return p.next.Load().Serve(ctx, uri, &r, handle)
+			return p.next.Load().serve(ctx, rq, &r, handle)
 		}
+		p.waited(ctx, rq, err)
 		if err != nil {
 			return err
 		}
@@ -101,7 +114,7 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 			s.conn.Close()
 			s.conn = nil
 		}
-		wasSent, retry, err := p.serveOn(ctx, s, &r, handle, avoid == nil)
+		wasSent, retry, err := p.serveOn(ctx, s, rq, &r, handle, avoid == nil)
 		if wasSent {
 			sent++
 		} else {
@@ -123,6 +136,30 @@ func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, hand
 		avoid = s.w
 		s.w.log.Debug("retrying request: the worker did not read it", "err", err, "sent", sent)
 	}
+}
+
+// waited records, at rq's first acquire, how long it waited for a slot:
+// when it got one, or gave up waiting (queue_timeout, the client gone),
+// not when it was refused at once (failing, stopping).
+func (p *Pool) waited(ctx context.Context, rq *request, err error) {
+	if !rq.began.IsZero() || (err != nil && !errors.Is(err, ErrQueueTimeout) && ctx.Err() == nil) {
+		return
+	}
+	now := time.Now()
+	p.stats.queueWait.observe(now.Sub(rq.arrived))
+	if err == nil {
+		rq.began = now
+	}
+}
+
+// param is the value of the FastCGI param name, "" when absent.
+func param(params []fastcgi.Param, name string) string {
+	for _, pv := range params {
+		if pv.Name == name {
+			return pv.Value
+		}
+	}
+	return ""
 }
 
 // crashed reports whether an exit says the process failed by itself: a
@@ -185,48 +222,16 @@ func (p *Pool) maxResends(cfg *conf.Pool) int {
 // (nothing of it was read). skipClosed: if s's kept connection was closed
 // by the worker, the request is not sent there (errKeptClosed) and the
 // slot goes where it is taken last, so that another idle worker takes it.
-func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handle func(*fastcgi.Response) error, skipClosed bool) (sent, retry bool, err error) {
-	w := s.w
-	reused := s.conn != nil
-	if reused && s.conn.Closed() {
-		s.conn.Close()
-		s.conn = nil
-		reused = false
-		if skipClosed {
-			// The worker closed its kept connection after its last
-			// answer: most likely it is exiting by itself (issue 11).
-			p.release(s, droppedUnread)
-			return false, true, fmt.Errorf("worker %d: %w", w.proc.Pid(), errKeptClosed)
-		}
+func (p *Pool) serveOn(ctx context.Context, s *slot, rq *request, req *fastcgi.Request, handle func(*fastcgi.Response) error, skipClosed bool) (sent, retry bool, err error) {
+	reused, retry, err := p.connect(ctx, s, skipClosed)
+	if err != nil {
+		return false, retry, err
 	}
-	if s.conn == nil {
-		nc, err := p.env.Dial(ctx, w.path)
-		if err != nil {
-			if ctx.Err() == nil {
-				p.markGone(w)
-			}
-			p.release(s, notCounted)
-			return false, ctx.Err() == nil, fmt.Errorf("connect to worker %d: %w", w.proc.Pid(), err)
-		}
-		s.conn = fastcgi.NewConn(nc)
-	}
-	conn := s.conn
+	cfg := p.conf()
+	w, conn := s.w, s.conn
 	traceOf(ctx).sent(w.proc.Pid())
-
-	var timedOut atomic.Bool
-	var timer *time.Timer
-	if limit := p.conf().RequestTimeout; limit > 0 { // 0: no limit
-		timer = time.AfterFunc(limit, func() {
-			timedOut.Store(true)
-			conn.Close()
-		})
-	}
-	stopCancel := context.AfterFunc(ctx, func() { conn.Close() })
-	// done ends the watch on the request and reports whether it ended in time.
-	done := func() bool {
-		stopCancel()
-		return timer == nil || timer.Stop()
-	}
+	a := p.begin(s, rq, cfg)
+	guard := watchRequest(ctx, conn, cfg.RequestTimeout)
 
 	r := *req
 	r.KeepConn = true
@@ -238,37 +243,105 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 	}
 	resp, err := conn.Do(&r)
 	if err != nil {
-		retry, err := p.notAnswered(ctx, s, reused, !done() && timedOut.Load(), err)
+		timedOut := guard.expired()
+		retry, err := p.notAnswered(ctx, s, reused, timedOut, err, a.end())
 		return true, retry, err
 	}
 	herr := handle(resp)
 	keep := resp.Close()
-	intime := done()
+	intime := !guard.expired()
+	return true, false, p.answered(s, herr, keep, intime, a.end())
+}
+
+// connect gives s a connection to its worker: its kept one, unless the
+// worker closed it, else a new one. On failure s is released, and retry
+// says whether the request may go to another slot.
+func (p *Pool) connect(ctx context.Context, s *slot, skipClosed bool) (reused, retry bool, err error) {
+	w := s.w
+	reused = s.conn != nil
+	if reused && s.conn.Closed() {
+		s.conn.Close()
+		s.conn = nil
+		reused = false
+		if skipClosed {
+			// The worker closed its kept connection after its last
+			// answer: most likely it is exiting by itself (issue 11).
+			p.release(s, droppedUnread, nil)
+			return false, true, fmt.Errorf("worker %d: %w", w.proc.Pid(), errKeptClosed)
+		}
+	}
+	if s.conn == nil {
+		nc, err := p.env.Dial(ctx, w.path)
+		if err != nil {
+			if ctx.Err() == nil {
+				p.markGone(w)
+			}
+			p.release(s, notCounted, nil)
+			return false, ctx.Err() == nil, fmt.Errorf("connect to worker %d: %w", w.proc.Pid(), err)
+		}
+		s.conn = fastcgi.NewConn(nc)
+	}
+	return reused, false, nil
+}
+
+// guard ends a request on its worker connection when request_timeout
+// passes or the client goes away: the connection is closed under it.
+type guard struct {
+	timer      *time.Timer
+	timedOut   atomic.Bool
+	stopCancel func() bool
+}
+
+// watchRequest closes conn when limit (0: none) passes or ctx is done.
+func watchRequest(ctx context.Context, conn *fastcgi.Conn, limit time.Duration) *guard {
+	g := &guard{}
+	if limit > 0 {
+		g.timer = time.AfterFunc(limit, func() {
+			g.timedOut.Store(true)
+			conn.Close()
+		})
+	}
+	g.stopCancel = context.AfterFunc(ctx, func() { conn.Close() })
+	return g
+}
+
+// expired ends the watch and reports whether request_timeout fired
+// before.
+func (g *guard) expired() bool {
+	g.stopCancel()
+	return g.timer != nil && !g.timer.Stop() && g.timedOut.Load()
+}
+
+// answered releases s after the worker answered (handle returned herr)
+// and returns the request's error. keep: the connection may carry
+// another request; intime: request_timeout did not fire.
+func (p *Pool) answered(s *slot, herr error, keep, intime bool, last *RequestStatus) error {
+	w := s.w
 	switch {
-	case herr != nil && !intime && timedOut.Load():
-		p.release(s, notCounted)
-		p.timeouts.Add(1)
+	case herr != nil && !intime:
+		p.release(s, notCounted, last)
+		p.stats.timeouts.Add(1)
 		p.kill(w, "request_timeout exceeded")
-		return true, false, fmt.Errorf("%w: %w", ErrTimeout, herr)
+		return fmt.Errorf("%w: %w", ErrTimeout, herr)
 	case errors.Is(herr, fastcgi.ErrProtocol):
-		p.release(s, notCounted)
+		p.release(s, notCounted, last)
 		p.kill(w, "FastCGI protocol violation: "+herr.Error())
-		return true, false, herr
+		return herr
 	}
 	// The worker answered: the request counts toward its limits whatever
 	// happened to the answer on its way to the client.
 	if keep && intime && herr == nil {
-		p.release(s, servedKeepConn)
+		p.release(s, servedKeepConn, last)
 	} else {
-		p.release(s, served)
+		p.release(s, served, last)
 	}
-	return true, false, herr
+	return herr
 }
 
 // notAnswered releases s after a request sent on it got no response byte
 // (err), and reports whether the request may be sent again: only when the
 // worker dropped it unread. timedOut: request_timeout ran out first.
-func (p *Pool) notAnswered(ctx context.Context, s *slot, reused, timedOut bool, err error) (retry bool, _ error) {
+func (p *Pool) notAnswered(ctx context.Context, s *slot, reused, timedOut bool, err error, last *RequestStatus) (retry bool, _ error) {
 	w := s.w
 	unread := errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 	if !unread && !timedOut && ctx.Err() == nil {
@@ -281,13 +354,13 @@ func (p *Pool) notAnswered(ctx context.Context, s *slot, reused, timedOut bool, 
 	// A worker that dropped a request unread is likely exiting: its
 	// slot goes where it is taken last. One that read it counts it.
 	if unread {
-		p.release(s, droppedUnread)
+		p.release(s, droppedUnread, nil)
 	} else {
-		p.release(s, served)
+		p.release(s, served, last)
 	}
 	switch {
 	case timedOut:
-		p.timeouts.Add(1)
+		p.stats.timeouts.Add(1)
 		p.kill(w, "request_timeout exceeded before the worker answered")
 		return false, ErrTimeout
 	case ctx.Err() != nil:

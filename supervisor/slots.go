@@ -22,19 +22,24 @@ func (p *Pool) putLocked(s *slot) {
 			continue
 		}
 		wt.done = true
-		p.busyLocked(s, wt.uri)
+		p.busyLocked(s, wt.req)
 		wt.ch <- s
 		return
 	}
 	p.idle = append(p.idle, s)
 }
 
-// busyLocked marks s as serving uri.
-func (p *Pool) busyLocked(s *slot, uri string) {
+// busyLocked marks s as serving req.
+func (p *Pool) busyLocked(s *slot, req *request) {
 	s.busy = true
-	s.uri = uri
+	s.req = req
 	s.since = time.Now()
+	s.cpuStart.Store(-1)
 	s.w.busy++
+	if s.w.busy == 1 {
+		p.busyWorkers++
+		raise(&p.stats.maxBusy, int64(p.busyWorkers))
+	}
 }
 
 // freeLocked marks s as no longer serving; a retiring worker whose last
@@ -44,10 +49,11 @@ func (p *Pool) freeLocked(d *decision, s *slot) {
 		return
 	}
 	s.busy = false
-	s.uri = ""
+	s.req = nil
 	w := s.w
 	w.busy--
 	if w.busy == 0 {
+		p.busyWorkers--
 		w.idleSince = time.Now()
 		if w.retiring && !w.termed {
 			p.termLocked(d, w)
@@ -113,13 +119,14 @@ func (p *Pool) poke() {
 	}
 }
 
-// acquire returns a free slot for a request for uri, waiting up to
-// queue_timeout for one. Idle slots are taken last-in first-out (warm
-// workers; spare ones stay idle and can be stopped). For a retry, avoid is
-// the worker the request just failed on: the slot taken is then one of the
-// worker that has served the fewest requests (the least likely to be about
-// to exit by itself), not avoid's if possible.
-func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, error) {
+// acquire returns a free slot for req, waiting up to queue_timeout for
+// one. Idle slots are taken last-in first-out (warm workers; spare ones
+// stay idle and can be stopped). For a retry, avoid is the worker the
+// request just failed on: the slot taken is then one of the worker that
+// has served the fewest requests (the least likely to be about to exit by
+// itself), not avoid's if possible.
+func (p *Pool) acquire(ctx context.Context, req *request, avoid *worker) (*slot, error) {
+	cfg := p.conf()
 	p.mu.Lock()
 	if err := p.unavailableLocked(); err != nil {
 		p.mu.Unlock()
@@ -132,12 +139,19 @@ func (p *Pool) acquire(ctx context.Context, uri string, avoid *worker) (*slot, e
 	}
 	if len(p.idle) > 0 {
 		s := p.takeIdleLocked(avoid)
-		p.busyLocked(s, uri)
+		p.busyLocked(s, req)
 		p.mu.Unlock()
 		return s, nil
 	}
-	wt := &waiter{ch: make(chan *slot, 1), uri: uri, since: time.Now()}
+	wt := &waiter{ch: make(chan *slot, 1), req: req, since: time.Now()}
 	p.waiters = append(p.waiters, wt)
+	raise(&p.stats.maxQueue, int64(p.queuedLocked()))
+	if live, _ := p.countLocked(); live >= ceiling(cfg) && !p.draining {
+		// No worker may be started for it: it waits for a busy one. (The
+		// scaler counts those that its spawns leave waiting: atMaxLocked.)
+		wt.atMax = true
+		p.stats.maxReached.Add(1)
+	}
 	p.mu.Unlock()
 	// The scaler decides on exact numbers, at once rather than at its next
 	// tick: a queued request is the signal to spawn.
@@ -255,8 +269,9 @@ const (
 	servedKeepConn
 )
 
-// release returns s to the pool after a request that ended as out.
-func (p *Pool) release(s *slot, out outcome) {
+// release returns s to the pool after a request that ended as out; last,
+// when not nil, is the request as its worker's last one.
+func (p *Pool) release(s *slot, out outcome, last *RequestStatus) {
 	if out != servedKeepConn && s.conn != nil {
 		s.conn.Close()
 		s.conn = nil
@@ -264,6 +279,9 @@ func (p *Pool) release(s *slot, out outcome) {
 	d := p.decide()
 	p.mu.Lock()
 	w := s.w
+	if last != nil {
+		w.last = last
+	}
 	if out == served || out == servedKeepConn {
 		p.countServedLocked(d, w)
 	}
@@ -311,7 +329,7 @@ func (p *Pool) retireLocked(d *decision, w *worker, cause string) {
 	w.gone = true
 	w.retiring = true
 	p.dropIdleLocked(w)
-	p.totals.Recycled[cause]++
+	p.stats.recycle(cause)
 	d.logs(w.log, slog.LevelInfo, "recycling worker", "cause", cause, "requests", w.served, "age", time.Since(w.started).Round(time.Millisecond))
 	if w.busy == 0 {
 		p.termLocked(d, w)

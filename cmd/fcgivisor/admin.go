@@ -19,6 +19,7 @@ import (
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/front"
+	"github.com/fcgivisor/fcgivisor/supervisor"
 )
 
 // The admin client: `status`, `reload` and `stop` reach the running
@@ -42,7 +43,7 @@ func status(w io.Writer, path string, asJSON bool) error {
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return fmt.Errorf("fcgivisor at %s answered /status with something that is not status JSON: %w", addr, err)
 	}
-	writeStatusTable(w, &doc)
+	writeStatusTable(w, &doc, time.Now())
 	return nil
 }
 
@@ -108,23 +109,38 @@ func unreachable(addr string, err error) error {
 	return fmt.Errorf("cannot reach fcgivisor at %s: %w", addr, err)
 }
 
-// writeStatusTable prints one block per pool: a headline (name, mode,
-// state, workers, queue), the totals, and a row per worker.
-func writeStatusTable(w io.Writer, doc *front.AdminStatus) {
+// writeStatusTable prints fcgivisor's version and uptime, then one block
+// per pool: a headline (name, mode, state, workers, queue), its start and
+// maxima, the totals, a row per worker, and its other generations (a
+// reload's draining ones) with theirs.
+func writeStatusTable(w io.Writer, doc *front.AdminStatus, now time.Time) {
+	if doc.Version != "" {
+		fmt.Fprintf(w, "fcgivisor %s (%s)", printable(doc.Version), printable(doc.GoVersion))
+		if !doc.StartTime.IsZero() {
+			fmt.Fprintf(w, ", up %s", since(doc.StartTime, now))
+		}
+		fmt.Fprintln(w)
+	}
 	if len(doc.Pools) == 0 {
 		fmt.Fprintln(w, "no pools")
 		return
 	}
 	for i := range doc.Pools {
-		if i > 0 {
+		if i > 0 || doc.Version != "" {
 			fmt.Fprintln(w)
 		}
 		p := &doc.Pools[i]
 		writePoolHeadline(w, p)
-		writePoolTotals(w, p)
-		writeWorkers(w, p)
+		writePoolTotals(w, p, now)
+		writeWorkers(w, p.Workers)
+		for j := range p.Generations {
+			writeGeneration(w, &p.Generations[j], now)
+		}
 	}
 }
+
+// since is how long ago t was, to the second.
+func since(t, now time.Time) time.Duration { return now.Sub(t).Round(time.Second) }
 
 func writePoolHeadline(w io.Writer, p *front.AdminPool) {
 	retiring := 0
@@ -137,17 +153,22 @@ func writePoolHeadline(w io.Writer, p *front.AdminPool) {
 	if retiring > 0 {
 		fmt.Fprintf(w, " +%d retiring", retiring)
 	}
-	fmt.Fprintf(w, ", slots %d busy %d idle, queue %d", p.BusySlots, p.IdleSlots, p.Queue)
+	fmt.Fprintf(w, " (%d busy, %d idle), slots %d busy %d idle, queue %d", p.BusyWorkers, p.IdleWorkers, p.BusySlots, p.IdleSlots, p.Queue)
 	if p.Queue > 0 {
 		fmt.Fprintf(w, " (oldest %.1fs)", p.OldestQueuedSeconds)
 	}
 	fmt.Fprintln(w)
 }
 
-func writePoolTotals(w io.Writer, p *front.AdminPool) {
+func writePoolTotals(w io.Writer, p *front.AdminPool, now time.Time) {
+	if !p.StartTime.IsZero() {
+		fmt.Fprintf(w, "  started %s (%s ago), max queue %d, max busy workers %d\n",
+			p.StartTime.Local().Format(time.DateTime), since(p.StartTime, now), p.MaxQueue, p.MaxBusyWorkers)
+	}
 	t := p.Totals
 	recycled, causes := counts(t.Recycled, "%s %d")
-	fmt.Fprintf(w, "  totals: accepted %d, 5xx %d, timeouts %d, spawns %d, exits %d, recycled %d", t.Accepted, t.Responses5xx, t.Timeouts, t.Spawns, t.Exits, recycled)
+	fmt.Fprintf(w, "  totals: accepted %d, 5xx %d, timeouts %d, slow %d, spawns %d, exits %d, recycled %d",
+		t.Accepted, t.Responses5xx, t.Timeouts, t.SlowRequests, t.Spawns, t.Exits, recycled)
 	if causes != "" {
 		fmt.Fprintf(w, " (%s)", causes)
 	}
@@ -167,6 +188,18 @@ func writePoolTotals(w io.Writer, p *front.AdminPool) {
 	}
 }
 
+// writeGeneration prints another generation of a pool: a headline and its
+// workers.
+func writeGeneration(w io.Writer, g *front.AdminGeneration, now time.Time) {
+	what := "generation"
+	if g.Draining {
+		what = "draining generation"
+	}
+	fmt.Fprintf(w, "  %s (%s, started %s ago): workers %d (%d busy, %d idle), slots %d busy %d idle, queue %d\n",
+		what, g.State, since(g.GenerationStartTime, now), g.TotalWorkers, g.BusyWorkers, g.IdleWorkers, g.BusySlots, g.IdleSlots, g.Queue)
+	writeWorkers(w, g.Workers)
+}
+
 // counts sums m and lists its entries in key order, each printed with
 // format (key, count) and joined by ", ".
 func counts[K int | string](m map[K]int64, format string) (sum int64, list string) {
@@ -178,26 +211,32 @@ func counts[K int | string](m map[K]int64, format string) (sum int64, list strin
 	return sum, strings.Join(parts, ", ")
 }
 
-func writeWorkers(w io.Writer, p *front.AdminPool) {
-	if len(p.Workers) == 0 {
+func writeWorkers(w io.Writer, workers []supervisor.WorkerStatus) {
+	if len(workers) == 0 {
 		fmt.Fprintln(w, "  no workers")
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  PID\tSTATE\tREQUESTS\tAGE\tRSS\tREQUEST")
-	for _, ws := range p.Workers {
-		rss, req := "-", "-"
+	fmt.Fprintln(tw, "  PID\tSTATE\tREQUESTS\tAGE\tRSS\tREQUEST\tLAST REQUEST")
+	for _, ws := range workers {
+		rss, req, last := "-", "-", "-"
 		if ws.RSSBytes > 0 {
-			rss = fmt.Sprintf("%.1f MiB", float64(ws.RSSBytes)/(1<<20))
+			rss = mib(ws.RSSBytes)
 		}
-		if ws.Request != nil {
-			req = fmt.Sprintf("%s (%.1fs)", printable(ws.Request.URI), ws.Request.Seconds)
+		if r := ws.Request; r != nil {
+			req = fmt.Sprintf("%s %s (%.1fs, cpu %.2fs)", printable(r.Method), printable(r.URI), r.Seconds, r.CPUSeconds)
+		}
+		if r := ws.LastRequest; r != nil {
+			last = fmt.Sprintf("%s %s (%.3fs, cpu %.2fs, %s)", printable(r.Method), printable(r.URI), r.Seconds, r.CPUSeconds, mib(r.RSSBytes))
 		}
 		age := time.Duration(ws.AgeSeconds * float64(time.Second)).Round(time.Second)
-		fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\t%s\t%s\n", ws.Pid, ws.State, ws.Requests, age, rss, req)
+		fmt.Fprintf(tw, "  %d\t%s\t%d\t%s\t%s\t%s\t%s\n", ws.Pid, ws.State, ws.Requests, age, rss, req, last)
 	}
 	tw.Flush()
 }
+
+// mib is n bytes in MiB, for people.
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // printable returns s, or s quoted when it holds characters that are not
 // printable: request URIs and worker output must not drive the terminal.

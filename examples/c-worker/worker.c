@@ -90,6 +90,15 @@ static void penv(FCGX_Stream *out)
 	print_sorted(out, vars, n);
 }
 
+/* hang never returns: a request stuck in the worker, for the slow-request
+ * log (request_slowlog_timeout) to find with a debugger. Not inlined, so
+ * that a backtrace names it. */
+static void __attribute__((noinline)) hang(void)
+{
+	for (;;)
+		pause();
+}
+
 static void handle(FCGX_Request *req)
 {
 	FCGX_Stream *out = req->out;
@@ -172,6 +181,8 @@ static void handle(FCGX_Request *req)
 		FCGX_FPrintF(req->err, "%s\n", val);
 		text(out);
 		FCGX_PutS("ok\n", out);
+	} else if (strcmp(key, "hang") == 0) {
+		hang();
 	} else if (strcmp(key, "exit") == 0) {
 		_exit(3); /* a crash mid-request: no answer, no stream flushing */
 	} else {
