@@ -23,7 +23,7 @@ packages=(
 	php-cgi libfcgi-dev libfcgi-perl libfcgi-bin build-essential
 	nginx apache2 caddy lighttpd
 	spawn-fcgi fcgiwrap wrk curl ca-certificates systemd
-	man-db zsh fish logrotate
+	man-db zsh fish logrotate gdb
 )
 # DokuWiki (TestPHPAppDokuWiki) in a second apt-get, once php-cgi is in:
 # its "php" dependency is then met by php-cgi instead of pulling in
