@@ -42,6 +42,9 @@ func Check(cfg *conf.Config, privileged bool, getenv func(string) (string, bool)
 	getenv = hideSystemd(getenv) // as the pools see it
 	for _, pc := range cfg.Pools() {
 		found = append(found, checkPool(pc, privileged, getenv)...)
+		if err := checkListenDir(pc, cfg.Server.RuntimeDir); err != nil {
+			found = append(found, err)
+		}
 	}
 	found = append(found, front.CheckDirs(cfg)...)
 	if err := checkRuntimeDir(cfg.Server.RuntimeDir); err != nil {
@@ -79,6 +82,27 @@ func checkPool(pc *conf.Pool, privileged bool, getenv func(string) (string, bool
 		errs = append(errs, fmt.Errorf("%s.command: %w", key, err))
 	}
 	return errs
+}
+
+// checkListenDir checks that the directory of a pool's Unix listen path
+// exists (runtime_dir is created at start), as the socket is bound there.
+func checkListenDir(pc *conf.Pool, runtimeDir string) error {
+	network, address, err := conf.ParseAddr(pc.Listen)
+	if pc.Listen == "" || err != nil || network != "unix" {
+		return nil
+	}
+	dir := filepath.Dir(address)
+	if filepath.Clean(dir) == filepath.Clean(runtimeDir) {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	switch {
+	case err != nil:
+		return fmt.Errorf("pool.%s.listen: %w (create the directory, or put the socket in runtime_dir %s)", pc.Name, err, runtimeDir)
+	case !fi.IsDir():
+		return fmt.Errorf("pool.%s.listen: %s is not a directory", pc.Name, dir)
+	}
+	return nil
 }
 
 // notFound explains why command[0] could not be resolved (err) and says

@@ -283,6 +283,20 @@ command = ["/bin/true"]
 listen = "127.0.0.1:9000"`,
 		warn: []string{`pool \"lonely\" is unreachable: no route names it and it has no listen; its workers would serve nothing (add a [[http.route]] with pool = \"lonely\", or remove the pool)" key=pool.lonely`}},
 
+	// A pool's Unix listen: its directory must exist, except runtime_dir,
+	// which start creates.
+	{name: "pool listen directories", files: map[string]uint32{"sockets/": 0o755}, file: `
+[pool.a]
+command = ["/bin/true"]
+listen = "{D}/missing/a.sock"
+[pool.b]
+command = ["/bin/true"]
+listen = "unix:{D}/sockets/b.sock"
+[pool.c]
+command = ["/bin/true"]
+listen = "{D}/run/c.sock"`,
+		want: []string{"{FILE}: pool.a.listen: stat {D}/missing: no such file or directory (create the directory, or put the socket in runtime_dir {D}/run)"}},
+
 	// Every error at once, in one message.
 	{name: "every error", files: map[string]uint32{"run": 0o644}, file: `
 [server]

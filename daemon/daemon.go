@@ -31,6 +31,7 @@ import (
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/front"
+	"github.com/fcgivisor/fcgivisor/public"
 	"github.com/fcgivisor/fcgivisor/signals"
 	"github.com/fcgivisor/fcgivisor/socket"
 	"github.com/fcgivisor/fcgivisor/spawner"
@@ -82,6 +83,8 @@ type instance struct {
 	cfg       *conf.Config
 	srv       *front.Server
 	listeners map[string]net.Listener // by listenerKey; the front's once it serves them
+	public    map[string]*pubSock     // the pools' public sockets, by listenerKey
+	retired   []*public.Socket        // public sockets closed by a reload, joined at shutdown
 	// stopAdmin shuts the admin and status endpoints down.
 	stopAdmin func()
 	pidFile   string // written by start, removed by shutdown
@@ -131,6 +134,7 @@ func start(o Options) (_ *instance, err error) {
 		cfg:       cfg,
 		pools:     make(map[string]*poolRun),
 		listeners: make(map[string]net.Listener),
+		public:    make(map[string]*pubSock),
 		stopAdmin: func() {},
 		ctl:       control{stops: make(chan struct{}, 1), reloads: make(chan chan error)},
 		health:    make(chan chan struct{}),
@@ -179,13 +183,10 @@ func start(o Options) (_ *instance, err error) {
 		in.pidFile = pf
 	}
 	in.srv.Serve(slices.Collect(maps.Values(in.listeners)))
+	in.servePublic(nil)
 	in.log.Info("fcgivisor running", "version", o.Version, "pid", o.Pid, "config", cfg.File,
 		"listen", strings.Join(cfg.HTTP.Listen, ","), "admin", cfg.Admin.Listen, "status", cfg.Status.Listen, "pools", len(in.pools))
-	for _, l := range in.sd.inherited {
-		if _, ok := in.listeners[inheritedKey(l)]; !ok {
-			in.log.Warn("a socket passed by systemd matches no http.listen address", "name", l.Name, "addr", l.Addr)
-		}
-	}
+	in.warnUnusedInherited()
 	// READY=1 only now: pools have their initial workers and the front
 	// accepts.
 	if err := in.sd.notifier.ReadyWithStatus(in.summary()); err != nil {
@@ -206,6 +207,10 @@ func (in *instance) listen(cfg *conf.Config) (admin, status net.Listener, err er
 	if in.listeners, err = openListeners(cfg, nil, in.sd.inherited, perms.http); err != nil {
 		return nil, nil, err
 	}
+	if in.public, err = openPublic(cfg, nil, in.sd.inherited, perms.pools); err != nil {
+		in.public = make(map[string]*pubSock)
+		return nil, nil, err
+	}
 	return listenEndpoints(cfg, perms.status)
 }
 
@@ -218,6 +223,7 @@ func (in *instance) abort() {
 	for _, l := range in.listeners { // start fails before the front serves them
 		l.Close()
 	}
+	closePending(in.public)
 	if in.rt != nil {
 		in.rt.Close()
 	}
@@ -308,8 +314,15 @@ func (in *instance) shutdown(immediate bool) {
 		defer wg.Done()
 		in.refuseWhileStopping(done, func() { cut(); in.kill() })
 	}()
+	var pubErr error
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); pubErr = in.shutdownPublic(drain) }()
 	if err := in.srv.Shutdown(drain); err != nil {
 		in.log.Warn("in-flight requests cut at shutdown", "err", err)
+	}
+	<-pubDone
+	if pubErr != nil {
+		in.log.Warn("in-flight requests on public sockets cut at shutdown", "err", pubErr)
 	}
 	in.stopPools()
 	in.stopAdmin()

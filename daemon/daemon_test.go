@@ -73,6 +73,7 @@ type pool struct {
 	workers  int      // 1 when 0
 	timeout  string   // request_timeout: a change applies live
 	command  []string // the test binary when nil
+	listen   string   // a public socket's path; "" for none
 }
 
 func (p pool) toml() string {
@@ -91,6 +92,9 @@ func (p pool) toml() string {
 	fmt.Fprintf(&b, "env = { DAEMON_TEST_WORKER = \"1\", GREETING = %q }\n", p.greeting)
 	if p.timeout != "" {
 		fmt.Fprintf(&b, "request_timeout = %q\n", p.timeout)
+	}
+	if p.listen != "" {
+		fmt.Fprintf(&b, "listen = %q\n", "unix:"+p.listen)
 	}
 	return b.String()
 }

@@ -92,7 +92,10 @@ func openListeners(cfg *conf.Config, have map[string]net.Listener, inherited []s
 
 // listenPerms is what the Unix sockets fcgivisor creates for [http] and
 // [status] get: listen_mode, listen_owner and listen_group resolved.
-type listenPerms struct{ http, status socket.Perm }
+type listenPerms struct {
+	http, status socket.Perm
+	pools        map[string]socket.Perm // by pool name: its listen socket
+}
 
 // resolveListenPerms resolves the listen_mode, listen_owner and
 // listen_group of [http] and [status]. Each error names its key;
@@ -103,7 +106,13 @@ func resolveListenPerms(cfg *conf.Config, privileged bool) (listenPerms, []error
 	h, st := cfg.HTTP, cfg.Status
 	p.http, errs = socketPerm("http", h.ListenMode, h.ListenOwner, h.ListenGroup, privileged)
 	p.status, more = socketPerm("status", st.ListenMode, st.ListenOwner, st.ListenGroup, privileged)
-	return p, append(errs, more...)
+	errs = append(errs, more...)
+	p.pools = make(map[string]socket.Perm)
+	for _, pc := range cfg.Pools() {
+		p.pools[pc.Name], more = socketPerm("pool."+pc.Name, pc.ListenMode, pc.ListenOwner, pc.ListenGroup, privileged)
+		errs = append(errs, more...)
+	}
+	return p, errs
 }
 
 // socketPerm resolves the mode, owner and group of table's Unix sockets.

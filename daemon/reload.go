@@ -96,6 +96,13 @@ func (in *instance) reload() error {
 	if err != nil {
 		return err
 	}
+	pubOpened, err := openPublic(cfg, in.public, in.sd.inherited, perms.pools)
+	if err != nil {
+		for _, l := range opened {
+			l.Close()
+		}
+		return err
+	}
 	pl := planPools(in.runningConfigs(), cfg.Pools())
 	next, drains := in.apply(pl)
 	for _, pr := range next {
@@ -107,6 +114,7 @@ func (in *instance) reload() error {
 	}
 	if err != nil {
 		in.undo(next, opened)
+		closePending(pubOpened)
 		return err
 	}
 	for _, pc := range pl.update {
@@ -122,6 +130,7 @@ func (in *instance) reload() error {
 	in.pools = next
 	in.mu.Unlock()
 	in.cfg = cfg
+	in.servePublic(pubOpened)
 	in.forgetDrained()
 	in.log.Info("reloaded", "kept", pl.keep, "updated", names(pl.update), "new_generation", names(pl.renew),
 		"started", names(pl.start), "removed", pl.remove, "duration", time.Since(begin).Round(time.Microsecond))

@@ -33,15 +33,17 @@ type RuntimeDir struct {
 	seq  atomic.Uint64 // worker socket numbers, unique for the instance
 }
 
-// OpenRuntimeDir creates dir if needed (mode 0700), locks it against a
+// OpenRuntimeDir creates dir if needed (mode 0711: others may reach a
+// socket in it by name, such as a pool's public socket, which has its own
+// mode, but not list it), locks it against a
 // second instance, and removes worker sockets a killed earlier run left in
 // dir/w. A dir locked by a live instance is an error. Errors name the
 // paths, not the config key: the caller adds it.
 func OpenRuntimeDir(dir string) (*RuntimeDir, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := os.Chmod(dir, 0o711); err != nil {
 		return nil, err
 	}
 	lockPath := filepath.Join(dir, "fcgivisor.lock")

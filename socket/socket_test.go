@@ -28,8 +28,14 @@ func TestRuntimeDirLockAndStaleCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	fi, err := os.Stat(dir)
-	if err != nil || fi.Mode().Perm() != 0o700 {
-		t.Fatalf("runtime dir mode %v, %v; want 0700", fi.Mode(), err)
+	if err != nil || fi.Mode().Perm() != 0o711 {
+		t.Fatalf("runtime dir mode %v, %v; want 0711 (reachable, not listable)", fi.Mode(), err)
+	}
+	// What fcgivisor keeps there for itself stays its own.
+	for name, want := range map[string]os.FileMode{"w": 0o700, "fcgivisor.lock": 0o600} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Mode().Perm() != want {
+			t.Fatalf("%s: mode %v, %v; want %v", name, fi.Mode().Perm(), err, want)
+		}
 	}
 	if a, b := rd.NewWorkerPath("php"), rd.NewWorkerPath("php"); a == b {
 		t.Fatalf("two workers got the socket path %s", a)

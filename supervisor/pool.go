@@ -356,13 +356,16 @@ func (p *Pool) conf() *conf.Pool { return p.cfgp.Load() }
 
 // NeedsRestart reports whether moving a pool from old to new settings needs
 // new workers: anything that shapes the worker process (command, env, dir,
-// user, concurrency, limits) does; scaling limits and timeouts do not.
+// user, concurrency, limits) does; scaling limits, timeouts and the
+// public socket's settings do not.
 func NeedsRestart(old, new *conf.Pool) bool {
 	a, b := *old, *new
 	for _, c := range []*conf.Pool{&a, &b} {
 		c.Scaling, c.Workers, c.MinWorkers, c.MaxWorkers, c.MinIdle, c.MaxIdle = "", 0, 0, 0, 0, 0
 		c.IdleTimeout, c.RequestTimeout, c.QueueTimeout, c.StopTimeout, c.MaxLifetime = 0, 0, 0, 0, 0
 		c.MaxRequests, c.MaxMemory, c.CGIFallback = 0, 0, false
+		// The public socket is the daemon's (package public), not the workers'.
+		c.Listen, c.ListenMode, c.ListenOwner, c.ListenGroup, c.AllowedClients = "", 0, "", "", nil
 	}
 	return !reflect.DeepEqual(a, b)
 }

@@ -883,3 +883,21 @@ func TestExitedWorkerNotReplacedBeforeItsExitIsCounted(t *testing.T) {
 		t.Errorf("after the exit was counted the scaler wants %d new workers, want 1", spawn)
 	}
 }
+
+// TestNeedsRestartIgnoresPublicSocket: a pool's public socket settings
+// are the daemon's, not the workers': changing them keeps the workers;
+// changing the command does not.
+func TestNeedsRestartIgnoresPublicSocket(t *testing.T) {
+	old := &conf.Pool{Name: "p", Command: []string{"/bin/worker"}}
+	moved := *old
+	moved.Listen, moved.ListenMode, moved.ListenOwner, moved.ListenGroup = "unix:/run/p.sock", 0o640, "www-data", "www-data"
+	moved.AllowedClients = []string{"10.0.0.0/8"}
+	if NeedsRestart(old, &moved) {
+		t.Errorf("changing listen, listen_mode/owner/group and allowed_clients asks for new workers")
+	}
+	changed := moved
+	changed.Command = []string{"/bin/other"}
+	if !NeedsRestart(old, &changed) {
+		t.Errorf("a new command does not ask for new workers")
+	}
+}

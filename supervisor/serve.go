@@ -225,7 +225,12 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 
 	r := *req
 	r.KeepConn = true
-	r.Stderr = func(b []byte) { logStderr(w, b) }
+	r.Stderr = func(b []byte) {
+		logStderr(w, b)
+		if req.Stderr != nil {
+			req.Stderr(b) // a public socket's client gets it too
+		}
+	}
 	resp, err := conn.Do(&r)
 	if err != nil {
 		retry, err := p.notAnswered(ctx, s, reused, !done() && timedOut.Load(), err)

@@ -67,7 +67,7 @@ func TestServiceUnit(t *testing.T) {
 		"KillMode":             "mixed", // fcgivisor drains, then stops its workers itself
 		"WatchdogSec":          "30s",
 		"RuntimeDirectory":     "fcgivisor",
-		"RuntimeDirectoryMode": "0700", // what socket.OpenRuntimeDir enforces anyway
+		"RuntimeDirectoryMode": "0711", // what socket.OpenRuntimeDir enforces anyway
 		"NoNewPrivileges":      "yes",
 		"Restart":              "on-failure",
 	} {
@@ -131,6 +131,28 @@ func TestSocketUnit(t *testing.T) {
 	}
 }
 
+// TestPoolSocketUnit: the example pool socket is named after its pool
+// (php), which is how fcgivisor matches it whatever the pool's listen
+// says, belongs to the web server's group, and starts fcgivisor.service.
+func TestPoolSocketUnit(t *testing.T) {
+	u := readUnit(t, "fcgivisor-php.socket")
+	for key, want := range map[string]string{
+		"FileDescriptorName": "php",
+		"ListenStream":       "/run/fcgivisor-php.sock",
+		"SocketGroup":        "www-data",
+		"SocketMode":         "0660",
+		"Service":            "fcgivisor.service",
+	} {
+		if got := u.get("Socket", key); got != want {
+			t.Errorf("[Socket] %s=%q, want %q", key, got, want)
+		}
+	}
+	ls := []Listener{{Name: "php", Network: "unix", Addr: "/run/fcgivisor-php.sock"}}
+	if _, ok := Match(ls, "unix", "/run/fcgivisor-php.sock"); !ok {
+		t.Error("the socket's address does not match pool listen /run/fcgivisor-php.sock")
+	}
+}
+
 // TestUnitsVerify runs `systemd-analyze verify` on both units. It copies
 // them with ExecStart= pointing at /bin/true, so verify checks the units
 // and not whether fcgivisor is installed. verify exits 0 on most mistakes
@@ -142,7 +164,7 @@ func TestUnitsVerify(t *testing.T) {
 		t.Skipf("systemd-analyze not installed (Debian package systemd): %v", err)
 	}
 	dir := t.TempDir()
-	for _, name := range []string{"fcgivisor.service", "fcgivisor.socket"} {
+	for _, name := range []string{"fcgivisor.service", "fcgivisor.socket", "fcgivisor-php.socket"} {
 		b, err := os.ReadFile(filepath.Join(unitDir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -153,7 +175,7 @@ func TestUnitsVerify(t *testing.T) {
 		}
 	}
 	cmd := exec.Command(sa, "verify", "--man=no",
-		filepath.Join(dir, "fcgivisor.service"), filepath.Join(dir, "fcgivisor.socket"))
+		filepath.Join(dir, "fcgivisor.service"), filepath.Join(dir, "fcgivisor.socket"), filepath.Join(dir, "fcgivisor-php.socket"))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Errorf("systemd-analyze verify: %v", err)
