@@ -23,9 +23,9 @@
 # (--latency), SETTLE seconds after each. One run: the ratios come from the
 # same run (2 vCPUs shared by wrk, nginx, the managers and the workers).
 # It prints per stack and endpoint req/s, p50, p99 and errors (socket
-# errors, timeouts, non-2xx) and, at c32, the connections busy on average
-# (req/s x mean latency: under 32, some of wrk's connections stalled), then
-# the ratios:
+# errors, timeouts, non-2xx), the c32 runs where some of wrk's connections
+# stalled (req/s x mean latency well under 32: wrk's own figures do not
+# show it), then the ratios:
 #   PHP throughput  A/C, A/D   (target >= 1)
 #   C throughput    E/F        (target >= 0.9)
 #   p99             A/B        (target <= 2: keep_conn on costs no tail latency)
@@ -236,13 +236,19 @@ run() {
 	esac
 	wrk "${args[@]}" -d"$DURATION" --latency "http://127.0.0.1:$PORT$path" >"$out"
 	wrk_figures "$out"
-	# Little's law: req/s x mean latency = connections with a request in
-	# progress on average; below the connections wrk opened, some stalled
-	# (wrk counts a stalled connection as at most one timeout).
+	# Little's law: req/s x mean latency = the connections with a request
+	# in progress, on average (at most: wrk adds samples to correct long
+	# latencies). Well under the connections wrk opened, some stalled: a
+	# stalled connection completes nothing, so adds no latency, and wrk
+	# counts it as one timeout at most.
 	busy=$(awk -v rps="$RPS" -v avg="$(to_ms "$(awk '$1 == "Latency" && NF == 5 { print $2 }' "$out")")" 'BEGIN { printf "%.1f", rps * avg / 1000 }')
 	echo "$STACK $ep $load $RPS $P50 $P99 $ERRS $busy" >>"$TMP/results"
-	printf '  %s %-5s %-3s %9.0f req/s  p50 %8.3f ms  p99 %8.3f ms  busy conns %5.1f  errors %s\n' \
-		"$STACK" "$ep" "$load" "$RPS" "$P50" "$P99" "$busy" "$ERRS" >&2
+	printf '  %s %-5s %-3s %9.0f req/s  p50 %8.3f ms  p99 %8.3f ms  errors %s\n' \
+		"$STACK" "$ep" "$load" "$RPS" "$P50" "$P99" "$ERRS" >&2
+	if [[ $load == c32 ]] && awk -v b="$busy" 'BEGIN { exit !(b < 24) }'; then
+		echo "$STACK $ep: req/s x mean latency = $busy: ~$((32 - ${busy%.*})) of wrk's 32 connections stalled" >>"$TMP/stalls"
+		echo "      stalled: req/s x mean latency = $busy connections busy of 32" >&2
+	fi
 	if [[ $ERRS != 0 ]]; then grep -E 'Socket errors|Non-2xx' "$out" | sed 's/^/      wrk: /' >&2; fi
 }
 
@@ -311,15 +317,21 @@ for ep in "${ENDPOINTS[@]}"; do
 	sleep) echo "sleep $SLEEP_MS ms (GET /?sleep=$SLEEP_MS), $DURATION per cell" ;;
 	esac
 	echo
-	echo "| stack | req/s c32 | p50 ms | p99 ms | busy conns | req/s c1 | c1 p50 / p99 ms | errors |"
-	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	echo "| stack | req/s c32 | p50 ms | p99 ms | req/s c1 | c1 p50 / p99 ms | errors |"
+	echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 	for s in "${STACKS[@]}"; do
-		printf '| %s | %s | %s | %s | %s | %s | %s / %s | %s |\n' "$(stack_name "$s")" \
-			"$(num %.0f "$(fig "$s" "$ep" c32 4)")" "$(num %.2f "$(fig "$s" "$ep" c32 5)")" "$(num %.2f "$(fig "$s" "$ep" c32 6)")" "$(fig "$s" "$ep" c32 8)" \
+		printf '| %s | %s | %s | %s | %s | %s / %s | %s |\n' "$(stack_name "$s")" \
+			"$(num %.0f "$(fig "$s" "$ep" c32 4)")" "$(num %.2f "$(fig "$s" "$ep" c32 5)")" "$(num %.2f "$(fig "$s" "$ep" c32 6)")" \
 			"$(num %.0f "$(fig "$s" "$ep" c1 4)")" "$(num %.3f "$(fig "$s" "$ep" c1 5)")" "$(num %.2f "$(fig "$s" "$ep" c1 6)")" \
 			"$(errs "$s" "$ep")"
 	done
 done
+
+if [[ -s $TMP/stalls ]]; then
+	echo
+	echo "stalled connections (wrk's req/s and latencies are those of the connections served):"
+	sed 's/^/  /' "$TMP/stalls"
+fi
 
 # ratio X Y ENDPOINT LOAD COLUMN: X's figure / Y's, "-" if either is missing or 0.
 ratio() {
