@@ -77,7 +77,8 @@ func TestFullConfig(t *testing.T) {
 			MaxHeaderBytes:    32768,
 			MaxConnections:    512,
 			MaxBodyBytes:      8 << 20,
-			AccessLog:         true,
+			AccessLog:         "/var/log/fcgivisor/access.log",
+			AccessLogFormat:   "json",
 			Routes: []*Route{
 				{Prefix: "/app/", Suffix: ".php", Index: "index.php", Pool: "php"},
 				{Prefix: "/cgi-bin/", CGI: "/usr/lib/cgi-bin", Timeout: 20 * time.Second, MaxConcurrent: 4, User: "nobody", Group: "nogroup",
@@ -148,20 +149,29 @@ func TestFullConfigCoversSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix := indexLines(string(src))
+	for _, k := range missingKeys(string(src)) {
+		t.Errorf("testdata/full.toml does not set %s", k)
+	}
+}
+
+// missingKeys lists the keys of the schema that src does not set: in
+// [[http.route]], a key counts when one of the first five routes sets it;
+// in [pool.NAME], when pool.php does.
+func missingKeys(src string) []string {
+	ix := indexLines(src)
+	var missing []string
 	var walk func(typ reflect.Type, prefixes ...string)
 	walk = func(typ reflect.Type, prefixes ...string) {
-		fields, _ := tomlFields(typ)
-		for name, i := range fields {
+		fields, names := tomlFields(typ)
+		for _, name := range names {
 			found := false
 			for _, p := range prefixes {
 				found = found || ix.explicit[p+name] != 0 || ix.implicit[p+name] != 0
 			}
 			if !found {
-				t.Errorf("testdata/full.toml does not set %s%s", prefixes[0], name)
+				missing = append(missing, prefixes[0]+name)
 			}
-			ft := typ.Field(i).Type
-			if ft.Kind() == reflect.Struct {
+			if ft := typ.Field(fields[name]).Type; ft.Kind() == reflect.Struct {
 				walk(ft, prefixes[0]+name+".")
 			}
 		}
@@ -169,6 +179,7 @@ func TestFullConfigCoversSchema(t *testing.T) {
 	walk(reflect.TypeFor[Config](), "")
 	walk(reflect.TypeFor[Route](), "http.route[0].", "http.route[1].", "http.route[2].", "http.route[3].", "http.route[4].")
 	walk(reflect.TypeFor[Pool](), "pool.php.")
+	return missing
 }
 
 func TestDefaults(t *testing.T) {
@@ -199,6 +210,7 @@ func TestDefaults(t *testing.T) {
 			SendTimeout:       60 * time.Second,
 			MaxHeaderBytes:    65536,
 			MaxBodyBytes:      64 << 20,
+			AccessLogFormat:   "combined",
 			RequestBuffering:  true,
 			Routes:            []*Route{{Prefix: "/", Pool: "app"}},
 		},
@@ -325,6 +337,33 @@ func TestRelativePaths(t *testing.T) {
 	})
 }
 
+// TestAccessLogTarget checks the values http.access_log takes: the
+// boolean it was before (true: stderr), "stderr", and paths, a relative
+// one resolved against the config file's directory.
+func TestAccessLogTarget(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  LogTarget
+	}{
+		{"true", LogStderr},
+		{"false", ""},
+		{`""`, ""},
+		{`"stderr"`, LogStderr},
+		{`"/var/log/a.log"`, "/var/log/a.log"},
+		{`"log/a.log"`, "/etc/fv/log/a.log"},
+		{`"./stderr"`, "/etc/fv/stderr"},
+	} {
+		c, err := Parse("/etc/fv/f.toml", []byte("[http]\naccess_log = "+tc.value+"\n"))
+		if err != nil {
+			t.Errorf("access_log = %s: %v", tc.value, err)
+			continue
+		}
+		if c.HTTP.AccessLog != tc.want || c.HTTP.AccessLogFormat != "combined" {
+			t.Errorf("access_log = %s: got %q (format %q), want %q (combined)", tc.value, c.HTTP.AccessLog, c.HTTP.AccessLogFormat, tc.want)
+		}
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
 	if !errors.Is(err, fs.ErrNotExist) {
@@ -409,6 +448,11 @@ func TestErrors(t *testing.T) {
 		{"http listen_owner without unix", "[http]\nlisten_owner = \"www-data\"\n", 2, "http.listen_owner", "and http.listen has none"},
 		{"http listen_mode integer", "[http]\nlisten = [\"/h.sock\"]\nlisten_mode = 0o666\n", 3, "http.listen_mode", "must be a quoted octal string"},
 		{"http listen_mode above 0777", "[http]\nlisten = [\"/h.sock\"]\nlisten_mode = \"04666\"\n", 3, "http.listen_mode", "above 0777"},
+		{"access_log integer", "[http]\naccess_log = 1\n", 2, "http.access_log", `expected "stderr", a file path, or "" (none), got the integer 1`},
+		{"access_log stdout", "[http]\naccess_log = \"stdout\"\n", 2, "http.access_log", `"stdout" is not a target ("stderr", a file path, or "" for none; a file of that name: "./stdout")`},
+		{"access_log dash", "[http]\naccess_log = \"-\"\n", 2, "http.access_log", `"-" is not a target`},
+		{"access_log directory", "[http]\naccess_log = \"/var/log/\"\n", 2, "http.access_log", "names a directory"},
+		{"access_log_format", "[http]\naccess_log = \"stderr\"\naccess_log_format = \"common\"\n", 3, "http.access_log_format", `"common" is not a known format (combined, json)`},
 
 		// [status]
 		{"status bad", "[status]\nlisten = \"9253\"\n", 2, "status.listen", "invalid address"},

@@ -166,6 +166,8 @@ func (d *decoder) value(p toml.Primitive, key string, v reflect.Value) bool {
 		return d.duration(p, key, v, raw)
 	case t == reflect.TypeFor[FileMode]():
 		return d.fileMode(p, key, v, raw)
+	case t == reflect.TypeFor[LogTarget]():
+		return d.logTarget(key, v, raw)
 	case reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()):
 		return d.text(p, key, v, raw)
 	case t.Kind() == reflect.Struct:
@@ -204,6 +206,22 @@ func (d *decoder) fileMode(p toml.Primitive, key string, v reflect.Value, raw an
 		return d.mismatch(key, raw, `a quoted octal string such as "0660"`)
 	}
 	return d.leaf(p, key, v)
+}
+
+// logTarget decodes a LogTarget: a string, or the boolean http.access_log
+// was before it took a target (true: stderr, false: none).
+func (d *decoder) logTarget(key string, v reflect.Value, raw any) bool {
+	switch raw := raw.(type) {
+	case string:
+		v.SetString(raw)
+	case bool:
+		if raw {
+			v.SetString(string(LogStderr))
+		}
+	default:
+		return d.mismatch(key, raw, `"stderr", a file path, or "" (none)`)
+	}
+	return true
 }
 
 // text decodes a type with UnmarshalText (Size) from a string or an

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -12,7 +13,8 @@ import (
 // FuzzConfig parses arbitrary bytes as a config file. Parse must not
 // panic; an error must be a non-empty Errors whose every entry names the
 // file and a line of it or a key (the operator must find what to fix); a
-// config it accepts must hold what validation promises.
+// config it accepts must hold what validation promises, and its Dump must
+// parse back into an equal config.
 func FuzzConfig(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.toml")
 	for _, name := range files {
@@ -34,6 +36,7 @@ func FuzzConfig(f *testing.F) {
 		"[[http.route]]\npool = \"php\"\ncgi = \"/c\"\n[[http.route]]\nprefix = \"x\"\nstatic = \"s\"\n",
 		"http.route = [{ prefix = \"/a/\", pool = \"p\" }, 3]\n",
 		"[pool]\nphp = 3\n",
+		"[pool]\n[http]\nroute = []\n", // empty, not nil: Dump keeps them so
 		okPool + "workers = \"4\"\nlisten_mode = \"0680\"\nmax_memory = \"12mb\"\n",
 		okPool + "scaling = \"dynamic\"\nmin_workers = 5\nmax_workers = 2\nmin_idle = 4\nmax_idle = 1\n",
 		okPool + "listen = \"unix:/a\"\n[pool.b]\ncommand = [\"b\"]\nlisten = \"unix:/a\"\n",
@@ -50,6 +53,7 @@ func FuzzConfig(f *testing.F) {
 		cfg, err := Parse(name, data)
 		if err == nil {
 			checkValid(t, cfg, name)
+			checkDump(t, cfg)
 			return
 		}
 		if cfg != nil {
@@ -66,6 +70,24 @@ func FuzzConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkDump checks that c's Dump, read from another directory, gives c.
+func checkDump(t *testing.T, c *Config) {
+	t.Helper()
+	var b strings.Builder
+	if err := c.Dump(&b); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Parse("/elsewhere/dump.toml", []byte(b.String()))
+	if err != nil {
+		t.Fatalf("the dump does not parse: %v\n%s", err, b.String())
+	}
+	got.File = c.File
+	if !reflect.DeepEqual(got, c) {
+		diffConfig(t, got, c)
+		t.Fatalf("the dump parses into another config:\n%s", b.String())
+	}
 }
 
 // checkValid checks what Load promises of a config it accepts.

@@ -64,7 +64,11 @@ type HTTP struct {
 	MaxHeaderBytes int           `toml:"max_header_bytes"` // default 65536
 	MaxConnections int           `toml:"max_connections"`  // per listener; 0 = no limit (default)
 	MaxBodyBytes   Size          `toml:"max_body_bytes"`   // default 64MiB
-	AccessLog      bool          `toml:"access_log"`
+	// AccessLog is where the access log goes: "" (none), "stderr", or
+	// an absolute file path (Load resolves a relative one). The boolean
+	// of earlier versions is read too: true is "stderr", false "".
+	AccessLog       LogTarget `toml:"access_log"`
+	AccessLogFormat string    `toml:"access_log_format"` // combined|json, default combined
 	// RequestBuffering: read a request body whole (memory, then a
 	// temporary file) before a worker slot or CGI place is taken, as
 	// nginx's fastcgi_request_buffering; false streams it. Default true.
@@ -153,3 +157,10 @@ type Size int64
 
 // FileMode is a permission mode written as an octal string such as "0660".
 type FileMode fs.FileMode
+
+// LogTarget is where a log goes: "" (nowhere), "stderr" (LogStderr), or a
+// file path. The file may also say true ("stderr") or false ("").
+type LogTarget string
+
+// LogStderr is the LogTarget of fcgivisor's standard error.
+const LogStderr LogTarget = "stderr"

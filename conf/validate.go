@@ -28,6 +28,7 @@ const (
 	defaultSendTimeout       = 60 * time.Second
 	defaultMaxHeaderBytes    = 65536
 	defaultMaxBodyBytes      = Size(64 << 20)
+	defaultAccessLogFormat   = "combined"
 	defaultRoutePrefix       = "/"
 	defaultCGITimeout        = 60 * time.Second
 	defaultCGIMaxConcurrent  = 32
@@ -85,6 +86,7 @@ func (d *decoder) finish(c *Config, base string) {
 	setDefault(d, "http.max_header_bytes", &h.MaxHeaderBytes, defaultMaxHeaderBytes)
 	setDefault(d, "http.max_body_bytes", &h.MaxBodyBytes, defaultMaxBodyBytes)
 	setDefault(d, "http.request_buffering", &h.RequestBuffering, true)
+	setDefault(d, "http.access_log_format", &h.AccessLogFormat, defaultAccessLogFormat)
 	h.DocumentRoot = resolve(base, h.DocumentRoot)
 
 	d.server(s)
@@ -292,7 +294,26 @@ func (d *decoder) httpSection(h *HTTP, base string) []listen {
 	d.notNegative("http.send_timeout", h.SendTimeout)
 	d.notNegativeInt("http.max_header_bytes", h.MaxHeaderBytes)
 	d.notNegativeInt("http.max_connections", h.MaxConnections)
+	d.accessLog(h, base)
 	return out
+}
+
+// accessLog resolves and checks http.access_log and its format. "stdout"
+// and "-" are refused rather than taken for file names in the config's
+// directory: whoever wrote them meant a stream.
+func (d *decoder) accessLog(h *HTTP, base string) {
+	d.oneOf("http.access_log_format", "known format", h.AccessLogFormat, "combined", "json")
+	switch t := h.AccessLog; {
+	case t == "" || t == LogStderr:
+	case t == "stdout" || t == "-":
+		d.errorf("http.access_log", `%q is not a target ("stderr", a file path, or "" for none; a file of that name: "./%s")`, string(t), string(t))
+	case strings.IndexByte(string(t), 0) >= 0:
+		d.errorf("http.access_log", "the path contains a NUL byte")
+	case strings.HasSuffix(string(t), "/"):
+		d.errorf("http.access_log", "%q names a directory: give a file path (e.g. \"/var/log/fcgivisor/access.log\")", string(t))
+	default:
+		h.AccessLog = LogTarget(resolve(base, string(t)))
+	}
 }
 
 func (d *decoder) route(key string, r *Route, c *Config, base string) {

@@ -47,6 +47,9 @@ func Check(cfg *conf.Config, privileged bool, getenv func(string) (string, bool)
 		}
 	}
 	found = append(found, front.CheckDirs(cfg)...)
+	if err := checkAccessLog(cfg); err != nil {
+		found = append(found, err)
+	}
 	if err := checkRuntimeDir(cfg.Server.RuntimeDir); err != nil {
 		found = append(found, err)
 	}

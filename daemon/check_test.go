@@ -297,6 +297,27 @@ command = ["/bin/true"]
 listen = "{D}/run/c.sock"`,
 		want: []string{"{FILE}: pool.a.listen: stat {D}/missing: no such file or directory (create the directory, or put the socket in runtime_dir {D}/run)"}},
 
+	// http.access_log: a file's directory must exist, and the path must
+	// not be a directory; the file itself is created at start.
+	{name: "access_log new file", files: map[string]uint32{"log/": 0o755}, file: `
+[http]
+listen = []
+access_log = "log/access.log"`},
+	{name: "access_log stderr", file: `
+[http]
+listen = []
+access_log = "stderr"`},
+	{name: "access_log missing directory", file: `
+[http]
+listen = []
+access_log = "{D}/nolog/access.log"`,
+		want: []string{"{FILE}: http.access_log: stat {D}/nolog: no such file or directory (create the directory)"}},
+	{name: "access_log a directory", files: map[string]uint32{"log/": 0o755}, file: `
+[http]
+listen = []
+access_log = "log"`,
+		want: []string{"{FILE}: http.access_log: {D}/log is a directory (give a file path in it)"}},
+
 	// Every error at once, in one message.
 	{name: "every error", files: map[string]uint32{"run": 0o644}, file: `
 [server]

@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net"
@@ -48,6 +49,8 @@ type Options struct {
 	// LogFile is log_file, reopened on SIGUSR1; nil when logging to
 	// stderr.
 	LogFile *LogFile
+	// Stderr is where http.access_log = "stderr" writes; nil: os.Stderr.
+	Stderr io.Writer
 	// Version is fcgivisor's version, logged and sent as SERVER_SOFTWARE.
 	Version string
 	// Parent starts and reaps every child of the process; its Run must be
@@ -82,6 +85,7 @@ type instance struct {
 	rt        *socket.RuntimeDir
 	cfg       *conf.Config
 	srv       *front.Server
+	access    *accessTarget           // http.access_log; nil: none
 	listeners map[string]net.Listener // by listenerKey; the front's once it serves them
 	public    map[string]*pubSock     // the pools' public sockets, by listenerKey
 	retired   []*public.Socket        // public sockets closed by a reload, joined at shutdown
@@ -170,8 +174,12 @@ func start(o Options) (_ *instance, err error) {
 	for _, pr := range in.pools {
 		<-pr.pool.Ready()
 	}
+	if in.access, err = openAccess(cfg, o.stderr()); err != nil {
+		return nil, err
+	}
 	in.srv, err = front.New(cfg, poolMap(in.pools), front.Options{
 		Log: in.log, Software: "fcgivisor/" + o.Version, Parent: o.Parent, Privileged: o.Privileged,
+		AccessLog: in.access.writer(),
 	})
 	if err != nil {
 		return nil, err
@@ -224,6 +232,7 @@ func (in *instance) abort() {
 		l.Close()
 	}
 	closePending(in.public)
+	in.access.close()
 	if in.rt != nil {
 		in.rt.Close()
 	}
@@ -286,15 +295,30 @@ func (in *instance) reloadNotify() error {
 	return err
 }
 
+// reopenLog reopens log_file and a file http.access_log by name
+// (SIGUSR1), for logrotate.
 func (in *instance) reopenLog() {
-	if in.o.LogFile == nil {
-		return
+	if in.o.LogFile != nil {
+		if err := in.o.LogFile.Reopen(); err != nil {
+			in.log.Error("reopen log file", "err", err)
+		} else {
+			in.log.Info("log file reopened")
+		}
 	}
-	if err := in.o.LogFile.Reopen(); err != nil {
-		in.log.Error("reopen log file", "err", err)
-		return
+	switch file, err := in.access.reopen(); {
+	case err != nil:
+		in.log.Error("reopen access log", "path", string(in.access.target), "err", err)
+	case file:
+		in.log.Info("access log reopened", "path", string(in.access.target))
 	}
-	in.log.Info("log file reopened")
+}
+
+// stderr is where http.access_log = "stderr" writes.
+func (o *Options) stderr() io.Writer {
+	if o.Stderr != nil {
+		return o.Stderr
+	}
+	return os.Stderr
 }
 
 // shutdown drains the front up to shutdown_timeout (at once when
@@ -320,6 +344,9 @@ func (in *instance) shutdown(immediate bool) {
 	if err := in.srv.Shutdown(drain); err != nil {
 		in.log.Warn("in-flight requests cut at shutdown", "err", err)
 	}
+	// Requests cut may still end: they write no more.
+	in.srv.SetAccessLog(nil, "")
+	in.access.close()
 	<-pubDone
 	if pubErr != nil {
 		in.log.Warn("in-flight requests on public sockets cut at shutdown", "err", pubErr)

@@ -82,12 +82,21 @@ type drain struct {
 }
 
 // reload runs on the loop's goroutine; see the comment at the top.
-func (in *instance) reload() error {
+func (in *instance) reload() (err error) {
 	begin := time.Now()
 	cfg, err := in.loadForReload()
 	if err != nil {
 		return err
 	}
+	acc, err := in.accessFor(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil && acc != in.access {
+			acc.close() // opened for a reload refused
+		}
+	}()
 	perms, errs := resolveListenPerms(cfg, in.o.Privileged)
 	if len(errs) > 0 { // CheckPrivileges passed: a user or group just went
 		return fmt.Errorf("%s: %w", cfg.File, errors.Join(errs...))
@@ -117,6 +126,7 @@ func (in *instance) reload() error {
 		closePending(pubOpened)
 		return err
 	}
+	in.swapAccess(cfg, acc)
 	for _, pc := range pl.update {
 		pr := in.pools[pc.Name]
 		pr.pool.Update(pc)

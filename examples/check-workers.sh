@@ -127,6 +127,7 @@ fcgi_post() {
 	H=$TMP/h perl -0777 -ne 'my ($h, $b) = split /\r?\n\r?\n/, $_, 2;
 		open my $fh, ">", $ENV{H} or die; print $fh "$h\n"; print $b // ""' <"$TMP/raw" >"$TMP/b"
 }
+crc32_of() { perl -MCompress::Zlib -0777 -ne 'printf "%08x", Compress::Zlib::crc32($_)' "$1"; }
 sorted_by_name() { cut -d= -f1 "$TMP/b" | LC_ALL=C sort -c 2>/dev/null; }
 
 perl -e 'print pack("N*", map { int(rand(2**32)) } 1 .. 262144)' >"$TMP/random-1MiB"
@@ -161,6 +162,10 @@ for lang in $LANGS; do
 	req "$lang" echo --data-binary "@$TMP/random-32KiB" -H 'Content-Type: application/octet-stream'
 	if [[ $CODE == 200 ]] && cmp -s "$TMP/b" "$TMP/random-32KiB"; then
 		pass "echo 32 KiB (nginx)"; else fail "echo 32 KiB: $CODE $(stat -c %s "$TMP/b") bytes"; fi
+
+	req "$lang" crc32 --data-binary "@$TMP/random-1MiB" -H 'Content-Type: application/octet-stream'
+	if [[ $CODE == 200 ]] && body_is "1048576 $(crc32_of "$TMP/random-1MiB")\n"; then
+		pass "crc32 1 MiB (nginx)"; else fail "crc32 1 MiB: $CODE $(head -c 200 "$TMP/b")"; fi
 
 	req "$lang" echo --data-binary 'a=1&b=2'    # curl's default form content type
 	if [[ $CODE == 200 ]] && body_is 'a=1&b=2'; then pass "echo form"; else fail "echo form: $CODE $(head -c 200 "$TMP/b")"; fi

@@ -1,11 +1,17 @@
 package fastcgi
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
+	"os"
+	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // outcome is what a response stream must produce.
@@ -271,4 +277,118 @@ func FuzzParams(f *testing.F) {
 			t.Errorf("re-encoding grew %d bytes to %d: the shortest length form was not used", len(raw), len(again))
 		}
 	})
+}
+
+// FuzzServerConn writes arbitrary bytes as a web server's side of a
+// connection to a ServerConn whose handler echoes the body. Serve must
+// return soon after the client has stopped sending (it half-closes), must
+// not panic, must not run two handlers at once, and what it wrote must be
+// well-formed records a web server can read.
+func FuzzServerConn(f *testing.F) {
+	params, _ := appendParams(nil, []Param{{"REQUEST_METHOD", "POST"}, {"CONTENT_LENGTH", "5"}})
+	names, _ := appendParams(nil, []Param{{"FCGI_MAX_CONNS", ""}, {"FCGI_MPXS_CONNS", ""}, {"OTHER", ""}})
+	req := func(id uint16, flags uint8, body string) []byte {
+		b := appendBeginRequest(nil, id, roleResponder, flags)
+		b = appendStream(b, typeParams, id, params)
+		return appendStream(b, typeStdin, id, []byte(body))
+	}
+	for _, seed := range [][]byte{
+		req(1, 0, "hello"),
+		cat(req(1, flagKeepConn, "one"), req(2, flagKeepConn, "two"), req(1, 0, "")),
+		appendRecord(nil, typeGetValues, 0, names),
+		// A second request (multiplexed) while the first one runs.
+		cat(appendBeginRequest(nil, 1, roleResponder, flagKeepConn), appendStream(nil, typeParams, 1, params),
+			req(2, flagKeepConn, "mpx"), appendStream(nil, typeStdin, 1, []byte("first"))),
+		cat(appendBeginRequest(nil, 1, roleResponder, 0), appendRecord(nil, typeParams, 1, params), appendRecord(nil, typeAbortRequest, 1, nil)),
+		cat(appendBeginRequest(nil, 1, roleResponder, flagKeepConn), appendStream(nil, typeParams, 1, params),
+			appendRecord(nil, typeStdin, 1, []byte("part")), appendRecord(nil, typeAbortRequest, 1, nil), req(3, 0, "after")),
+		cat(appendBeginRequest(nil, 7, 2, flagKeepConn), req(7, 0, "")),
+		makeRecord(typeStdin, 3, []byte("never begun"), 5),
+		req(1, flagKeepConn, "cut")[:30],
+		append([]byte{2}, req(1, 0, "")[1:]...),
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cc, sn := socketPair(t)
+		defer cc.Close()
+		sc := NewServerConn(sn, ServerOptions{
+			Values:      map[string]string{"FCGI_MAX_CONNS": "4", "FCGI_MAX_REQS": "4", "FCGI_MPXS_CONNS": "0"},
+			IdleTimeout: 100 * time.Millisecond, ReadTimeout: 100 * time.Millisecond, WriteTimeout: 100 * time.Millisecond,
+		})
+		var running, overlap atomic.Int32
+		served := make(chan error, 1)
+		go func() {
+			served <- sc.Serve(context.Background(), func(ctx context.Context, w *ResponseWriter, r *ServerRequest) (uint32, error) {
+				if running.Add(1) > 1 {
+					overlap.Add(1)
+				}
+				defer running.Add(-1)
+				_, err := io.Copy(w, r.Body)
+				return uint32(len(r.Params)), err
+			})
+		}()
+		out := make(chan []byte, 1)
+		go func() {
+			b, _ := io.ReadAll(cc)
+			out <- b
+		}()
+		go func() {
+			cc.Write(data) // fails once the server has closed
+			cc.CloseWrite()
+		}()
+		var err error
+		select {
+		case err = <-served:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Serve did not return 10s after the client stopped sending")
+		}
+		if err != nil && !errors.Is(err, ErrProtocol) && !errors.Is(err, io.ErrUnexpectedEOF) &&
+			!errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("Serve = %v", err)
+		}
+		if overlap.Load() > 0 {
+			t.Error("two handlers ran at once on one connection")
+		}
+		var written []byte
+		select {
+		case written = <-out:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the connection is still open after Serve returned")
+		}
+		checkServerOutput(t, written)
+	})
+}
+
+// checkServerOutput checks that b is what an application may send: whole
+// records, padded, of the types it sends, END_REQUEST well-formed.
+func checkServerOutput(t *testing.T, b []byte) {
+	s := &srv{br: bufio.NewReader(bytes.NewReader(b))}
+	for {
+		r, err := s.read()
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatalf("server output: %v", err)
+		}
+		switch {
+		case r.id == 0 && (r.typ == typeGetValuesResult || r.typ == typeUnknownType):
+			if r.typ == typeUnknownType && len(r.content) != 8 {
+				t.Fatalf("UNKNOWN_TYPE with %d content bytes", len(r.content))
+			}
+			if _, err := parseParams(nil, r.content); r.typ == typeGetValuesResult && err != nil {
+				t.Fatalf("GET_VALUES_RESULT: %v", err)
+			}
+		case r.id == 0:
+			t.Fatalf("%v record with request ID 0", r.typ)
+		case r.typ == typeStdout:
+		case r.typ == typeEndRequest:
+			if len(r.content) != 8 || r.content[4] == StatusOverloaded || r.content[4] > StatusUnknownRole {
+				t.Fatalf("END_REQUEST % x", r.content)
+			}
+		default:
+			t.Fatalf("%v record from the server", r.typ)
+		}
+	}
 }

@@ -69,6 +69,14 @@ type ServerRequest struct {
 	Body io.Reader
 }
 
+// BodyEmpty reports whether the request's STDIN has already ended with
+// nothing left to read (a GET, mostly): the handler can then send its
+// worker an empty body without copying one.
+func (r *ServerRequest) BodyEmpty() bool {
+	p, ok := r.Body.(*bodyPipe)
+	return ok && p.empty()
+}
+
 // A Handler answers one request by writing its STDOUT to w. ctx is done
 // when the client aborts the request (cause ErrAborted), its connection
 // ends (ErrClientGone), or the ServerConn's context is. It returns the
@@ -90,7 +98,7 @@ type ServerConn struct {
 	flags    uint8
 	params   []byte
 	paramsIn bool // PARAMS stream ended: the handler runs
-	body     *io.PipeWriter
+	body     *bodyPipe
 	cancel   context.CancelCauseFunc
 	done     chan struct{} // closed when the handler has returned
 	refused  map[uint16]bool
@@ -98,11 +106,13 @@ type ServerConn struct {
 
 	// Shared between the reader and the handler.
 	smu      sync.Mutex
-	busy     bool // a request is begun and its handler has not returned
-	stdinIn  bool // the current request's STDIN stream has ended
-	draining bool // CloseIdle was called: close when no request runs
-	answered int  // requests whose handler has returned
-	closing  bool // the connection is to close after this request
+	busy     bool      // a request is begun and its handler has not returned
+	ending   bool      // its handler has returned, its END_REQUEST is being written
+	stdinIn  bool      // the current request's STDIN stream has ended
+	draining bool      // CloseIdle was called: close when no request runs
+	answered int       // requests whose handler has returned
+	pipe     *bodyPipe // the body of the request begun last, for Close
+	closing  bool      // the connection is to close after this request
 }
 
 // NewServerConn returns a ServerConn on nc, which it owns from now on.
@@ -119,7 +129,7 @@ func (c *ServerConn) CloseIdle() {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	c.draining = true
-	if !c.busy {
+	if !c.busy && !c.ending {
 		c.nc.Close()
 	}
 }
@@ -130,12 +140,21 @@ func (c *ServerConn) CloseIdle() {
 func (c *ServerConn) Idle() bool {
 	c.smu.Lock()
 	defer c.smu.Unlock()
-	return !c.busy && c.answered > 0
+	return !c.busy && !c.ending && c.answered > 0
 }
 
 // Close closes the connection at once; a request in progress sees its
 // context done (ErrClientGone). It may be called from any goroutine.
-func (c *ServerConn) Close() { c.nc.Close() }
+func (c *ServerConn) Close() {
+	c.nc.Close()
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if c.pipe != nil {
+		// A reader waiting for room in the body wakes up, and then
+		// fails on the closed connection.
+		c.pipe.CloseRead(ErrClientGone)
+	}
+}
 
 // Serve reads requests from the connection and runs h for each, one at a
 // time, until the connection ends; then it waits for the handler of a
@@ -149,7 +168,7 @@ func (c *ServerConn) Serve(ctx context.Context, h Handler) error {
 		c.cancel(ErrClientGone)
 	}
 	if c.body != nil {
-		c.body.CloseWithError(io.ErrUnexpectedEOF)
+		c.body.CloseWrite(io.ErrUnexpectedEOF)
 	}
 	if c.done != nil {
 		<-c.done
@@ -358,11 +377,14 @@ func (c *ServerConn) paramsRecord(ctx context.Context, hd header, h Handler) err
 		return err
 	}
 	c.paramsIn = true
-	pr, pw := io.Pipe()
+	pipe := newBodyPipe()
 	rctx, cancel := context.WithCancelCause(ctx)
-	c.body, c.cancel, c.done = pw, cancel, make(chan struct{})
-	req := &ServerRequest{ID: c.cur, Params: params, KeepConn: c.flags&flagKeepConn != 0, Body: pr}
-	go c.run(rctx, cancel, h, req, pr, c.done)
+	c.body, c.cancel, c.done = pipe, cancel, make(chan struct{})
+	req := &ServerRequest{ID: c.cur, Params: params, KeepConn: c.flags&flagKeepConn != 0, Body: pipe}
+	c.smu.Lock()
+	c.pipe = pipe
+	c.smu.Unlock()
+	go c.run(rctx, cancel, h, req, pipe, c.done)
 	return nil
 }
 
@@ -378,7 +400,7 @@ func (c *ServerConn) stdinRecord(hd header) error {
 		return nil // refused or finished: skipped
 	}
 	if hd.contentLength == 0 {
-		c.body.Close()
+		c.body.CloseWrite(io.EOF)
 		c.body = nil
 		c.stdinEnded()
 		return nil
@@ -400,7 +422,7 @@ func (c *ServerConn) stdinEnded() {
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	c.stdinIn = true
-	if !c.busy && (c.closing || c.draining) {
+	if !c.busy && !c.ending && (c.closing || c.draining) {
 		c.nc.Close()
 	}
 }
@@ -414,21 +436,23 @@ func (c *ServerConn) abort(hd header) error {
 	if c.cancel != nil {
 		c.cancel(ErrAborted)
 		if c.body != nil {
-			c.body.CloseWithError(ErrAborted)
+			c.body.CloseWrite(ErrAborted)
 			c.body = nil
 			c.stdinEnded()
 		}
 		return nil
 	}
-	// Aborted before its PARAMS ended: nothing ran.
+	// Aborted before its PARAMS ended: nothing ran. END_REQUEST is
+	// written while the request is still busy, so that CloseIdle cannot
+	// close the connection before it.
 	c.refuse(hd.id)
+	if err := c.endRequest(hd.id, 0, statusRequestComplete); err != nil {
+		return err
+	}
 	c.smu.Lock()
 	c.busy = false
 	end := c.closing || c.draining
 	c.smu.Unlock()
-	if err := c.endRequest(hd.id, 0, statusRequestComplete); err != nil {
-		return err
-	}
 	if end {
 		return io.EOF
 	}
@@ -436,14 +460,18 @@ func (c *ServerConn) abort(hd header) error {
 }
 
 // run is a request's goroutine: the handler, then END_REQUEST.
-func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h Handler, req *ServerRequest, body *io.PipeReader, done chan struct{}) {
+func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h Handler, req *ServerRequest, body *bodyPipe, done chan struct{}) {
 	defer close(done)
 	w := &ResponseWriter{c: c, id: req.ID}
 	status, err := h(ctx, w, req)
 	cancel(nil)
-	body.CloseWithError(errBodyUnread)
+	body.CloseRead(errBodyUnread)
 	c.smu.Lock()
-	c.busy = false
+	// Not busy any more: the client may send its next BEGIN_REQUEST as
+	// soon as it has END_REQUEST. But until END_REQUEST is written,
+	// neither CloseIdle nor the end of STDIN closes the connection (ending):
+	// this goroutine does after, if it is to close.
+	c.busy, c.ending = false, err == nil
 	c.answered++
 	end := c.stdinIn && (c.closing || c.draining)
 	if err == nil && c.stdinIn && !end && c.opts.IdleTimeout > 0 {
@@ -453,7 +481,14 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 	}
 	c.smu.Unlock()
 	if err == nil {
-		err = c.endRequest(req.ID, status, statusRequestComplete)
+		// The empty STDOUT record that ends the stream (spec 3.3, 6.2),
+		// then END_REQUEST, in one write.
+		b := appendRecord(make([]byte, 0, 2*headerLen+8), typeStdout, req.ID, nil)
+		err = c.write(appendEndRequest(b, req.ID, status, statusRequestComplete))
+		c.smu.Lock()
+		c.ending = false
+		end = c.stdinIn && (c.closing || c.draining)
+		c.smu.Unlock()
 	}
 	if err != nil || end {
 		c.nc.Close()
@@ -462,10 +497,15 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 
 // endRequest writes END_REQUEST for id.
 func (c *ServerConn) endRequest(id uint16, appStatus uint32, protocolStatus uint8) error {
+	return c.write(appendEndRequest(make([]byte, 0, 16), id, appStatus, protocolStatus))
+}
+
+// appendEndRequest appends an END_REQUEST record.
+func appendEndRequest(dst []byte, id uint16, appStatus uint32, protocolStatus uint8) []byte {
 	var body [8]byte // appStatusB3..B0 protocolStatus reserved[3]
 	binary.BigEndian.PutUint32(body[0:4], appStatus)
 	body[4] = protocolStatus
-	return c.write(appendRecord(make([]byte, 0, 16), typeEndRequest, id, body[:]))
+	return appendRecord(dst, typeEndRequest, id, body[:])
 }
 
 // write writes b to the client under the write lock and WriteTimeout.

@@ -375,6 +375,7 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 		}
 	}
 	// Until Detach, the client going away (r's context) kills the program.
+	begin := time.Now()
 	c, err := s.cgi.Start(r.Context(), spec, spawner.CGIOptions{Timeout: timeout, Log: log, OnEnd: release})
 	if err != nil {
 		release()
@@ -387,6 +388,9 @@ func (s *Server) runCGI(w http.ResponseWriter, r *http.Request, spec spawner.Spe
 		http.Error(w, "Internal Server Error", http.StatusInternalServerError)
 		return http.StatusInternalServerError, ""
 	}
+	e := entryOf(r)
+	e.startedCGI(spec.Path, c.Pid)
+	defer e.ranSince(begin)
 	copied := make(chan struct{}) // closed once the body is copied and stdin closed
 	if body == nil {
 		c.Stdin.Close()

@@ -49,6 +49,7 @@ type Server struct {
 	wg              sync.WaitGroup
 	bufs            sync.Pool // *buffers
 	linksWarned     seenSet   // cgi route symlinks warned about (warnLink)
+	access          accessLog // http.access_log (access.go)
 }
 
 // Options are what the front needs besides the config and pools.
@@ -63,6 +64,9 @@ type Options struct {
 	// BodyReadTimeout bounds each read of a request body being spooled
 	// (readBody); 0 means defaultBodyReadTimeout.
 	BodyReadTimeout time.Duration
+	// AccessLog is http.access_log opened (stderr or a file), written in
+	// http.access_log_format; nil: no access log. SetAccessLog changes it.
+	AccessLog io.Writer
 }
 
 // table is what a request is served by: the [http] settings and the
@@ -149,6 +153,8 @@ func New(cfg *conf.Config, pools map[string]*supervisor.Pool, o Options) (*Serve
 	log := o.Log
 	s := &Server{log: log, software: o.Software, cgi: spawner.NewCGIRunner(o.Parent), privileged: o.Privileged,
 		bodyReadTimeout: cmp.Or(o.BodyReadTimeout, defaultBodyReadTimeout)}
+	s.access.log = log
+	s.SetAccessLog(o.AccessLog, cfg.HTTP.AccessLogFormat)
 	if err := s.Update(cfg, pools); err != nil {
 		return nil, err
 	}
@@ -201,19 +207,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := s.table.Load()
-	if !t.cfg.AccessLog {
+	if !s.access.on.Load() {
 		s.serve(t, w, r)
 		return
 	}
 	start := time.Now()
 	sw := &statusWriter{ResponseWriter: w}
-	s.serve(t, sw, r)
-	s.log.Info("access", "method", r.Method, "uri", r.RequestURI, "status", sw.status, "bytes", sw.n,
-		"remote", r.RemoteAddr, "duration", time.Since(start))
+	e := &accessEntry{}
+	// Deferred, so that a response cut mid-way (panic with
+	// http.ErrAbortHandler) is logged too, with what was sent.
+	defer func() { s.access.write(newAccessRecord(r, sw, e, start)) }()
+	s.serve(t, sw, r.WithContext(context.WithValue(r.Context(), accessKey{}, e)))
 }
 
 func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
+	e := entryOf(r)
 	if escapes(r.URL.Path) {
+		e.answered(nil)
 		http.Error(w, "Not Found", http.StatusNotFound)
 		return
 	}
@@ -221,11 +231,13 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 		scriptName, pathInfo, ok := rt.match(r.URL.Path)
 		if !ok {
 			if rt.addsSlash(r.URL.Path) {
+				e.answered(nil)
 				redirectSlash(w, r, rt.cfg.Prefix)
 				return
 			}
 			continue
 		}
+		e.answered(rt) // until it falls through
 		switch {
 		case rt.pool != nil:
 			if !s.forwards(t, r, rt, scriptName) {
@@ -244,6 +256,7 @@ func (s *Server) serve(t *table, w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	e.answered(nil)
 	http.Error(w, "Not Found", http.StatusNotFound)
 }
 
@@ -293,7 +306,9 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 	req := &fastcgi.Request{Params: bufs.params, Body: body}
 
 	written := 0 // the status sent, once the header is out
-	err := rt.pool.Serve(r.Context(), r.RequestURI, req, func(resp *fastcgi.Response) error {
+	e := entryOf(r)
+	begin := time.Now()
+	err := rt.pool.Serve(e.traced(r.Context()), r.RequestURI, req, func(resp *fastcgi.Response) error {
 		status, err := readCGIResponse(resp, bufs.br, w.Header())
 		if err != nil {
 			clear(w.Header())
@@ -310,6 +325,7 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 		}
 		return nil
 	})
+	e.served(begin)
 	bufs.br.Reset(nil)
 	code := written
 	defer func() { rt.pool.Observe(code) }()
@@ -484,6 +500,17 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.n += int64(n)
+	return n, err
+}
+
+// ReadFrom keeps the sendfile of the writer it wraps for static files
+// (http.ServeContent copies with io.CopyN, which calls ReadFrom).
+func (w *statusWriter) ReadFrom(src io.Reader) (int64, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := io.Copy(w.ResponseWriter, src)
+	w.n += n
 	return n, err
 }
 

@@ -20,7 +20,7 @@ user=${TEST_USER:-nobody}
 run=${RUN:-.}
 # integration: the tests whose contract depends on who runs fcgivisor (the
 # rest run the same either way, and run as root in make test).
-integration_run=${INTEGRATION_RUN:-User|Privilege|Check|Perm|Listen|Static|PHPApp|Scripts|Fallback|EnvIsolation|Admin|Security}
+integration_run=${INTEGRATION_RUN:-User|Privilege|Check|Perm|Listen|Static|PHPApp|Scripts|Fallback|EnvIsolation|Admin|Security|WebServer}
 pkgs=("$@")
 [ ${#pkgs[@]} -gt 0 ] || pkgs=(integration daemon supervisor spawner front socket conf)
 if [ "$(id -u)" != 0 ]; then

@@ -269,6 +269,17 @@ type options struct {
 	listen     []string                  // more http.listen addresses, after the TCP one start waits on
 	http       []string                  // more [http] lines (not listen)
 	port       int                       // default: a free one
+	// noHTTP turns the HTTP front off ([http] listen = [], no language
+	// routes): the pools are reached on their own listen sockets (a
+	// `listen = ...` line in poolOpts.extra), and start waits for the
+	// "fcgivisor running" log record instead of an HTTP answer.
+	noHTTP bool
+	// launcher is argv run in front of `fcgivisor run -c CONF` (it must
+	// exec fcgivisor in its place, e.g. systemd-socket-activate ... --).
+	launcher []string
+	// ready, when set, replaces start's readiness wait: start polls it
+	// until it returns nil.
+	ready func(in *instance) error
 }
 
 func (o *options) langList() []lang {
@@ -326,6 +337,9 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 		docRoot = documentRoot()
 	}
 	listen := append([]string{fmt.Sprintf("127.0.0.1:%d", port)}, o.listen...)
+	if o.noHTTP {
+		listen = []string{}
+	}
 	fmt.Fprintf(&b, "\n[http]\nlisten = %s\ndocument_root = %s\n", tomlStrings(listen), tomlString(docRoot))
 	for _, l := range o.http {
 		b.WriteString(l + "\n")
@@ -334,6 +348,9 @@ func renderConfig(o *options, runtimeDir string, port int) string {
 		b.WriteString("\n" + o.routes + "\n")
 	}
 	for _, l := range o.langList() {
+		if o.noHTTP {
+			break
+		}
 		fmt.Fprintf(&b, "\n[[http.route]]\nprefix = %s\n", tomlString("/"+l.name+"/"))
 		if l.name == "php" {
 			b.WriteString("script = \"/index.php\"\n")
@@ -602,7 +619,8 @@ func start(t testing.TB, o options) *instance {
 			Timeout:       60 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
-		in.cmd = exec.Command(fcgivisorBin, "run", "-c", in.configPath)
+		argv := append(slices.Clone(o.launcher), fcgivisorBin, "run", "-c", in.configPath)
+		in.cmd = exec.Command(argv[0], argv[1:]...)
 		in.cmd.Env = mergeEnv(os.Environ(), append(raceEnv(), o.env...))
 		in.cmd.Stdout = in.out
 		in.cmd.Stderr = in.out
@@ -618,7 +636,14 @@ func start(t testing.TB, o options) *instance {
 			close(in.done)
 		}()
 		t.Cleanup(in.cleanup)
-		err := in.waitReady()
+		waitReady := in.waitReady
+		switch {
+		case o.ready != nil:
+			waitReady = in.waitReadyFunc
+		case o.noHTTP:
+			waitReady = in.waitRunning
+		}
+		err := waitReady()
 		if err == nil {
 			in.snapshot()
 			return in
@@ -671,6 +696,53 @@ func (in *instance) waitReady() error {
 			in.signal(syscall.SIGKILL)
 			<-in.done
 			return fmt.Errorf("no HTTP answer on %s within %v: %v", in.base, startTimeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitRunning waits for the "fcgivisor running" log record (logged once
+// every listener, the pools' sockets included, is open); an exit ends the
+// wait.
+func (in *instance) waitRunning() error {
+	timeout := time.After(startTimeout)
+	for {
+		text, changed := in.out.Snapshot()
+		for _, r := range records(text) {
+			if r["msg"] == "fcgivisor running" {
+				return nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-in.done:
+			return fmt.Errorf("exited before logging \"fcgivisor running\": %v", in.waitErr)
+		case <-timeout:
+			in.signal(syscall.SIGKILL)
+			<-in.done
+			return fmt.Errorf("no \"fcgivisor running\" log record within %v", startTimeout)
+		}
+	}
+}
+
+// waitReadyFunc polls opts.ready until it returns nil; an exit ends the
+// wait.
+func (in *instance) waitReadyFunc() error {
+	deadline := time.Now().Add(startTimeout)
+	for {
+		select {
+		case <-in.done:
+			return fmt.Errorf("exited before serving: %v", in.waitErr)
+		default:
+		}
+		err := in.opts.ready(in)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			in.signal(syscall.SIGKILL)
+			<-in.done
+			return fmt.Errorf("not ready within %v: %v", startTimeout, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/http"
@@ -50,6 +51,7 @@ func TestProtocol(t *testing.T) {
 		t.Run("hello", func(t *testing.T) { testHello(t, in, l) })
 		t.Run("echo", func(t *testing.T) { testEcho(t, in, l) })
 		t.Run("echo-chunked", func(t *testing.T) { testEchoChunked(t, in, l) })
+		t.Run("crc32", func(t *testing.T) { testCRC32(t, in, l) })
 		t.Run("size", func(t *testing.T) { testSize(t, in, l) })
 		t.Run("status", func(t *testing.T) { testStatus(t, in, l) })
 		t.Run("location", func(t *testing.T) { testLocation(t, in, l) })
@@ -105,6 +107,26 @@ func testEchoChunked(t *testing.T, in *instance, l lang) {
 	if !bytes.Equal(got, body) {
 		t.Fatalf("chunked POST ?echo: got %d bytes back, want the %d sent; first difference at %d", len(got), len(body), firstDiff(got, body))
 	}
+}
+
+// testCRC32: ?crc32 reads the whole body and answers its length and CRC-32.
+func testCRC32(t *testing.T, in *instance, l lang) {
+	for _, n := range []int{0, 1 << 20} {
+		body := make([]byte, n)
+		rand.Read(body)
+		resp, got, err := in.do(context.Background(), http.MethodPost, l.path("/c?crc32"), body, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := crc32Line(body); resp.StatusCode != http.StatusOK || string(got) != want {
+			t.Errorf("POST ?crc32 with %d bytes: %d %q, want 200 %q", n, resp.StatusCode, clip(got), want)
+		}
+	}
+}
+
+// crc32Line is what ?crc32 answers for body.
+func crc32Line(body []byte) string {
+	return fmt.Sprintf("%d %08x\n", len(body), crc32.ChecksumIEEE(body))
 }
 
 func firstDiff(a, b []byte) int {

@@ -68,7 +68,7 @@ type Socket struct {
 	// waiting for a place under max_connections looks again.
 	changed chan struct{}
 	wg      sync.WaitGroup
-	bufs   sync.Pool
+	bufs    sync.Pool
 }
 
 // target is what the socket serves: the pool's live generation and the
@@ -303,9 +303,10 @@ func (s *Socket) handle(ctx context.Context, w *fastcgi.ResponseWriter, r *fastc
 		uri = param(r.Params, "SCRIPT_NAME")
 	}
 	req := &fastcgi.Request{Params: r.Params, Body: r.Body, Stderr: func(b []byte) { w.WriteStderr(b) }}
-	if cl := param(r.Params, "CONTENT_LENGTH"); cl == "" || cl == "0" {
+	if param(r.Params, "CONTENT_LENGTH") == "0" || r.BodyEmpty() {
 		// No body: the worker gets an empty STDIN at once, without a
-		// goroutine to copy one.
+		// goroutine to copy one. (A web server may stream a body
+		// without CONTENT_LENGTH: then it is copied as it comes.)
 		req.Body = nil
 	}
 	bp := s.bufs.Get().(*[]byte)
@@ -385,7 +386,8 @@ func relay(w *fastcgi.ResponseWriter, resp io.Reader, buf []byte) (code int, err
 // the Status header's code when the header is there, else 200.
 func statusOf(b []byte) int {
 	for len(b) > 0 {
-		line, rest, found := strings.Cut(string(b[:min(len(b), 512)]), "\n")
+		window := string(b[:min(len(b), 512)])
+		line, rest, found := strings.Cut(window, "\n")
 		if !found && len(b) > 512 {
 			return 200
 		}
@@ -402,7 +404,7 @@ func statusOf(b []byte) int {
 			}
 			return 200
 		}
-		b = b[len(b)-len(rest):]
+		b = b[len(window)-len(rest):] // rest is the window's, not b's
 		if !found {
 			return 200
 		}

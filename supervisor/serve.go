@@ -20,8 +20,12 @@ import (
 const replayLimit = 64 << 10
 
 // deathGrace is how long a re-send waits to learn whether the worker that
-// dropped the request is dying; a killed process is reaped within a few ms.
-const deathGrace = 20 * time.Millisecond
+// dropped the request is dying. A killed or exiting process is reaped
+// within a few ms on a quiet machine; 20 ms was too short under load (the
+// race detector, parallel tests: a php-cgi that crashed on exit(3) was
+// taken for one that dropped the request unread, and the request was sent
+// to two more workers). It delays only a re-send, or a 502.
+const deathGrace = 100 * time.Millisecond
 
 // maxDials bounds the connection attempts of one request that reached no
 // worker. A failed connect never reached a worker, so it is not a send.
@@ -207,6 +211,7 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, req *fastcgi.Request, handl
 		s.conn = fastcgi.NewConn(nc)
 	}
 	conn := s.conn
+	traceOf(ctx).sent(w.proc.Pid())
 
 	var timedOut atomic.Bool
 	var timer *time.Timer

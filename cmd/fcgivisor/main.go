@@ -14,6 +14,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 
 	"github.com/urfave/cli/v2"
@@ -41,8 +42,9 @@ func main() {
 		Commands: []*cli.Command{
 			command("run", "run in the foreground (the systemd ExecStart)",
 				func(c *cli.Context, path string) error { return run(path) }),
-			command("check", "validate the config; print every error and exit 1, or a summary and exit 0",
-				func(c *cli.Context, path string) error { return check(c.App.Writer, path) }),
+			command("check", "validate the config; print every error and exit 1, or a summary (with --dump, the effective config) and exit 0",
+				func(c *cli.Context, path string) error { return check(c.App.Writer, path, c.Bool("dump")) },
+				&cli.BoolFlag{Name: "dump", Usage: "print the effective config as TOML, every default filled in and paths made absolute; check accepts it as it is"}),
 			command("status", "show the pools and workers of the running instance",
 				func(c *cli.Context, path string) error { return status(c.App.Writer, path, c.Bool("json")) },
 				&cli.BoolFlag{Name: "json", Usage: "print the status JSON as the admin endpoint sends it"}),
@@ -109,8 +111,10 @@ func fullVersion() string {
 
 // check is `fcgivisor check`: the file, then what `run` would refuse
 // running as this user (daemon.Check: users and groups, commands,
-// directories, runtime_dir).
-func check(w io.Writer, path string) error {
+// directories, runtime_dir). With dump, a valid file is printed as
+// conf.Config.Dump writes it, after the summary as a comment, so that the
+// output is a config file (as nginx -T, php-fpm -tt).
+func check(w io.Writer, path string, dump bool) error {
 	cfg, err := conf.Load(path)
 	if err == nil {
 		warn := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -120,8 +124,13 @@ func check(w io.Writer, path string) error {
 		fmt.Fprintln(w, err)
 		return errors.New("config is invalid")
 	}
-	fmt.Fprintln(w, cfg.Summary())
-	return nil
+	if !dump {
+		fmt.Fprintln(w, cfg.Summary())
+		return nil
+	}
+	fmt.Fprintf(w, "# %s\n# The effective config (fcgivisor check --dump): every default filled in, paths absolute.\n\n",
+		strings.ReplaceAll(cfg.Summary(), "\n", " "))
+	return cfg.Dump(w)
 }
 
 // newLogger builds the one logger of the process from [server]. With a

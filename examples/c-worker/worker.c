@@ -123,6 +123,23 @@ static void handle(FCGX_Request *req)
 		while ((n = FCGX_GetStr(buf, sizeof buf, req->in)) > 0)
 			if (FCGX_PutStr(buf, n, out) < 0)
 				break;
+	} else if (strcmp(key, "crc32") == 0) {
+		/* The whole body is read before the answer starts, so no web server
+		 * that sends the body before reading the answer can deadlock. */
+		unsigned char buf[64 << 10];
+		unsigned long crc = 0xffffffffUL; /* CRC-32 (IEEE), as zlib's crc32() */
+		long long len = 0;
+		int n;
+		while ((n = FCGX_GetStr((char *)buf, sizeof buf, req->in)) > 0) {
+			len += n;
+			for (int i = 0; i < n; i++) {
+				crc ^= buf[i];
+				for (int k = 0; k < 8; k++)
+					crc = (crc >> 1) ^ (0xedb88320UL & -(crc & 1));
+			}
+		}
+		text(out);
+		FCGX_FPrintF(out, "%lld %08lx\n", len, crc ^ 0xffffffffUL);
 	} else if (strcmp(key, "size") == 0) {
 		long long n = atoll(val);
 		text(out);

@@ -8,6 +8,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"net"
 	"net/http"
@@ -70,6 +71,16 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		if _, err := io.CopyBuffer(w, r.Body, buf); err != nil {
 			fmt.Fprintf(os.Stderr, "go worker: echo: %v\n", err)
 		}
+	case "crc32":
+		// The whole body is read before the answer starts.
+		h := crc32.NewIEEE()
+		n, err := io.Copy(h, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		text(w)
+		fmt.Fprintf(w, "%d %08x\n", n, h.Sum32())
 	case "size":
 		n, _ := strconv.ParseInt(val, 10, 64)
 		text(w)

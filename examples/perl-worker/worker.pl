@@ -5,6 +5,7 @@
 # as spawn-fcgi and fcgivisor hand it over.
 use strict;
 use warnings;
+use Compress::Zlib ();
 use FCGI;
 use POSIX ();
 use Time::HiRes ();
@@ -58,6 +59,15 @@ sub handle {
         while ((my $n = read(STDIN, $buf, 65536)) > 0) {
             print $buf;
         }
+    } elsif ($key eq 'crc32') {
+        # The whole body is read before the answer starts.
+        my ($crc, $len, $buf) = (0, 0);
+        while ((my $n = read(STDIN, $buf, 65536)) > 0) {
+            $crc = Compress::Zlib::crc32($buf, $crc);
+            $len += $n;
+        }
+        text();
+        printf "%d %08x\n", $len, $crc;
     } elsif ($key eq 'size') {
         my $n = int($val || 0);
         text();

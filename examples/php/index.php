@@ -58,6 +58,19 @@ case 'echo':
     }
     fclose($in);
     break;
+case 'crc32':
+    // The whole body is read before the answer starts.
+    $ctx = hash_init('crc32b'); // CRC-32 (IEEE), as zlib's crc32()
+    $len = 0;
+    $in = fopen('php://input', 'rb');
+    while (!feof($in) && ($buf = fread($in, 65536)) !== false && $buf !== '') {
+        hash_update($ctx, $buf);
+        $len += strlen($buf);
+    }
+    fclose($in);
+    text();
+    echo $len, ' ', hash_final($ctx), "\n";
+    break;
 case 'size':
     $n = (int)$val;
     text();
