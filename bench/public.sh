@@ -285,6 +285,7 @@ versions="$(nproc) CPUs, $(uname -r); $(nginx -v 2>&1 | sed 's/^nginx version: /
 [[ -n $need_php ]] && versions+="; $("$PHP_FPM" -v | head -1 | awk '{print "php-fpm " $2}'); $("$PHP_CGI" -v | head -1 | awk '{print "php-cgi " $2}')"
 [[ -n $need_fv ]] && versions+="; $("$FCGIVISOR" version 2>&1 | head -1)"
 echo "public: $versions" >&2
+echo "public: load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 : >"$TMP/results"
 for stack in "${STACKS[@]}"; do
@@ -303,6 +304,8 @@ for stack in "${STACKS[@]}"; do
 	stop_stack
 	report_logs
 done
+
+echo "public: load average after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # --- report --------------------------------------------------------------------
 # fig STACK ENDPOINT LOAD COLUMN: a figure from $TMP/results ("-" if not run).
