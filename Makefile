@@ -4,14 +4,54 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build workers run test test-unprivileged fuzz lint bench clean
+# make install: where things go. DESTDIR is prepended to every path.
+# Configuration and logrotate go to /etc whatever PREFIX is: fcgivisor and
+# logrotate read them there. The units' ExecStart names $(BINDIR)/fcgivisor.
+PREFIX      ?= /usr/local
+BINDIR      ?= $(PREFIX)/bin
+MANDIR      ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+FISHCOMPDIR ?= $(PREFIX)/share/fish/vendor_completions.d
+UNITDIR     ?= $(if $(filter /usr,$(PREFIX)),/lib/systemd/system,$(PREFIX)/lib/systemd/system)
+SYSCONFDIR  ?= /etc
+LOGDIR      ?= /var/log/fcgivisor
+UNITS       := fcgivisor.service fcgivisor.socket fcgivisor-php.socket
+
+# make deb: nfpm, pinned (the module proxy serves it; the first run
+# downloads and builds it). The package's version is VERSION in Debian's
+# syntax: v1.2.3 → 1.2.3, v1.2.3-4-gabc → 1.2.3+4.gabc, an untagged abc
+# (a commit, whatever its first character) → 0.0.0+git.abc.
+NFPM        ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DEB_VERSION ?= $(shell echo '$(VERSION)' | sed -E '/^v?[0-9]+\.[0-9]/!s/^/0.0.0+git./; s/^v//; s/-/+/; s/-/./g')
+DEB_ROOT    := $(BIN)/deb-root
+
+.PHONY: all build workers share run setup test test-unprivileged fuzz lint bench install uninstall deb clean
 
 all: build
 
 build: $(BIN)/fcgivisor workers
 
+# Static (CGO_ENABLED=0): it runs on any Linux of its architecture, and
+# os/user reads /etc/passwd and /etc/group itself (no NSS: users and groups
+# from LDAP or sssd are not found). The version is stamped in.
+# urfave_cli_no_docs leaves out urfave/cli's Markdown and man page writer
+# and the two modules it needs (fcgivisor(1) is rendered by cmd/fcgivisor).
 $(BIN)/fcgivisor: FORCE
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/fcgivisor
+	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(LDFLAGS)' -o $@ ./cmd/fcgivisor
+
+# What make install and make deb ship besides the binary: the man pages,
+# fcgivisor(1) from the CLI's command tree and fcgivisor.toml(5) from
+# docs/configuration.md, and the shell completion scripts.
+share: $(BIN)/fcgivisor
+	@mkdir -p $(BIN)/man $(BIN)/completion
+	$(BIN)/fcgivisor manpage > $(BIN)/man/fcgivisor.1
+	$(GO) run ./hack/mdman -name fcgivisor.toml -section 5 -version '$(VERSION)' \
+		-summary 'configuration file of fcgivisor(1)' -see 'fcgivisor(1)' docs/configuration.md > $(BIN)/man/fcgivisor.toml.5
+	gzip -9nf -k $(BIN)/man/fcgivisor.1 $(BIN)/man/fcgivisor.toml.5
+	$(BIN)/fcgivisor completion bash > $(BIN)/completion/fcgivisor.bash
+	$(BIN)/fcgivisor completion zsh > $(BIN)/completion/_fcgivisor
+	$(BIN)/fcgivisor completion fish > $(BIN)/completion/fcgivisor.fish
 
 # The example workers: Go always; C only where libfcgi-dev is installed.
 workers: $(BIN)/go-worker
@@ -28,10 +68,35 @@ $(BIN)/c-worker: examples/c-worker/worker.c
 run: build
 	$(BIN)/fcgivisor run -c examples/quickstart.toml
 
-test: build lint
-	$(GO) test -race -count=1 -timeout 10m ./...
+# make test: sets the machine up (hack/setup.sh: once), then vet, lint,
+# every test, the user and group tests against the static binary, the fuzz
+# targets and, as root, the tests again as nobody; it
+# ends with the count of tests (subtests included) and the ones skipped,
+# with the reason each gave, recorded in $(TESTS_RECORD) by hack/testsum.
+TESTS_RECORD := tmp/tests.jsonl
+# The integration tests that look users and groups up, run again against
+# bin/fcgivisor as make builds it (static: os/user without cgo); the run
+# above tests a binary built with -race, which needs cgo.
+STATIC_RUN   := User|Privilege|Check|Static
+# A failed step still ends with the summary, then make test fails.
+TESTS_FAILED  = { $(BIN)/testsum -summary $(TESTS_RECORD); exit 1; }
+test: setup build lint $(BIN)/testsum
+	@mkdir -p tmp && rm -f $(TESTS_RECORD)
+	@echo "$(GO) test -race -count=1 -timeout 10m ./..."
+	@$(GO) test -json -race -count=1 -timeout 10m ./... | $(BIN)/testsum -record $(TESTS_RECORD) || $(TESTS_FAILED)
+	@echo "FCGIVISOR_BIN=$(BIN)/fcgivisor $(GO) test -count=1 -run '$(STATIC_RUN)' ./integration"
+	@FCGIVISOR_BIN=$(CURDIR)/$(BIN)/fcgivisor $(GO) test -json -count=1 -timeout 5m -run '$(STATIC_RUN)' ./integration | \
+		$(BIN)/testsum -record $(TESTS_RECORD) -label "(static binary)" || $(TESTS_FAILED)
 	@$(MAKE) --no-print-directory fuzz
-	@$(MAKE) --no-print-directory test-unprivileged
+	@TESTS_RECORD=$(CURDIR)/$(TESTS_RECORD) TESTSUM=$(CURDIR)/$(BIN)/testsum $(MAKE) --no-print-directory test-unprivileged || $(TESTS_FAILED)
+	@$(BIN)/testsum -summary $(TESTS_RECORD)
+
+# Installs the packages the tests need, once (hack/setup.sh).
+setup:
+	@hack/setup.sh
+
+$(BIN)/testsum: FORCE
+	@$(GO) build -o $@ ./hack/testsum
 
 # As root (the CI), the tests of the packages that run processes run again
 # as nobody, integration's privilege-dependent ones among them, so that each
@@ -61,10 +126,56 @@ lint:
 	@$(GO) run ./hack/funclen -n 0 -max 80 || { echo "a production function is over 80 lines: split it"; exit 1; }
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# make install [PREFIX=/usr/local] [DESTDIR=...]: the binary, man pages,
+# completions, systemd units (ExecStart=$(BINDIR)/fcgivisor), logrotate,
+# the log directory, and /etc/fcgivisor/fcgivisor.toml: installed only where
+# none exists; otherwise as fcgivisor.toml.example beside it.
+install: $(BIN)/fcgivisor share
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR) $(DESTDIR)$(FISHCOMPDIR) $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/logrotate.d $(DESTDIR)$(SYSCONFDIR)/fcgivisor
+	install -d -m 0750 $(DESTDIR)$(LOGDIR)
+	install -m 0755 $(BIN)/fcgivisor $(DESTDIR)$(BINDIR)/fcgivisor
+	install -m 0644 $(BIN)/man/fcgivisor.1.gz $(DESTDIR)$(MANDIR)/man1/fcgivisor.1.gz
+	install -m 0644 $(BIN)/man/fcgivisor.toml.5.gz $(DESTDIR)$(MANDIR)/man5/fcgivisor.toml.5.gz
+	install -m 0644 $(BIN)/completion/fcgivisor.bash $(DESTDIR)$(BASHCOMPDIR)/fcgivisor
+	install -m 0644 $(BIN)/completion/_fcgivisor $(DESTDIR)$(ZSHCOMPDIR)/_fcgivisor
+	install -m 0644 $(BIN)/completion/fcgivisor.fish $(DESTDIR)$(FISHCOMPDIR)/fcgivisor.fish
+	for u in $(UNITS); do \
+		sed 's|/usr/local/bin/fcgivisor|$(BINDIR)/fcgivisor|g' contrib/systemd/$$u > $(DESTDIR)$(UNITDIR)/$$u && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	install -m 0644 contrib/logrotate/fcgivisor $(DESTDIR)$(SYSCONFDIR)/logrotate.d/fcgivisor
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/fcgivisor/fcgivisor.toml ]; then \
+		echo "install -m 0644 contrib/fcgivisor.toml $(DESTDIR)$(SYSCONFDIR)/fcgivisor/fcgivisor.toml.example (fcgivisor.toml exists: kept)"; \
+		install -m 0644 contrib/fcgivisor.toml $(DESTDIR)$(SYSCONFDIR)/fcgivisor/fcgivisor.toml.example; \
+	else \
+		echo "install -m 0644 contrib/fcgivisor.toml $(DESTDIR)$(SYSCONFDIR)/fcgivisor/fcgivisor.toml"; \
+		install -m 0644 contrib/fcgivisor.toml $(DESTDIR)$(SYSCONFDIR)/fcgivisor/fcgivisor.toml; \
+	fi
+
+# The files make install put there, except the configuration (and the
+# directories, which may hold other files).
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/fcgivisor $(DESTDIR)$(MANDIR)/man1/fcgivisor.1.gz $(DESTDIR)$(MANDIR)/man5/fcgivisor.toml.5.gz \
+		$(DESTDIR)$(BASHCOMPDIR)/fcgivisor $(DESTDIR)$(ZSHCOMPDIR)/_fcgivisor $(DESTDIR)$(FISHCOMPDIR)/fcgivisor.fish \
+		$(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) $(DESTDIR)$(SYSCONFDIR)/logrotate.d/fcgivisor
+
+# make deb: dist/fcgivisor_$(DEB_VERSION)_ARCH.deb, laid out by make install
+# with PREFIX=/usr (binary in /usr/bin, units in /lib/systemd/system) in
+# $(DEB_ROOT), packaged as packaging/nfpm.yaml says.
+deb:
+	rm -rf $(DEB_ROOT) dist/fcgivisor_*.deb
+	@$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(DEB_ROOT) PREFIX=/usr \
+		ZSHCOMPDIR=/usr/share/zsh/vendor-completions
+	@mkdir -p dist
+	DEB_VERSION='$(DEB_VERSION)' ARCH=$$($(GO) env GOARCH) $(NFPM) package -f packaging/nfpm.yaml -p deb -t dist/
+	@ls dist/fcgivisor_*.deb
+
 bench: build
 	bench/front-vs-nginx.sh
 
 clean:
-	rm -rf $(BIN) tmp
+	rm -rf $(BIN) tmp dist
 
 FORCE:

@@ -48,13 +48,26 @@ done
 chmod -R a+rX "$work"
 chmod 1777 "$work/home"
 
+# With TESTS_RECORD and TESTSUM (make test), each run goes through
+# test2json and hack/testsum, which prints it as go test does and records
+# every test's result, skips with their reason, for make test's summary.
+as_user() {
+	local p=$1
+	shift
+	(cd "$work/repo/$p" && runuser -u "$user" -- env -i PATH="$PATH" HOME="$work/home" TMPDIR=/tmp \
+		FCGIVISOR_BIN="$work/bin/fcgivisor" FCGIVISOR_GO_WORKER="$work/bin/go-worker" FCGIVISOR_C_WORKER="$c_worker" \
+		"$work/bin/$p.test" -test.count=1 -test.timeout=10m "$@")
+}
 status=0
 for p in "${pkgs[@]}"; do
 	[ -x "$work/bin/$p.test" ] || continue # a package without tests
 	echo "== $p as $user"
-	if ! (cd "$work/repo/$p" && runuser -u "$user" -- env -i PATH="$PATH" HOME="$work/home" TMPDIR=/tmp \
-		FCGIVISOR_BIN="$work/bin/fcgivisor" FCGIVISOR_GO_WORKER="$work/bin/go-worker" FCGIVISOR_C_WORKER="$c_worker" \
-		"$work/bin/$p.test" -test.count=1 -test.timeout=10m -test.run "$(if [ "$p" = integration ] && [ "$run" = . ]; then echo "$integration_run"; else echo "$run"; fi)"); then
+	r=$run
+	if [ "$p" = integration ] && [ "$run" = . ]; then r=$integration_run; fi
+	if [ -n "${TESTS_RECORD:-}" ] && [ -n "${TESTSUM:-}" ]; then
+		as_user "$p" -test.v=test2json -test.run "$r" 2>&1 | go tool test2json -t -p "$p" |
+			"$TESTSUM" -record "$TESTS_RECORD" -label "as $user" || status=1
+	elif ! as_user "$p" -test.run "$r"; then
 		status=1
 	fi
 done

@@ -62,6 +62,11 @@ func main() {
 			},
 		},
 	}
+	// Shell completion (completion.go) asks the binary what may come next:
+	// --generate-bash-completion as the last argument lists the commands,
+	// or a command's flags, instead of running anything.
+	app.Commands = append(app.Commands, completionCommand(), manpageCommand())
+	enableCompletion(app)
 	// Every error exits 1: an invalid config, a start that failed, an
 	// instance that cannot be reached or refused a reload.
 	if err := app.Run(os.Args); err != nil {
