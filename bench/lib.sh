@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # lib.sh: helpers shared by the bench scripts (burst.sh, reload.sh,
-# cgi.sh, front-vs-nginx.sh). Source it after setting TMP, RUN_PIDS, KEEP
+# cgi.sh, front-vs-nginx.sh, public.sh). Source it after setting TMP, RUN_PIDS, KEEP
 # and die(); it installs the EXIT trap that stops the current stack and
 # removes TMP.
 
@@ -68,14 +68,15 @@ wait_listen() { wait_until "$2" "$3" "does not listen on $1" accepts "$1"; }
 # wait_file PATH NAME PID: wait until the Unix socket PATH exists.
 wait_file() { wait_until "$2" "$3" "did not create $1" test -S "$1"; }
 
-# start_nginx NAME PORT LOCATIONS: start nginx in the background on
+# start_nginx NAME PORT LOCATIONS [HTTP]: start nginx in the background on
 # 127.0.0.1:PORT serving the location blocks LOCATIONS, the same way for
 # every bench: one worker, no access log, unlimited keep-alive, its files
 # as $TMP/NAME.conf, $TMP/NAME-error.log, $TMP/NAME.pid and temp dirs in
-# $TMP/NAME/. Sets NGINX_PID. The caller waits for it and adds the pid
-# to the processes it stops.
+# $TMP/NAME/. HTTP, if given, goes into the http block before the server
+# (upstream blocks). Sets NGINX_PID. The caller waits for it and adds the
+# pid to the processes it stops.
 start_nginx() {
-	local name=$1 port=$2 locations=$3
+	local name=$1 port=$2 locations=$3 http=${4:-}
 	mkdir -p "$TMP/$name"
 	{
 		# As root, nginx workers would run as nobody and could not reach
@@ -95,6 +96,7 @@ http {
     fastcgi_temp_path $TMP/$name/fastcgi;
     uwsgi_temp_path $TMP/$name/uwsgi;
     scgi_temp_path $TMP/$name/scgi;
+$http
     server {
         listen 127.0.0.1:$port;
 $locations
@@ -118,20 +120,27 @@ fastcgi_location() {
 LOCATION
 }
 
-# start_fpm_nginx TAG PORT SCRIPT: php-fpm in the foreground from the config
-# the caller wrote to $TMP/TAG-fpm.conf (its pool listening on
-# $TMP/TAG-fpm.sock), as the invoking user (-R when root: user/group unset,
-# the children run as root), output in $TMP/TAG-fpm.out; then nginx
-# (start_nginx TAG-nginx) on 127.0.0.1:PORT passing every request to it as
-# SCRIPT. Waits for both; sets FPM_PID (the master, the workers' parent).
-start_fpm_nginx() {
-	local tag=$1 port=$2 script=$3
+# start_php_fpm TAG: php-fpm in the foreground from the config the caller
+# wrote to $TMP/TAG-fpm.conf (its pool listening on $TMP/TAG-fpm.sock), as
+# the invoking user (-R when root: user/group unset, the children run as
+# root), output in $TMP/TAG-fpm.out. Waits for its socket; sets FPM_PID
+# (the master, the workers' parent) and adds it to RUN_PIDS.
+start_php_fpm() {
+	local tag=$1
 	local fpm_flags=(-F -y "$TMP/$tag-fpm.conf")
 	if [[ $EUID -eq 0 ]]; then fpm_flags+=(-R); fi
 	"$PHP_FPM" "${fpm_flags[@]}" >"$TMP/$tag-fpm.out" 2>&1 &
 	FPM_PID=$!
 	RUN_PIDS+=("$FPM_PID")
 	wait_file "$TMP/$tag-fpm.sock" php-fpm "$FPM_PID"
+}
+
+# start_fpm_nginx TAG PORT SCRIPT: start_php_fpm TAG; then nginx
+# (start_nginx TAG-nginx) on 127.0.0.1:PORT passing every request to it as
+# SCRIPT. Waits for both; sets FPM_PID.
+start_fpm_nginx() {
+	local tag=$1 port=$2 script=$3
+	start_php_fpm "$tag"
 
 	start_nginx "$tag-nginx" "$port" "$(fastcgi_location "$script" "$TMP/$tag-fpm.sock")"
 	RUN_PIDS+=("$NGINX_PID")
