@@ -250,10 +250,10 @@ type worker struct {
 	log      *slog.Logger
 	slots    []*slot
 	outDone  chan struct{}
-	// proc's /proc/PID/stat and statm, open for its life (nil when they
-	// could not be opened): CPU time and RSS per request, read with one
-	// pread each, and never another process's once the pid is reused.
-	stat, statm *os.File
+	// proc's /proc/PID/statm, open for its life (nil when it could not
+	// be opened): RSS, read with one pread, and never another process's
+	// once the pid is reused.
+	statm *os.File
 
 	// guarded by Pool.mu
 	last      *RequestStatus // the last request it finished
@@ -276,7 +276,7 @@ type worker struct {
 type slot struct {
 	w    *worker
 	conn *fastcgi.Conn // kept connection, nil when none
-	// cpuStart is the worker's CPU time (clock ticks) when the request
+	// cpuStart is the worker's CPU time (ns) when the request
 	// began, -1 until the request has read it (outside p.mu).
 	cpuStart atomic.Int64
 
@@ -686,7 +686,7 @@ func (p *Pool) start(cfg *conf.Pool) (*worker, error) {
 		log:     p.log.With("pid", proc.Pid()),
 		outDone: make(chan struct{}),
 	}
-	w.stat, w.statm = openProc(proc.Pid())
+	w.statm = openProc(proc.Pid())
 	w.log.Debug("worker started", "socket", path)
 	go p.logOutput(w, stdoutR, stderrR)
 	return w, nil

@@ -2,7 +2,7 @@ package supervisor
 
 // One attempt of a request on a worker, as status and the slow-request
 // log see it (issue 13): the worker's CPU time at its start and end
-// (utime + stime from /proc/PID/stat), its RSS at the end, and a timer of
+// (its process CPU clock), its RSS at the end, and a timer of
 // request_slowlog_timeout. When the timer fires before the attempt ends,
 // the request is slow: one WARN record, the pool's slow_requests count,
 // then slowlog_command (argv with "{pid}" replaced) runs for the worker,
@@ -45,7 +45,7 @@ type attempt struct {
 	w     *worker
 	rq    *request
 	began time.Time
-	cpu0  int64       // the worker's CPU ticks at the start; -1 unknown
+	cpu0  int64       // the worker's CPU time (ns) at the start; -1 unknown
 	slow  *time.Timer // request_slowlog_timeout; nil when off
 }
 
@@ -54,7 +54,7 @@ type attempt struct {
 // another worker: once per request).
 func (p *Pool) begin(s *slot, rq *request, cfg *conf.Pool) *attempt {
 	a := &attempt{w: s.w, rq: rq, began: time.Now(), cpu0: -1}
-	if t, err := s.w.cpuTicks(); err == nil {
+	if t, err := s.w.cpuNanos(); err == nil {
 		a.cpu0 = t
 		s.cpuStart.Store(t)
 	}
@@ -71,8 +71,8 @@ func (a *attempt) end() *RequestStatus {
 		a.slow.Stop()
 	}
 	last := &RequestStatus{Method: a.rq.method, URI: a.rq.uri, Seconds: time.Since(a.began).Seconds()}
-	if t, err := a.w.cpuTicks(); err == nil && a.cpu0 >= 0 {
-		last.CPUSeconds = ticksToSeconds(t - a.cpu0)
+	if t, err := a.w.cpuNanos(); err == nil && a.cpu0 >= 0 {
+		last.CPUSeconds = nanosToSeconds(t - a.cpu0)
 	}
 	if n, err := a.w.rss(); err == nil {
 		last.RSSBytes = n

@@ -120,7 +120,7 @@ func TestStatsSharedByGenerations(t *testing.T) {
 
 // TestLastRequestCPUAndMemory: a real worker that burns CPU for a request
 // shows it: in progress, the CPU so far; finished, as its last request
-// with its duration, CPU seconds (utime + stime from /proc/PID/stat) and
+// with its duration, CPU seconds (its process CPU clock) and
 // RSS at the end.
 func TestLastRequestCPUAndMemory(t *testing.T) {
 	tp := newTestPool(t, "fcgi", nil)

@@ -70,7 +70,7 @@ type WorkerStatus struct {
 
 // RequestStatus is a request on a worker: in progress (Seconds and
 // CPUSeconds so far) or finished (RSSBytes: the worker's at its end).
-// CPUSeconds is the worker's CPU time (user + system, /proc/PID/stat)
+// CPUSeconds is the worker's CPU time (user + system, its process CPU clock)
 // meanwhile, in 1/100 s: with concurrency above 1 it includes the other
 // requests the worker served at the same time.
 type RequestStatus struct {
@@ -233,7 +233,7 @@ func (w *worker) readStatus(ws *WorkerStatus, cpuStart int64) {
 	if ws.Request == nil || cpuStart < 0 {
 		return
 	}
-	if t, err := w.cpuTicks(); err == nil {
-		ws.Request.CPUSeconds = ticksToSeconds(t - cpuStart)
+	if t, err := w.cpuNanos(); err == nil {
+		ws.Request.CPUSeconds = nanosToSeconds(t - cpuStart)
 	}
 }
