@@ -112,6 +112,7 @@ type ServerConn struct {
 	draining bool      // CloseIdle was called: close when no request runs
 	answered int       // requests whose handler has returned
 	pipe     *bodyPipe // the body of the request begun last, for Close
+	last     []byte    // ResponseWriter.WriteLast's buffer, reused
 	closing  bool      // the connection is to close after this request
 }
 
@@ -462,7 +463,7 @@ func (c *ServerConn) abort(hd header) error {
 // run is a request's goroutine: the handler, then END_REQUEST.
 func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h Handler, req *ServerRequest, body *bodyPipe, done chan struct{}) {
 	defer close(done)
-	w := &ResponseWriter{c: c, id: req.ID}
+	w := &ResponseWriter{c: c, id: req.ID, last: c.last[:0]}
 	status, err := h(ctx, w, req)
 	cancel(nil)
 	body.CloseRead(errBodyUnread)
@@ -481,10 +482,9 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 	}
 	c.smu.Unlock()
 	if err == nil {
-		// The empty STDOUT record that ends the stream (spec 3.3, 6.2),
-		// then END_REQUEST, in one write.
-		b := appendRecord(make([]byte, 0, 2*headerLen+8), typeStdout, req.ID, nil)
-		err = c.write(appendEndRequest(b, req.ID, status, statusRequestComplete))
+		// WriteLast's bytes, the empty STDOUT record that ends the stream
+		// (spec 3.3, 6.2), then END_REQUEST, in one write.
+		err = c.end(w, status)
 		c.smu.Lock()
 		c.ending = false
 		end = c.stdinIn && (c.closing || c.draining)
@@ -493,6 +493,25 @@ func (c *ServerConn) run(ctx context.Context, cancel context.CancelCauseFunc, h 
 	if err != nil || end {
 		c.nc.Close()
 	}
+}
+
+// end writes what w.WriteLast held, the end of the STDOUT stream and
+// END_REQUEST with appStatus, in one write.
+func (c *ServerConn) end(w *ResponseWriter, appStatus uint32) error {
+	var tail [3*headerLen + 8]byte
+	b := tail[:0]
+	var hdr, pad []byte
+	if n := len(w.last); n > 0 {
+		hdr = putHeaderOnly(&w.hdr, typeStdout, w.id, n, padLen(n))
+		pad = zeroPad[:padLen(n)]
+	}
+	b = appendRecord(b, typeStdout, w.id, nil)
+	b = appendEndRequest(b, w.id, appStatus, statusRequestComplete)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	err := c.writeLocked(net.Buffers{hdr, w.last, pad, b})
+	c.last = w.last[:0] // the buffer, for the next request
+	return err
 }
 
 // endRequest writes END_REQUEST for id.
@@ -532,6 +551,9 @@ type ResponseWriter struct {
 	id      uint16
 	written bool
 	hdr     [headerLen]byte
+	// last is what WriteLast holds for the write of END_REQUEST: the
+	// connection's buffer, reused from request to request.
+	last []byte
 }
 
 var zeroPad [7]byte
@@ -545,6 +567,25 @@ func (w *ResponseWriter) Write(p []byte) (int, error) {
 // WriteStderr sends p as STDERR records.
 func (w *ResponseWriter) WriteStderr(p []byte) (int, error) {
 	return w.stream(typeStderr, p)
+}
+
+// WriteLast is Write for the last bytes of the answer: they go out with
+// the end of the STDOUT stream and END_REQUEST, in one write, once the
+// handler has returned without error (with an error the connection is
+// closed without them). p is copied. Nothing may be written after it.
+func (w *ResponseWriter) WriteLast(p []byte) (int, error) {
+	if len(p) > maxContent {
+		k := len(p) - maxContent
+		if n, err := w.Write(p[:k]); err != nil {
+			return n, err
+		}
+		p = p[k:]
+	}
+	w.last = append(w.last[:0], p...)
+	if len(p) > 0 {
+		w.written = true
+	}
+	return len(p), nil
 }
 
 // Written reports whether any STDOUT has been sent.

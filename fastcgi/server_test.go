@@ -1263,3 +1263,33 @@ func TestServerBodyBackpressure(t *testing.T) {
 	}
 	s.wait(t)
 }
+
+// TestServerWriteLast: WriteLast's bytes come after what Write sent, as
+// STDOUT, then the end of the stream and END_REQUEST; more than one
+// record's worth is split.
+func TestServerWriteLast(t *testing.T) {
+	big := string(bytes.Repeat([]byte("x"), maxContent+10))
+	s := startServer(t, ServerOptions{}, func(ctx context.Context, w *ResponseWriter, r *ServerRequest) (uint32, error) {
+		w.Write([]byte("first "))
+		w.WriteLast([]byte(big))
+		return 7, nil
+	})
+	s.send(t, head(1, true, someParams), appendRecord(nil, typeStdin, 1, nil))
+	var out []byte
+	for {
+		r := s.mustRead(t)
+		if r.typ == typeStdout && len(r.content) == 0 {
+			break
+		}
+		if r.typ != typeStdout {
+			t.Fatalf("%v record before the end of STDOUT", r.typ)
+		}
+		out = append(out, r.content...)
+	}
+	if string(out) != "first "+big {
+		t.Errorf("STDOUT: %d bytes, want %d", len(out), len("first "+big))
+	}
+	if r := s.mustRead(t); r.typ != typeEndRequest || binary.BigEndian.Uint32(r.content) != 7 {
+		t.Errorf("after STDOUT: %v %x, want END_REQUEST with appStatus 7", r.typ, r.content)
+	}
+}

@@ -368,13 +368,15 @@ func relay(w *fastcgi.ResponseWriter, resp io.Reader, buf []byte) (code int, err
 		if code == 0 && n > 0 {
 			code = statusOf(buf[:n])
 		}
+		if rerr == io.EOF {
+			// The last bytes go out with END_REQUEST, in one write.
+			w.WriteLast(buf[:n])
+			return max(code, 200), nil
+		}
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				return code, &clientError{werr}
 			}
-		}
-		if rerr == io.EOF {
-			return max(code, 200), nil
 		}
 		if rerr != nil {
 			return code, rerr

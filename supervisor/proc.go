@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 
@@ -38,11 +39,27 @@ func readProc(f *os.File, buf []byte) ([]byte, error) {
 	if f == nil {
 		return nil, errNoProc
 	}
-	n, err := f.ReadAt(buf, 0)
+	// One pread: os.File.ReadAt would read again to fill buf, and a
+	// /proc file answers a second read at its end with 0 bytes.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var n int
+	var rerr error
+	if err := rc.Read(func(fd uintptr) bool {
+		n, rerr = unix.Pread(int(fd), buf, 0)
+		return true
+	}); err != nil {
+		return nil, err
+	}
 	if n > 0 {
 		return buf[:n], nil
 	}
-	return nil, err
+	if rerr == nil {
+		rerr = io.ErrUnexpectedEOF
+	}
+	return nil, rerr
 }
 
 // cpuNanos is the worker's CPU time so far, user and system, all its
