@@ -240,10 +240,13 @@ func allowed(a net.Addr, prefixes []netip.Prefix) bool {
 func (s *Socket) serveConn(c *fastcgi.ServerConn) {
 	defer s.wg.Done()
 	err := c.Serve(s.hard, s.handle)
-	if err != nil && !isTimeout(err) {
-		s.log.Warn("public socket: client connection closed", "err", err)
-	} else if err != nil {
-		s.log.Debug("public socket: client connection timed out", "err", err)
+	switch {
+	case errors.Is(err, fastcgi.ErrProtocol):
+		s.log.Warn("public socket: client connection closed: not FastCGI", "err", err)
+	case err != nil:
+		// A reset, a timeout: what clients and web servers do every day
+		// (nginx resets its upstream connection when its client aborts).
+		s.log.Debug("public socket: client connection closed", "err", err)
 	}
 	s.mu.Lock()
 	delete(s.conns, c)
@@ -281,11 +284,6 @@ func (s *Socket) waitPlace() bool {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // clientError wraps a failed write to the client.
