@@ -199,7 +199,7 @@ func start(o Options) (_ *instance, err error) {
 	in.srv.Serve(slices.Collect(maps.Values(in.listeners)))
 	in.servePublic(nil)
 	in.log.Info("fcgivisor running", "version", o.Version, "pid", o.Pid, "config", cfg.File,
-		"listen", strings.Join(cfg.HTTP.Listen, ","), "admin", cfg.Admin.Listen, "status", cfg.Status.Listen, "pools", len(in.pools))
+		"listen", strings.Join(cfg.HTTP.Listen, ","), "public", publicList(cfg), "admin", cfg.Admin.Listen, "status", cfg.Status.Listen, "pools", len(in.pools))
 	in.warnUnusedInherited()
 	// READY=1 only now: pools have their initial workers and the front
 	// accepts.

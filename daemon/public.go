@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 
 	"github.com/fcgivisor/fcgivisor/conf"
@@ -158,4 +159,19 @@ func (in *instance) warnUnusedInherited() {
 			in.log.Warn("a socket passed by systemd matches no http.listen or pool listen address, nor a pool name", "name", l.Name, "addr", l.Addr)
 		}
 	}
+}
+
+// publicList names the pools' public sockets for the start-up log:
+// "php=unix:/run/fcgivisor/php.sock,...".
+func publicList(cfg *conf.Config) string {
+	var b strings.Builder
+	for _, pc := range cfg.Pools() {
+		if pc.Listen != "" {
+			if b.Len() > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(pc.Name + "=" + pc.Listen)
+		}
+	}
+	return b.String()
 }
