@@ -21,6 +21,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -113,12 +114,20 @@ type ServerConn struct {
 	answered int       // requests whose handler has returned
 	pipe     *bodyPipe // the body of the request begun last, for Close
 	last     []byte    // ResponseWriter.WriteLast's buffer, reused
-	closing  bool      // the connection is to close after this request
+
+	// Running a request inline (runInline): the reader may (inline,
+	// reader-owned); whether a watcher took the read loop over
+	// (handoff); the watcher's end (watched, 1-buffered, made with the
+	// ServerConn so that Serve never waits on a nil channel).
+	inline  bool
+	handoff atomic.Int32
+	watched chan error
+	closing bool // the connection is to close after this request
 }
 
 // NewServerConn returns a ServerConn on nc, which it owns from now on.
 func NewServerConn(nc net.Conn, opts ServerOptions) *ServerConn {
-	c := &ServerConn{nc: nc, opts: opts}
+	c := &ServerConn{nc: nc, opts: opts, watched: make(chan error, 1)}
 	c.rr.br = bufio.NewReaderSize(nc, 16<<10)
 	return c
 }
@@ -164,7 +173,13 @@ func (c *ServerConn) Close() {
 // requests, else why it ended (an error wrapping ErrProtocol for bytes
 // that are not valid FastCGI, a timeout, ...).
 func (c *ServerConn) Serve(ctx context.Context, h Handler) error {
+	c.inline = true
 	err := c.readLoop(ctx, h)
+	if err == errHandedOff {
+		// A watcher took the read loop over during a request run
+		// inline (runInline): its end is the connection's.
+		err = <-c.watched
+	}
 	if c.cancel != nil {
 		c.cancel(ErrClientGone)
 	}
@@ -385,9 +400,84 @@ func (c *ServerConn) paramsRecord(ctx context.Context, hd header, h Handler) err
 	c.smu.Lock()
 	c.pipe = pipe
 	c.smu.Unlock()
+	if c.inline && c.stdinEndsHere() {
+		c.body.CloseWrite(io.EOF)
+		c.body = nil
+		c.stdinEnded()
+		return c.runInline(ctx, rctx, cancel, h, req, pipe)
+	}
 	go c.run(rctx, cancel, h, req, pipe, c.done)
 	return nil
 }
+
+// watchAfter is how long a request run inline goes without a reader of
+// its connection: past it a watcher goroutine takes the read loop over,
+// so that an FCGI_ABORT_REQUEST or the client going away is seen.
+const watchAfter = 10 * time.Millisecond
+
+// errHandedOff: readLoop ends on this goroutine because a watcher took
+// it over (runInline).
+var errHandedOff = errors.New("fastcgi: the read loop was handed to a watcher")
+
+// stdinEndsHere reports whether the current request's STDIN is the empty
+// stream and already read into the buffer (a GET: nginx sends BEGIN,
+// PARAMS and the empty STDIN in one write), and if so consumes it.
+func (c *ServerConn) stdinEndsHere() bool {
+	br := c.rr.br
+	if c.rr.left+c.rr.pad != 0 || br.Buffered() < headerLen {
+		return false
+	}
+	b, _ := br.Peek(headerLen)
+	var hb [headerLen]byte
+	copy(hb[:], b)
+	h := decodeHeader(&hb)
+	n := headerLen + int(h.paddingLength)
+	if h.version != version1 || h.typ != typeStdin || h.id != c.cur || h.contentLength != 0 || br.Buffered() < n {
+		return false
+	}
+	br.Discard(n)
+	c.rr.n += int64(n)
+	return true
+}
+
+// runInline runs a request whose STDIN has ended on the reader's own
+// goroutine: no goroutine to start and to wake, which is most of what a
+// small request costs here. Meanwhile nobody reads the connection, so a
+// request still running after watchAfter hands the read loop to a
+// watcher goroutine, for good (its later requests get goroutines of their
+// own); Serve then waits for the watcher. It returns nil to go on
+// reading here, or errHandedOff.
+func (c *ServerConn) runInline(ctx, rctx context.Context, cancel context.CancelCauseFunc, h Handler, req *ServerRequest, pipe *bodyPipe) error {
+	c.handoff.Store(handoffInline)
+	t := time.AfterFunc(watchAfter, func() {
+		if !c.handoff.CompareAndSwap(handoffInline, handoffWatched) {
+			return // the request has ended
+		}
+		// The read loop is the watcher's from here: nothing of the
+		// reader's state is touched by the inline request.
+		c.inline = false
+		go func() {
+			err := c.readLoop(ctx, h)
+			if c.cancel != nil {
+				c.cancel(ErrClientGone) // the inline request, if it still runs
+			}
+			c.watched <- err
+		}()
+	})
+	c.run(rctx, cancel, h, req, pipe, c.done)
+	t.Stop()
+	if c.handoff.CompareAndSwap(handoffInline, handoffNone) {
+		return nil
+	}
+	return errHandedOff
+}
+
+// handoff states of a request run inline.
+const (
+	handoffNone    = iota
+	handoffInline  // the request runs on the reader's goroutine
+	handoffWatched // a watcher goroutine has the read loop
+)
 
 // stdinRecord passes STDIN content to the handler through the pipe.
 func (c *ServerConn) stdinRecord(hd header) error {

@@ -1293,3 +1293,70 @@ func TestServerWriteLast(t *testing.T) {
 		t.Errorf("after STDOUT: %v %x, want END_REQUEST with appStatus 7", r.typ, r.content)
 	}
 }
+
+// TestServerInline: a request whose empty STDIN came with its PARAMS runs
+// on the reader's goroutine (no watcher for a quick one); one that runs
+// past watchAfter hands the read loop to a watcher, which sees the
+// client going away, and the connection serves on until then.
+func TestServerInline(t *testing.T) {
+	release := make(chan struct{})
+	cause := make(chan error, 1)
+	s := startServer(t, ServerOptions{}, func(ctx context.Context, w *ResponseWriter, r *ServerRequest) (uint32, error) {
+		switch r.ID {
+		case 2:
+			select { // slow: a watcher takes over
+			case <-release:
+			case <-ctx.Done():
+			}
+		case 4:
+			<-ctx.Done()
+			cause <- context.Cause(ctx)
+			return 0, nil
+		}
+		io.WriteString(w, fmt.Sprint("ok ", r.ID))
+		return 0, nil
+	})
+	s.send(t, request(1, true, someParams, nil))
+	if a := s.response(t, 1); string(a.stdout) != "ok 1" {
+		t.Fatalf("request 1: %q", a.stdout)
+	}
+	// The reader goroutine writes END_REQUEST and then takes the read
+	// loop back: no watcher, unless this machine stalled it past
+	// watchAfter (then the rest of the test holds just the same).
+	deadline := time.Now().Add(5 * time.Second)
+	for s.sc.handoff.Load() == handoffInline && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if h := s.sc.handoff.Load(); h == handoffInline {
+		t.Errorf("a quick request still inline 5 s after its answer")
+	} else if h == handoffWatched {
+		t.Logf("the quick request ran past watchAfter (%v) on this machine", watchAfter)
+	}
+	s.send(t, request(2, true, someParams, nil))
+	time.Sleep(3 * watchAfter)
+	if h := s.sc.handoff.Load(); h != handoffWatched {
+		t.Errorf("a request running past watchAfter: handoff %d, want a watcher", h)
+	}
+	close(release)
+	if a := s.response(t, 2); string(a.stdout) != "ok 2" {
+		t.Fatalf("request 2: %q", a.stdout)
+	}
+	s.send(t, request(3, true, someParams, []byte("body")))
+	if a := s.response(t, 3); string(a.stdout) != "ok 3" {
+		t.Fatalf("request 3, after the hand-off: %q", a.stdout)
+	}
+	s.send(t, request(4, true, someParams, nil))
+	time.Sleep(3 * watchAfter)
+	s.nc.Close()
+	select {
+	case c := <-cause:
+		if !errors.Is(c, ErrClientGone) {
+			t.Errorf("request 4: cause %v, want ErrClientGone", c)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the client went away and request 4 never heard")
+	}
+	if err := s.wait(t); err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+}
