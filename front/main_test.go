@@ -82,7 +82,7 @@ type workerFront struct {
 // httpLines are more [http] lines, poolLines are more [pool.w] lines. The pool
 // and the front are stopped at the end of the test, and every process
 // they started is reaped by then.
-func startWorkerFront(t *testing.T, dir string, httpLines, poolLines []string) *workerFront {
+func startWorkerFront(t testing.TB, dir string, httpLines, poolLines []string) *workerFront {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {

@@ -295,7 +295,7 @@ type testSocket struct {
 // startSocket runs a pool of the test worker (one static worker; edit
 // changes its settings) and serves it on a Unix socket. The test's
 // cleanup shuts both down.
-func startSocket(t *testing.T, edit func(*conf.Pool), http *conf.HTTP) *testSocket {
+func startSocket(t testing.TB, edit func(*conf.Pool), http *conf.HTTP) *testSocket {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "fvpub")
 	if err != nil {
@@ -364,7 +364,7 @@ func startSocket(t *testing.T, edit func(*conf.Pool), http *conf.HTTP) *testSock
 }
 
 // dial connects to the public socket; the test's cleanup closes the Conn.
-func (ts *testSocket) dial(t *testing.T) *fastcgi.Conn {
+func (ts *testSocket) dial(t testing.TB) *fastcgi.Conn {
 	t.Helper()
 	nc, err := net.Dial("unix", ts.path)
 	if err != nil {
