@@ -86,12 +86,18 @@ func parseClient(s string) (netip.Prefix, error) {
 		if err != nil {
 			return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR prefix (e.g. \"10.0.0.7\", \"10.0.0.0/8\", \"::1\")", s)
 		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			// ::ffff:10.0.0.0/104 is 10.0.0.0/8: clients are matched
+			// unmapped.
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" {
 		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or CIDR prefix (e.g. \"10.0.0.7\", \"10.0.0.0/8\", \"::1\")", s)
 	}
+	a = a.Unmap() // ::ffff:10.0.0.7 is 10.0.0.7: clients are matched unmapped
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 

@@ -749,12 +749,14 @@ func TestAllowedPrefixes(t *testing.T) {
 	if got := fmt.Sprint(p.AllowedPrefixes()); got != "[127.0.0.0/8 ::1/128]" {
 		t.Errorf("empty allowed_clients: %s, want loopback", got)
 	}
-	p.AllowedClients = []string{"10.1.2.3/8", "192.168.1.7", "::1", "fe80::/10"}
+	p.AllowedClients = []string{"10.1.2.3/8", "192.168.1.7", "::1", "fe80::/10", "::ffff:10.9.8.7", "::ffff:172.16.0.0/108"}
 	want := []netip.Prefix{
 		netip.MustParsePrefix("10.0.0.0/8"),
 		netip.MustParsePrefix("192.168.1.7/32"),
 		netip.MustParsePrefix("::1/128"),
 		netip.MustParsePrefix("fe80::/10"),
+		netip.MustParsePrefix("10.9.8.7/32"), // IPv4-mapped entries are unmapped, as clients are
+		netip.MustParsePrefix("172.16.0.0/12"),
 	}
 	if got := p.AllowedPrefixes(); !reflect.DeepEqual(got, want) {
 		t.Errorf("AllowedPrefixes() = %v, want %v", got, want)

@@ -228,7 +228,9 @@ func allowed(a net.Addr, prefixes []netip.Prefix) bool {
 		return false
 	}
 	ap := ta.AddrPort()
-	ip := ap.Addr().Unmap()
+	// Unmapped (a dual-stack socket's ::ffff:10.0.0.7 is 10.0.0.7), and
+	// without its zone (fe80::1%eth0 is in fe80::/10).
+	ip := ap.Addr().Unmap().WithZone("")
 	for _, p := range prefixes {
 		if p.Contains(ip) {
 			return true

@@ -215,6 +215,8 @@ func TestAllowed(t *testing.T) {
 		{tcp("2001:db8::1"), lan, true},
 		{tcp("2001:db8:ffff::1"), lan, true},
 		{tcp("2001:db9::1"), lan, false},
+		{tcp("fe80::1%eth0"), []netip.Prefix{netip.MustParsePrefix("fe80::/10")}, true}, // a link-local client keeps its zone
+		{tcp("fe80::1%eth0"), lan, false},
 		{tcp("127.0.0.1"), lan, false},
 		{tcp("127.0.0.1"), nil, false},
 		{&net.UnixAddr{Name: "@", Net: "unix"}, loopback, false},
