@@ -225,11 +225,11 @@ func TestHTTPUnixListenPerm(t *testing.T) {
 			t.Parallel()
 			nobody, err := user.Lookup("nobody")
 			if err != nil {
-				t.Skip("no user nobody: ", err)
+				t.Fatal("no user nobody (every Debian system has one: base-passwd): ", err)
 			}
 			g, err := user.LookupGroupId(nobody.Gid)
 			if err != nil {
-				t.Skip("nobody's group has no name: ", err)
+				t.Fatal("nobody's group has no name in /etc/group: ", err)
 			}
 			sock := serve(t, []string{`listen_mode = "0640"`, `listen_owner = "nobody"`, "listen_group = " + tomlString(g.Name)})
 			mode, uid, gid := sockOwner(t, sock)
@@ -243,7 +243,7 @@ func TestHTTPUnixListenPerm(t *testing.T) {
 		t.Parallel()
 		g, err := user.LookupGroupId(strconv.Itoa(os.Getegid()))
 		if err != nil {
-			t.Skip("the test's group has no name: ", err)
+			t.Fatal("the test's group has no name in /etc/group: ", err)
 		}
 		sock := serve(t, []string{`listen_mode = "0640"`, "listen_group = " + tomlString(g.Name)})
 		if mode, uid, gid := sockOwner(t, sock); mode != 0o640 || uid != os.Geteuid() || gid != os.Getegid() {
