@@ -72,12 +72,7 @@ func openListeners(cfg *conf.Config, have map[string]net.Listener, inherited []s
 			}
 			network, address, _ := conf.ParseAddr(a)
 			var l net.Listener
-			if sl, ok := systemd.Match(inherited, network, address); ok {
-				l, err = net.FileListener(sl.File)
-			} else {
-				l, err = socket.Listen(network, address, perm)
-			}
-			if err == nil {
+			if l, err = listen(network, address, "", inherited, perm); err == nil {
 				opened[key] = l
 				continue
 			}
@@ -88,6 +83,23 @@ func openListeners(cfg *conf.Config, have map[string]net.Listener, inherited []s
 		return nil, fmt.Errorf("http.listen[%d] %q: %w", i, a, err)
 	}
 	return opened, nil
+}
+
+// listen opens a listener on network and address: the socket systemd
+// passed for that address, or (name not "") the one whose
+// FileDescriptorName= is name, else a new one with perm. A passed socket
+// is dup'ed (closing the listener leaves systemd's socket alone, for later
+// reloads) and keeps the socket unit's mode.
+func listen(network, address, name string, inherited []systemd.Listener, perm socket.Perm) (net.Listener, error) {
+	if sl, ok := systemd.Match(inherited, network, address); ok {
+		return net.FileListener(sl.File)
+	}
+	for _, sl := range inherited {
+		if name != "" && sl.Name == name {
+			return net.FileListener(sl.File)
+		}
+	}
+	return socket.Listen(network, address, perm)
 }
 
 // listenPerms is what the Unix sockets fcgivisor creates for [http] and

@@ -43,8 +43,9 @@ func openPublic(cfg *conf.Config, have map[string]*pubSock, inherited []systemd.
 			if _, ok := have[key]; ok {
 				continue
 			}
+			network, address, _ := conf.ParseAddr(pc.Listen)
 			var l net.Listener
-			if l, err = listenPublic(pc, inherited, perms[pc.Name]); err == nil {
+			if l, err = listen(network, address, pc.Name, inherited, perms[pc.Name]); err == nil {
 				opened[key] = &pubSock{pool: pc.Name, l: l}
 				continue
 			}
@@ -53,24 +54,6 @@ func openPublic(cfg *conf.Config, have map[string]*pubSock, inherited []systemd.
 		return nil, fmt.Errorf("pool.%s.listen %q: %w", pc.Name, pc.Listen, err)
 	}
 	return opened, nil
-}
-
-// listenPublic opens pool pc's socket: the one systemd passed for its
-// address, or named after the pool (FileDescriptorName=), else a new one.
-func listenPublic(pc *conf.Pool, inherited []systemd.Listener, perm socket.Perm) (net.Listener, error) {
-	network, address, err := conf.ParseAddr(pc.Listen)
-	if err != nil {
-		return nil, err
-	}
-	if sl, ok := systemd.Match(inherited, network, address); ok {
-		return net.FileListener(sl.File)
-	}
-	for _, sl := range inherited {
-		if sl.Name == pc.Name {
-			return net.FileListener(sl.File)
-		}
-	}
-	return socket.Listen(network, address, perm)
 }
 
 // closePending closes sockets opened and not yet served.

@@ -125,16 +125,23 @@ func padLen(n int) int { return -n & 7 }
 // returns the whole record, b[:headerLen+n+padLen(n)]; b must hold it.
 func putHeader(b []byte, t recType, id uint16, n int) []byte {
 	p := padLen(n)
-	b[0] = version1
-	b[1] = byte(t)
-	binary.BigEndian.PutUint16(b[2:4], id)
-	binary.BigEndian.PutUint16(b[4:6], uint16(n))
-	b[6] = byte(p)
-	b[7] = 0
+	encodeHeader((*[headerLen]byte)(b), t, id, n, p)
 	// Padding is zeroed rather than left as it was: the buffer is reused, and
 	// stale bytes of an earlier request body must not leak into this one.
 	clear(b[headerLen+n : headerLen+n+p])
 	return b[:headerLen+n+p]
+}
+
+// encodeHeader writes into h the header of a record of n content bytes
+// followed by pad bytes of padding, and returns it.
+func encodeHeader(h *[headerLen]byte, t recType, id uint16, n, pad int) []byte {
+	h[0] = version1
+	h[1] = byte(t)
+	binary.BigEndian.PutUint16(h[2:4], id)
+	binary.BigEndian.PutUint16(h[4:6], uint16(n))
+	h[6] = byte(pad)
+	h[7] = 0
+	return h[:]
 }
 
 // appendRecord appends one record carrying content (at most maxContent
@@ -214,6 +221,16 @@ func appendParams(dst []byte, params []Param) ([]byte, error) {
 		dst = append(dst, p.Value...)
 	}
 	return dst, nil
+}
+
+// Value returns the value of the first param named name, "" when none is.
+func Value(params []Param, name string) string {
+	for _, p := range params {
+		if p.Name == name {
+			return p.Value
+		}
+	}
+	return ""
 }
 
 // parseParams appends to dst the name-value pairs encoded in b, the whole

@@ -592,7 +592,7 @@ func (c *ServerConn) end(w *ResponseWriter, appStatus uint32) error {
 	b := tail[:0]
 	var hdr, pad []byte
 	if n := len(w.last); n > 0 {
-		hdr = putHeaderOnly(&w.hdr, typeStdout, w.id, n, padLen(n))
+		hdr = encodeHeader(&w.hdr, typeStdout, w.id, n, padLen(n))
 		pad = zeroPad[:padLen(n)]
 	}
 	b = appendRecord(b, typeStdout, w.id, nil)
@@ -689,7 +689,7 @@ func (w *ResponseWriter) stream(t recType, p []byte) (int, error) {
 	for len(p) > 0 {
 		k := min(len(p), maxContent)
 		pad := padLen(k)
-		hdr := putHeaderOnly(&w.hdr, t, w.id, k, pad)
+		hdr := encodeHeader(&w.hdr, t, w.id, k, pad)
 		if t == typeStdout {
 			w.written = true
 		}
@@ -700,16 +700,4 @@ func (w *ResponseWriter) stream(t recType, p []byte) (int, error) {
 		p = p[k:]
 	}
 	return n, nil
-}
-
-// putHeaderOnly writes into h the header of a record of n content bytes
-// followed by pad bytes of padding.
-func putHeaderOnly(h *[headerLen]byte, t recType, id uint16, n, pad int) []byte {
-	h[0] = version1
-	h[1] = byte(t)
-	binary.BigEndian.PutUint16(h[2:4], id)
-	binary.BigEndian.PutUint16(h[4:6], uint16(n))
-	h[6] = byte(pad)
-	h[7] = 0
-	return h[:]
 }

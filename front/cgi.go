@@ -237,7 +237,7 @@ func (s *Server) serveCGI(t *table, w http.ResponseWriter, r *http.Request, rt *
 		Path:       scriptFilename,
 		Args:       []string{scriptFilename},
 		Dir:        path.Dir(scriptFilename),
-		Env:        cgiEnv(metaVars(nil, q), rt.cgi.env),
+		Env:        spawner.CGIEnv(metaVars(nil, q), rt.cgi.env),
 		Credential: rt.cgi.cred,
 	}
 	_, redirect := s.runCGI(w, r, spec, body, rt.cfg.Timeout, s.log.With("script", scriptFilename), func() { <-rt.cgi.slots })
@@ -322,29 +322,12 @@ func (s *Server) serveFallback(t *table, w http.ResponseWriter, r *http.Request,
 	}
 	s.log.Warn("pool cannot serve: CGI fallback", "pool", pool.Name(), "uri", r.RequestURI, "why", why)
 	spec := fb.Spec
-	spec.Env = cgiEnv(vars, fb.Spec.Env)
+	spec.Env = spawner.CGIEnv(vars, fb.Spec.Env)
 	code, redirect := s.runCGI(w, r, spec, body, fb.Timeout, s.log.With("pool", pool.Name(), "cgi_fallback", true), fb.Done)
 	if redirect != "" {
 		return s.localRedirect(t, w, r, redirect)
 	}
 	return code
-}
-
-// cgiEnv is the environment of a CGI run: the meta-variables (metaVars),
-// then extra ("K=V", sorted) for names they do not set.
-func cgiEnv(vars []fastcgi.Param, extra []string) []string {
-	env := make([]string, 0, len(vars)+len(extra))
-	set := make(map[string]bool, len(vars))
-	for _, v := range vars {
-		env = append(env, v.Name+"="+v.Value)
-		set[v.Name] = true
-	}
-	for _, kv := range extra {
-		if k, _, _ := strings.Cut(kv, "="); !set[k] {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // redirectDepth counts the local redirects a request went through.

@@ -96,7 +96,7 @@ func TestCGIEnvIsMetaVarsPlusRouteEnv(t *testing.T) {
 	r.Header.Set("Proxy", "http://evil")
 	r.Header.Set("X-Y", "z")
 	q := &request{r: r, scriptName: "/cgi-bin/x.sh", scriptFilename: "/srv/cgi/x.sh", pathInfo: "/p", documentRoot: "/srv/www", serverSoftware: "fcgivisor/t"}
-	env := cgiEnv(metaVars(nil, q), []string{"PATH=/bin", "QUERY_STRING=shadowed", "ZZ=1"})
+	env := spawner.CGIEnv(metaVars(nil, q), []string{"PATH=/bin", "QUERY_STRING=shadowed", "ZZ=1"})
 	got := map[string]string{}
 	for _, kv := range env {
 		k, v, _ := strings.Cut(kv, "=")

@@ -353,22 +353,18 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 // poolFailed answers a request that pool route rt could not serve, with
 // nothing sent yet, and reports the status answered.
 func (s *Server) poolFailed(w http.ResponseWriter, r *http.Request, rt *route, err error) int {
-	switch {
-	case errors.Is(err, supervisor.ErrQueueTimeout), errors.Is(err, supervisor.ErrFailing), errors.Is(err, supervisor.ErrStopping),
-		errors.Is(err, supervisor.ErrNotAccepted):
+	code := supervisor.ErrorStatus(err)
+	switch code {
+	case http.StatusServiceUnavailable:
 		s.log.Warn("pool cannot serve", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
 		w.Header().Set("Retry-After", "1")
-		http.Error(w, "Service Unavailable", http.StatusServiceUnavailable)
-		return http.StatusServiceUnavailable
-	case errors.Is(err, supervisor.ErrTimeout):
+	case http.StatusGatewayTimeout:
 		s.log.Warn("request timed out", "pool", rt.pool.Name(), "uri", r.RequestURI)
-		http.Error(w, "Gateway Timeout", http.StatusGatewayTimeout)
-		return http.StatusGatewayTimeout
 	default:
 		s.log.Error("worker failed", "pool", rt.pool.Name(), "uri", r.RequestURI, "err", err)
-		http.Error(w, "Bad Gateway", http.StatusBadGateway)
-		return http.StatusBadGateway
 	}
+	http.Error(w, http.StatusText(code), code)
+	return code
 }
 
 // readBody returns the request body to send and its length. A body without

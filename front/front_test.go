@@ -15,6 +15,7 @@ import (
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/fastcgi"
+	"github.com/fcgivisor/fcgivisor/spawner"
 )
 
 func TestRouteMatchAndSplit(t *testing.T) {
@@ -295,7 +296,7 @@ func TestPoolRouteEnv(t *testing.T) {
 	}
 	// A CGI fallback gets the same PARAMS, then the pool's env for names
 	// neither sets: the route's env wins over the pool's.
-	fb := cgiEnv(ps, []string{"APP_ENV=pool", "POOL_ONLY=1"})
+	fb := spawner.CGIEnv(ps, []string{"APP_ENV=pool", "POOL_ONLY=1"})
 	for _, kv := range []string{"APP_ENV=prod", "GITWEB_CONFIG=/etc/gitweb.conf", "POOL_ONLY=1", "SCRIPT_NAME=/git"} {
 		if !slices.Contains(fb, kv) {
 			t.Errorf("fallback environment lacks %s: %v", kv, fb)

@@ -3,7 +3,6 @@ package public
 import (
 	"context"
 	"io"
-	"strings"
 
 	"github.com/fcgivisor/fcgivisor/fastcgi"
 	"github.com/fcgivisor/fcgivisor/spawner"
@@ -63,24 +62,15 @@ func (s *Socket) fallback(ctx context.Context, w *fastcgi.ResponseWriter, r *fas
 	return uint32(c.Status().ExitStatus()), nil
 }
 
-// cgiEnv is the environment of a fallback run: the PARAMS as NAME=value,
-// without names an environment cannot carry (empty, with "=" or NUL) and
-// without HTTP_PROXY (httpoxy: a client's Proxy header must not become
-// the program's proxy), then extra ("K=V") for names they do not set.
+// cgiEnv is the environment of a fallback run: spawner.CGIEnv of the
+// PARAMS without HTTP_PROXY (httpoxy: a client's Proxy header, which a web
+// server passes on, must not become the program's proxy), then extra.
 func cgiEnv(params []fastcgi.Param, extra []string) []string {
-	env := make([]string, 0, len(params)+len(extra))
-	set := make(map[string]bool, len(params))
+	vars := make([]fastcgi.Param, 0, len(params))
 	for _, p := range params {
-		if p.Name == "" || p.Name == "HTTP_PROXY" || strings.ContainsAny(p.Name, "=\x00") || strings.ContainsRune(p.Value, 0) {
-			continue
-		}
-		env = append(env, p.Name+"="+p.Value)
-		set[p.Name] = true
-	}
-	for _, kv := range extra {
-		if k, _, _ := strings.Cut(kv, "="); !set[k] {
-			env = append(env, kv)
+		if p.Name != "HTTP_PROXY" {
+			vars = append(vars, p)
 		}
 	}
-	return env
+	return spawner.CGIEnv(vars, extra)
 }

@@ -31,6 +31,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -298,12 +299,12 @@ func (e *clientError) Unwrap() error { return e.err }
 func (s *Socket) handle(ctx context.Context, w *fastcgi.ResponseWriter, r *fastcgi.ServerRequest) (uint32, error) {
 	t := s.state.Load()
 	pool := t.pool
-	uri := param(r.Params, "REQUEST_URI")
+	uri := fastcgi.Value(r.Params, "REQUEST_URI")
 	if uri == "" {
-		uri = param(r.Params, "SCRIPT_NAME")
+		uri = fastcgi.Value(r.Params, "SCRIPT_NAME")
 	}
 	req := &fastcgi.Request{Params: r.Params, Body: r.Body, Stderr: func(b []byte) { w.WriteStderr(b) }}
-	if param(r.Params, "CONTENT_LENGTH") == "0" || r.BodyEmpty() {
+	if fastcgi.Value(r.Params, "CONTENT_LENGTH") == "0" || r.BodyEmpty() {
 		// No body: the worker gets an empty STDIN at once, without a
 		// goroutine to copy one. (A web server may stream a body
 		// without CONTENT_LENGTH: then it is copied as it comes.)
@@ -337,15 +338,6 @@ func (s *Socket) handle(ctx context.Context, w *fastcgi.ResponseWriter, r *fastc
 		return s.fallback(ctx, w, r, pool, uri, *bp, err)
 	}
 	return 0, s.failed(w, pool, uri, err)
-}
-
-func param(ps []fastcgi.Param, name string) string {
-	for _, p := range ps {
-		if p.Name == name {
-			return p.Value
-		}
-	}
-	return ""
 }
 
 // relay copies the worker's STDOUT to the client, gathering what has
@@ -417,18 +409,14 @@ func statusOf(b []byte) int {
 // failed answers a request no worker answered, and returns nil (the
 // connection goes on) unless writing the answer failed.
 func (s *Socket) failed(w *fastcgi.ResponseWriter, pool *supervisor.Pool, uri string, err error) error {
-	var code int
-	switch {
-	case errors.Is(err, supervisor.ErrQueueTimeout), errors.Is(err, supervisor.ErrFailing), errors.Is(err, supervisor.ErrStopping),
-		errors.Is(err, supervisor.ErrNotAccepted), errors.Is(err, supervisor.ErrFallbackBusy):
+	code := supervisor.ErrorStatus(err)
+	switch code {
+	case 503:
 		s.log.Warn("pool cannot serve", "uri", uri, "err", err)
-		code = 503
-	case errors.Is(err, supervisor.ErrTimeout):
+	case 504:
 		s.log.Warn("request timed out", "uri", uri)
-		code = 504
 	default:
 		s.log.Error("worker failed", "uri", uri, "err", err)
-		code = 502
 	}
 	pool.Observe(code)
 	return answer(w, code)
@@ -436,7 +424,7 @@ func (s *Socket) failed(w *fastcgi.ResponseWriter, pool *supervisor.Pool, uri st
 
 // answer writes a CGI-style answer of its own with status code.
 func answer(w *fastcgi.ResponseWriter, code int) error {
-	text := statusText[code]
+	text := http.StatusText(code)
 	extra := ""
 	if code == 503 {
 		extra = "Retry-After: 1\r\n"
@@ -444,5 +432,3 @@ func answer(w *fastcgi.ResponseWriter, code int) error {
 	_, err := fmt.Fprintf(w, "Status: %d %s\r\n%sContent-Type: text/plain; charset=utf-8\r\n\r\n%s\n", code, text, extra, text)
 	return err
 }
-
-var statusText = map[int]string{502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}

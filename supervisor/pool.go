@@ -98,6 +98,22 @@ var (
 	ErrNotAccepted = errors.New("no worker accepted the request")
 )
 
+// ErrorStatus is the HTTP status that answers a request whose Serve (or
+// Fallback) failed with err before anything was answered: 503 when the
+// pool could not take it (the errors above, ErrFallbackBusy), 504 for
+// request_timeout, 502 for a worker that failed. The front and the
+// public sockets answer by it.
+func ErrorStatus(err error) int {
+	switch {
+	case errors.Is(err, ErrQueueTimeout), errors.Is(err, ErrFailing), errors.Is(err, ErrStopping),
+		errors.Is(err, ErrNotAccepted), errors.Is(err, ErrFallbackBusy):
+		return 503
+	case errors.Is(err, ErrTimeout):
+		return 504
+	}
+	return 502
+}
+
 // ErrTimeout is returned when a request ran past request_timeout; the
 // worker was killed. Callers answer 504.
 var ErrTimeout = errors.New("request_timeout exceeded")

@@ -75,7 +75,7 @@ var errKeptClosed = errors.New("the worker closed its kept connection")
 func (p *Pool) Serve(ctx context.Context, uri string, req *fastcgi.Request, handle func(*fastcgi.Response) error) error {
 	// Replaced by a reload: the new generation takes new requests.
 	p = p.live()
-	rq := &request{method: param(req.Params, "REQUEST_METHOD"), uri: uri, arrived: time.Now()}
+	rq := &request{method: fastcgi.Value(req.Params, "REQUEST_METHOD"), uri: uri, arrived: time.Now()}
 	p.stats.accepted.Add(1)
 	err := p.serve(ctx, rq, req, handle)
 	if !rq.began.IsZero() {
@@ -150,16 +150,6 @@ func (p *Pool) waited(ctx context.Context, rq *request, err error) {
 	if err == nil {
 		rq.began = now
 	}
-}
-
-// param is the value of the FastCGI param name, "" when absent.
-func param(params []fastcgi.Param, name string) string {
-	for _, pv := range params {
-		if pv.Name == name {
-			return pv.Value
-		}
-	}
-	return ""
 }
 
 // crashed reports whether an exit says the process failed by itself: a
