@@ -111,8 +111,12 @@ test-unprivileged:
 # Every fuzz target (a func FuzzX in a _test.go file) for FUZZTIME each, as
 # -fuzz takes one target per run. Minimizing each new input could take the
 # whole run, so it gets one try: a failing input is kept as found (rerun
-# with a longer -fuzzminimizetime to shrink it).
-FUZZTIME ?= 3s
+# with a longer -fuzzminimizetime to shrink it). The budget is a count of
+# inputs, not a duration: with a duration, Go 1.26's fuzz coordinator can
+# report its own end-of-time deadline as "context deadline exceeded" and fail
+# a target that found nothing (seen in CI on FuzzConfig); a count has no
+# deadline to race. 30000 inputs take 1 to 5 s per target here.
+FUZZTIME ?= 30000x
 fuzz:
 	@grep -rHo --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*' . | sed -e 's|^\./||' -e 's|/[^/]*:func | |' | sort -u | \
 	while read -r pkg fn; do \
