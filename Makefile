@@ -37,8 +37,11 @@ build: $(BIN)/fcgivisor workers
 # from LDAP or sssd are not found). The version is stamped in.
 # urfave_cli_no_docs leaves out urfave/cli's Markdown and man page writer
 # and the two modules it needs (fcgivisor(1) is rendered by cmd/fcgivisor).
+# nethttpomithttp2 leaves out net/http's HTTP/2: fcgivisor serves no TLS,
+# so no client could negotiate it, and its code cost 0.5 MB of resident
+# memory (bench/README.md, issue 14).
 $(BIN)/fcgivisor: FORCE
-	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(LDFLAGS)' -o $@ ./cmd/fcgivisor
+	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs,nethttpomithttp2 -ldflags '$(LDFLAGS)' -o $@ ./cmd/fcgivisor
 
 # What make install and make deb ship besides the binary: the man pages,
 # fcgivisor(1) from the CLI's command tree and fcgivisor.toml(5) from

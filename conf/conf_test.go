@@ -62,6 +62,7 @@ func TestFullConfig(t *testing.T) {
 			LogLevel:        "debug",
 			LogFormat:       "json",
 			LogFile:         "/var/log/fcgivisor.log",
+			MaxProcs:        3,
 		},
 		Admin:  Admin{Listen: "127.0.0.1:9180"},
 		Status: Status{Listen: "unix:/run/fv/status.sock", ListenMode: 0o640, ListenOwner: "nobody", ListenGroup: "prometheus"},
@@ -431,6 +432,7 @@ func TestErrors(t *testing.T) {
 		{"log_level", "[server]\nlog_level = \"verbose\"\n", 2, "server.log_level", `"verbose" is not a log level (debug, info, warn, error)`},
 		{"log_format", "[server]\nlog_format = \"xml\"\n", 2, "server.log_format", `"xml" is not a log format (text, json)`},
 		{"negative shutdown", "[server]\nshutdown_timeout = \"-1s\"\n", 2, "server.shutdown_timeout", "must not be negative, got -1s"},
+		{"negative max_procs", "[server]\nmax_procs = -2\n", 2, "server.max_procs", "must not be negative"},
 		{"empty runtime_dir", "[server]\nruntime_dir = \"\"\n", 2, "server.runtime_dir", "must not be empty"},
 
 		// [http]

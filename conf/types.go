@@ -27,6 +27,10 @@ type Server struct {
 	LogLevel        string        `toml:"log_level"`        // debug|info|warn|error, default info
 	LogFormat       string        `toml:"log_format"`       // text|json, default text
 	LogFile         string        `toml:"log_file"`         // "" = stderr
+	// MaxProcs is GOMAXPROCS, the CPUs fcgivisor's own Go code runs on at
+	// once; 0 = GOMAXPROCS from the environment when set, else half the
+	// CPUs fcgivisor may use, rounded up (daemon.Procs).
+	MaxProcs int `toml:"max_procs"`
 }
 
 // Admin is the [admin] table: the control endpoint (reload, stop, and

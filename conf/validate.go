@@ -272,6 +272,7 @@ func (d *decoder) server(s *Server) {
 		d.errorf("server.runtime_dir", "must not be empty (default %q)", defaultRuntimeDir)
 	}
 	d.notNegative("server.shutdown_timeout", s.ShutdownTimeout)
+	d.notNegativeInt("server.max_procs", s.MaxProcs)
 	d.oneOf("server.log_level", "log level", s.LogLevel, "debug", "info", "warn", "error")
 	d.oneOf("server.log_format", "log format", s.LogFormat, "text", "json")
 }

@@ -25,6 +25,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,6 +71,14 @@ type Options struct {
 	// Pid is fcgivisor's process id: written to pid_file, and compared
 	// with systemd's LISTEN_PID and WATCHDOG_PID.
 	Pid int
+	// SetProcs sets GOMAXPROCS and returns the previous setting
+	// (runtime.GOMAXPROCS) at start and at each reload, as Procs decides
+	// from server.max_procs, GOMAXPROCS in the environment and CPUs; nil
+	// leaves GOMAXPROCS alone (the package's tests run in one process).
+	SetProcs func(int) int
+	// CPUs is Go's GOMAXPROCS when the process started: the CPUs it may
+	// use (affinity mask, cgroup CPU limit).
+	CPUs int
 }
 
 // instance is the running configuration: pools, the front and its
@@ -117,6 +126,7 @@ type poolRun struct {
 // returns nil. An error means the instance could not start, and nothing it
 // opened stays open.
 func Run(o Options) error {
+	o.applyProcs(o.Config)
 	in, err := start(o)
 	if err != nil {
 		return err
@@ -199,7 +209,7 @@ func start(o Options) (_ *instance, err error) {
 	in.srv.Serve(slices.Collect(maps.Values(in.listeners)))
 	in.servePublic(nil)
 	in.log.Info("fcgivisor running", "version", o.Version, "pid", o.Pid, "config", cfg.File,
-		"listen", strings.Join(cfg.HTTP.Listen, ","), "public", publicList(cfg), "admin", cfg.Admin.Listen, "status", cfg.Status.Listen, "pools", len(in.pools))
+		"listen", strings.Join(cfg.HTTP.Listen, ","), "public", publicList(cfg), "admin", cfg.Admin.Listen, "status", cfg.Status.Listen, "pools", len(in.pools), "gomaxprocs", runtime.GOMAXPROCS(0))
 	in.warnUnusedInherited()
 	// READY=1 only now: pools have their initial workers and the front
 	// accepts.

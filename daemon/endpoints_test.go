@@ -366,7 +366,7 @@ func TestReloadStatusChangeWarns(t *testing.T) {
 	if err := in.reload(); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(f.log.String(), "[server], [admin] and [status] settings other than shutdown_timeout take effect at the next restart") {
+	if !strings.Contains(f.log.String(), "[server], [admin] and [status] settings other than shutdown_timeout and max_procs take effect at the next restart") {
 		t.Errorf("no restart warning for a changed [status]:\n%s", f.log)
 	}
 	if code, _, err := unixDo(f.sock("status"), "GET", "/ping"); err != nil || code != 200 {

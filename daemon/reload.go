@@ -30,7 +30,7 @@ import (
 //     store, the new listeners serve, removed ones close, and the replaced generations drain into
 //     their successors (old requests finish, queued ones move over).
 //
-// [server], [admin] and [status] settings other than shutdown_timeout
+// [server], [admin] and [status] settings other than shutdown_timeout and max_procs
 // need a restart; a reload that changes them says so in the log. So do
 // http.listen_mode, listen_owner and listen_group for the Unix sockets a
 // reload keeps: fcgivisor never chmods a path it made earlier, which
@@ -140,6 +140,7 @@ func (in *instance) reload() (err error) {
 	in.pools = next
 	in.mu.Unlock()
 	in.cfg = cfg
+	in.o.applyProcs(cfg)
 	in.servePublic(pubOpened)
 	in.forgetDrained()
 	in.log.Info("reloaded", "kept", pl.keep, "updated", names(pl.update), "new_generation", names(pl.renew),
@@ -157,7 +158,7 @@ func (in *instance) loadForReload() (*conf.Config, error) {
 	if s.RuntimeDir != old.RuntimeDir || cfg.Admin.Listen != in.cfg.Admin.Listen || cfg.Status != in.cfg.Status ||
 		s.LogFile != old.LogFile || s.LogFormat != old.LogFormat ||
 		s.LogLevel != old.LogLevel || s.PIDFile != old.PIDFile {
-		in.log.Warn("reload: [server], [admin] and [status] settings other than shutdown_timeout take effect at the next restart")
+		in.log.Warn("reload: [server], [admin] and [status] settings other than shutdown_timeout and max_procs take effect at the next restart")
 	}
 	h, oh := cfg.HTTP, in.cfg.HTTP
 	if h.ListenMode != oh.ListenMode || h.ListenOwner != oh.ListenOwner || h.ListenGroup != oh.ListenGroup {

@@ -24,11 +24,13 @@ import (
 // AdminStatus is the document /status serves and `fcgivisor status` reads.
 type AdminStatus struct {
 	// Version and GoVersion are fcgivisor's build; StartTime when this
-	// fcgivisor process started.
-	Version   string      `json:"version"`
-	GoVersion string      `json:"go_version"`
-	StartTime time.Time   `json:"start_time"`
-	Pools     []AdminPool `json:"pools"`
+	// fcgivisor process started; GOMAXPROCS the CPUs its Go code runs on
+	// at once (server.max_procs).
+	Version    string      `json:"version"`
+	GoVersion  string      `json:"go_version"`
+	StartTime  time.Time   `json:"start_time"`
+	GOMAXPROCS int         `json:"gomaxprocs"`
+	Pools      []AdminPool `json:"pools"`
 }
 
 // AdminPool is one pool of /status: the status of its current generation
@@ -249,10 +251,11 @@ func newSnapshot(src *Source, ps []*supervisor.Pool) *snapshot {
 // non-nil so that they read [] and {}, not null.
 func adminStatus(snap *snapshot) AdminStatus {
 	doc := AdminStatus{
-		Version:   snap.src.Version,
-		GoVersion: runtime.Version(),
-		StartTime: snap.src.Started,
-		Pools:     make([]AdminPool, 0, len(snap.pools)),
+		Version:    snap.src.Version,
+		GoVersion:  runtime.Version(),
+		StartTime:  snap.src.Started,
+		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		Pools:      make([]AdminPool, 0, len(snap.pools)),
 	}
 	for _, ps := range snap.pools {
 		st := ps.main

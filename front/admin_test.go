@@ -340,8 +340,8 @@ func TestWriteStatusShape(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
 		t.Fatalf("status is not JSON: %v\n%s", err, b.String())
 	}
-	if got := keys(t, "document", doc); !slices.Equal(got, []string{"go_version", "pools", "start_time", "version"}) {
-		t.Fatalf("document keys %v, want [go_version pools start_time version]", got)
+	if got := keys(t, "document", doc); !slices.Equal(got, []string{"go_version", "gomaxprocs", "pools", "start_time", "version"}) {
+		t.Fatalf("document keys %v, want [go_version gomaxprocs pools start_time version]", got)
 	}
 	if d := doc.(map[string]any); d["version"] != "v1.2.3" || d["start_time"] != "2025-03-01T12:00:00.5Z" || d["go_version"] != runtime.Version() {
 		t.Errorf("document = version %v, start_time %v, go_version %v", d["version"], d["start_time"], d["go_version"])

@@ -436,7 +436,7 @@ func (s *Server) answerCGI(w http.ResponseWriter, c *spawner.CGI, log *slog.Logg
 		return 0, loc, false // the program's document, if any, is not sent
 	}
 	w.WriteHeader(status)
-	_, rerr, werr := copyBody(w, bufs.br, cgiPending(c, bufs.br), bufs.copy, s.table.Load().cfg.SendTimeout)
+	_, rerr, werr := copyBody(w, bufs.br, cgiPending(c, bufs.br), s.table.Load().cfg.SendTimeout)
 	switch {
 	case werr != nil:
 		c.SignalGroup(syscall.SIGKILL)

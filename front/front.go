@@ -144,7 +144,6 @@ func (s *Server) Update(cfg *conf.Config, pools map[string]*supervisor.Pool) err
 // buffers are reused from request to request.
 type buffers struct {
 	br     *bufio.Reader
-	copy   []byte
 	params []fastcgi.Param
 }
 
@@ -159,7 +158,7 @@ func New(cfg *conf.Config, pools map[string]*supervisor.Pool, o Options) (*Serve
 		return nil, err
 	}
 	s.bufs.New = func() any {
-		return &buffers{br: bufio.NewReaderSize(nil, 8<<10), copy: make([]byte, 64<<10)}
+		return &buffers{br: bufio.NewReaderSize(nil, 8<<10)}
 	}
 	s.srv = &http.Server{
 		Handler:           s,
@@ -316,7 +315,7 @@ func (s *Server) serveFastCGI(t *table, w http.ResponseWriter, r *http.Request, 
 		}
 		w.WriteHeader(status)
 		written = status
-		_, rerr, werr := copyBody(w, bufs.br, resp.Buffered, bufs.copy, cfg.SendTimeout)
+		_, rerr, werr := copyBody(w, bufs.br, resp.Buffered, cfg.SendTimeout)
 		if rerr != nil {
 			return fmt.Errorf("read response body: %w", rerr)
 		}

@@ -146,7 +146,7 @@ func scriptServer(t *testing.T, docRoot, other string) *Server {
 		Workers: 1, MaxWorkers: 1, Concurrency: 1,
 	}, supervisor.Env{Logger: slog.New(slog.DiscardHandler), Getenv: func(string) (string, bool) { return "", false }})
 	s := &Server{log: slog.New(slog.DiscardHandler)}
-	s.bufs.New = func() any { return &buffers{br: bufio.NewReaderSize(nil, 8<<10), copy: make([]byte, 64<<10)} }
+	s.bufs.New = func() any { return &buffers{br: bufio.NewReaderSize(nil, 8<<10)} }
 	cfg := &conf.Config{HTTP: conf.HTTP{DocumentRoot: docRoot, MaxBodyBytes: 1 << 20, Routes: []*conf.Route{
 		{Prefix: "/", Suffix: ".php", Index: "index.php", Pool: "php"},
 		{Prefix: "/", Static: other},

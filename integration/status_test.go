@@ -28,10 +28,11 @@ import (
 // statusDoc is the /status JSON with what issue 13 added: field names
 // are a contract with users' tools.
 type statusDoc struct {
-	Version   string       `json:"version"`
-	GoVersion string       `json:"go_version"`
-	StartTime time.Time    `json:"start_time"`
-	Pools     []statusPool `json:"pools"`
+	Version    string       `json:"version"`
+	GoVersion  string       `json:"go_version"`
+	StartTime  time.Time    `json:"start_time"`
+	GOMAXPROCS int          `json:"gomaxprocs"`
+	Pools      []statusPool `json:"pools"`
 }
 
 type statusPool struct {

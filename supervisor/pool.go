@@ -270,6 +270,11 @@ type worker struct {
 	// be opened): RSS, read with one pread, and never another process's
 	// once the pid is reused.
 	statm *os.File
+	// rssRead is when rssLast was read from statm, in ns of the
+	// monotonic clock since started (0: never): a request's end reuses a
+	// reading younger than rssReuse.
+	rssRead atomic.Int64
+	rssLast atomic.Int64
 
 	// guarded by Pool.mu
 	last      *RequestStatus // the last request it finished
@@ -295,6 +300,12 @@ type slot struct {
 	// cpuStart is the worker's CPU time (ns) when the request
 	// began, -1 until the request has read it (outside p.mu).
 	cpuStart atomic.Int64
+	// cpuEnd is the worker's CPU time (ns) when the slot's last request
+	// ended (valid when cpuEndOK): the next request on the slot starts
+	// from it instead of reading the clock again. Owned by the request
+	// holding the slot.
+	cpuEnd   int64
+	cpuEndOK bool
 
 	// guarded by Pool.mu
 	busy  bool

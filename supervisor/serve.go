@@ -114,7 +114,7 @@ func (p *Pool) serve(ctx context.Context, rq *request, req *fastcgi.Request, han
 			s.conn.Close()
 			s.conn = nil
 		}
-		wasSent, retry, err := p.serveOn(ctx, s, rq, &r, handle, avoid == nil)
+		wasSent, retry, err := p.serveOn(ctx, s, rq, &r, handle)
 		if wasSent {
 			sent++
 		} else {
@@ -209,11 +209,12 @@ func (p *Pool) maxResends(cfg *conf.Pool) int {
 
 // serveOn runs one attempt on s and releases s. It reports whether the
 // request was sent to the worker, and whether it may be sent again
-// (nothing of it was read). skipClosed: if s's kept connection was closed
-// by the worker, the request is not sent there (errKeptClosed) and the
-// slot goes where it is taken last, so that another idle worker takes it.
-func (p *Pool) serveOn(ctx context.Context, s *slot, rq *request, req *fastcgi.Request, handle func(*fastcgi.Response) error, skipClosed bool) (sent, retry bool, err error) {
-	reused, retry, err := p.connect(ctx, s, skipClosed)
+// (nothing of it was read). A kept connection the worker had closed after
+// its last answer (it exits, or closes kept connections) fails the first
+// write with EPIPE: not sent, and the slot goes where it is taken last, so
+// that another idle worker takes the request.
+func (p *Pool) serveOn(ctx context.Context, s *slot, rq *request, req *fastcgi.Request, handle func(*fastcgi.Response) error) (sent, retry bool, err error) {
+	reused, retry, err := p.connect(ctx, s)
 	if err != nil {
 		return false, retry, err
 	}
@@ -232,6 +233,14 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, rq *request, req *fastcgi.R
 		}
 	}
 	resp, err := conn.Do(&r)
+	if err != nil && reused && errors.Is(err, syscall.EPIPE) {
+		// Do fails with EPIPE only when writing the request's head: the
+		// worker had closed the kept connection before it.
+		guard.expired()
+		a.end()
+		p.release(s, droppedUnread, nil)
+		return false, true, fmt.Errorf("worker %d: %w: %w", w.proc.Pid(), errKeptClosed, err)
+	}
 	if err != nil {
 		timedOut := guard.expired()
 		retry, err := p.notAnswered(ctx, s, reused, timedOut, err, a.end())
@@ -243,35 +252,26 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, rq *request, req *fastcgi.R
 	return true, false, p.answered(s, herr, keep, intime, a.end())
 }
 
-// connect gives s a connection to its worker: its kept one, unless the
-// worker closed it, else a new one. On failure s is released, and retry
-// says whether the request may go to another slot.
-func (p *Pool) connect(ctx context.Context, s *slot, skipClosed bool) (reused, retry bool, err error) {
+// connect gives s a connection to its worker: its kept one, else a new
+// one. A kept connection is not checked before reuse (that was a system
+// call per request): one the worker closed fails the request's first write
+// with EPIPE, which serveOn takes as not sent. On failure s is released,
+// and retry says whether the request may go to another slot.
+func (p *Pool) connect(ctx context.Context, s *slot) (reused, retry bool, err error) {
 	w := s.w
-	reused = s.conn != nil
-	if reused && s.conn.Closed() {
-		s.conn.Close()
-		s.conn = nil
-		reused = false
-		if skipClosed {
-			// The worker closed its kept connection after its last
-			// answer: most likely it is exiting by itself (issue 11).
-			p.release(s, droppedUnread, nil)
-			return false, true, fmt.Errorf("worker %d: %w", w.proc.Pid(), errKeptClosed)
-		}
+	if s.conn != nil {
+		return true, false, nil
 	}
-	if s.conn == nil {
-		nc, err := p.env.Dial(ctx, w.path)
-		if err != nil {
-			if ctx.Err() == nil {
-				p.markGone(w)
-			}
-			p.release(s, notCounted, nil)
-			return false, ctx.Err() == nil, fmt.Errorf("connect to worker %d: %w", w.proc.Pid(), err)
+	nc, err := p.env.Dial(ctx, w.path)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.markGone(w)
 		}
-		s.conn = fastcgi.NewConn(nc)
+		p.release(s, notCounted, nil)
+		return false, ctx.Err() == nil, fmt.Errorf("connect to worker %d: %w", w.proc.Pid(), err)
 	}
-	return reused, false, nil
+	s.conn = fastcgi.NewConn(nc)
+	return false, false, nil
 }
 
 // guard ends a request on its worker connection when request_timeout

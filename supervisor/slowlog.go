@@ -43,21 +43,33 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 // attempt is one request's stay on one worker slot.
 type attempt struct {
 	w     *worker
+	s     *slot
 	rq    *request
 	began time.Time
 	cpu0  int64       // the worker's CPU time (ns) at the start; -1 unknown
 	slow  *time.Timer // request_slowlog_timeout; nil when off
 }
 
-// begin starts the attempt of rq on s: it reads the worker's CPU time
-// and arms the slow-request timer, unless rq was found slow already (on
-// another worker: once per request).
+// rssReuse is how old a worker's RSS reading may be and still stand for
+// its RSS at the end of a request: reading statm is a system call that
+// cost about 5 % of the front's CPU when every request read it
+// (bench/README.md); a worker serving more than 10 requests a second gets
+// its RSS read about 10 times a second.
+const rssReuse = 100 * time.Millisecond
+
+// begin starts the attempt of rq on s: it takes the worker's CPU time
+// (the clock read at the end of the slot's last request, when there was
+// one: the worker sat waiting since, and reading it again would cost a
+// system call) and arms the slow-request timer, unless rq was found slow
+// already (on another worker: once per request).
 func (p *Pool) begin(s *slot, rq *request, cfg *conf.Pool) *attempt {
-	a := &attempt{w: s.w, rq: rq, began: time.Now(), cpu0: -1}
-	if t, err := s.w.cpuNanos(); err == nil {
+	a := &attempt{w: s.w, s: s, rq: rq, began: time.Now(), cpu0: -1}
+	if s.cpuEndOK {
+		a.cpu0 = s.cpuEnd
+	} else if t, err := s.w.cpuNanos(); err == nil {
 		a.cpu0 = t
-		s.cpuStart.Store(t)
 	}
+	s.cpuStart.Store(a.cpu0)
 	if limit := cfg.RequestSlowlogTimeout; limit > 0 && !rq.slow.Load() {
 		a.slow = time.AfterFunc(limit, func() { p.slowRequest(a, cfg) })
 	}
@@ -65,19 +77,37 @@ func (p *Pool) begin(s *slot, rq *request, cfg *conf.Pool) *attempt {
 }
 
 // end stops the slow-request timer and returns the attempt as its
-// worker's last request: duration, CPU seconds, RSS at the end.
+// worker's last request: duration, CPU seconds, RSS at the end (or read
+// less than rssReuse before).
 func (a *attempt) end() *RequestStatus {
 	if a.slow != nil {
 		a.slow.Stop()
 	}
-	last := &RequestStatus{Method: a.rq.method, URI: a.rq.uri, Seconds: time.Since(a.began).Seconds()}
-	if t, err := a.w.cpuNanos(); err == nil && a.cpu0 >= 0 {
+	now := time.Now()
+	last := &RequestStatus{Method: a.rq.method, URI: a.rq.uri, Seconds: now.Sub(a.began).Seconds()}
+	t, err := a.w.cpuNanos()
+	a.s.cpuEnd, a.s.cpuEndOK = t, err == nil
+	if err == nil && a.cpu0 >= 0 {
 		last.CPUSeconds = nanosToSeconds(t - a.cpu0)
 	}
-	if n, err := a.w.rss(); err == nil {
-		last.RSSBytes = n
-	}
+	last.RSSBytes = a.w.recentRSS(now)
 	return last
+}
+
+// recentRSS is w's RSS at now, or as read less than rssReuse before; 0
+// when it cannot be read.
+func (w *worker) recentRSS(now time.Time) int64 {
+	at := int64(now.Sub(w.started))
+	if read := w.rssRead.Load(); read > 0 && at-read < int64(rssReuse) {
+		return w.rssLast.Load()
+	}
+	n, err := w.rss()
+	if err != nil {
+		return 0
+	}
+	w.rssLast.Store(n)
+	w.rssRead.Store(max(at, 1))
+	return n
 }
 
 // slowRequest is the slow-request timer of a: it logs the request once,

@@ -26,7 +26,7 @@ func binary(t *testing.T) string {
 			return
 		}
 		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		cmd := exec.Command(goTool, "build", "-trimpath", "-tags", "urfave_cli_no_docs", "-o", filepath.Join(binDir, "fcgivisor"), ".")
+		cmd := exec.Command(goTool, "build", "-trimpath", "-tags", "urfave_cli_no_docs,nethttpomithttp2", "-o", filepath.Join(binDir, "fcgivisor"), ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = &buildError{err, out}

@@ -180,6 +180,7 @@ func run(path string) error {
 	o := daemon.Options{
 		Path: path, Config: cfg, Log: log, LogFile: logFile, Version: fullVersion(),
 		Getenv: os.LookupEnv, Privileged: os.Geteuid() == 0, Pid: os.Getpid(),
+		SetProcs: runtime.GOMAXPROCS, CPUs: runtime.GOMAXPROCS(0),
 	}
 	// Orphaned grandchildren of workers are reparented to us, not to init,
 	// and reaped by the Parent; workers never outlive fcgivisor.
