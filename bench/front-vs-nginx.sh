@@ -4,7 +4,13 @@
 #   A  wrk -> fcgivisor run (HTTP front)       -> 4 x C libfcgi worker (static pool, own Unix sockets)
 #   B  wrk -> nginx (1 worker, access_log off)  -> 4 x the same C worker under spawn-fcgi -F 4 (one Unix socket)
 #
-# Endpoint `hello` (no query: "hello from c\n"). Both stacks are up at once;
+# With APP=php, PHP instead of C:
+#   A  wrk -> fcgivisor run (HTTP front)       -> 4 x php-cgi (static pool; every request to index.php)
+#   B  wrk -> nginx (1 worker, access_log off)  -> php-fpm pm=static 4 (fastcgi_keep_conn off, as shipped)
+# (PHP_FCGI_MAX_REQUESTS=0, pm.max_requests = 0: no recycling on either side.)
+#
+# Endpoint `hello` (no query: "hello from c\n"; examples/php/index.php's
+# "hello from php" with APP=php). Both stacks are up at once;
 # every round runs wrk -t2 -c32 and wrk -t1 -c1 (DURATION each, --latency)
 # alternating A, B, with SETTLE seconds between runs, for ROUNDS rounds. It
 # prints per stack the median req/s, p50 and p99, and the throughput ratio
@@ -16,9 +22,11 @@
 # Environment:
 #   FCGIVISOR=bin/fcgivisor C_WORKER=bin/c-worker   binaries (relative to the repo root)
 #   ROUNDS=3 DURATION=5s SETTLE=1                   the measurement
+#   APP=c                                           c, or php (PHP_CGI=/usr/bin/php-cgi, PHP_FPM=/usr/sbin/php-fpm*)
 #   ONLY=nginx                                      run stack B alone (no fcgivisor needed)
 #   KEEP=1                                          keep the temp dir (configs, logs, raw wrk output)
-# Needs nginx, spawn-fcgi, wrk, curl, awk, ss (iproute2).
+# Needs nginx, spawn-fcgi, wrk, curl, awk, ss (iproute2); php-cgi and php-fpm
+# for APP=php.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -30,6 +38,10 @@ DURATION=${DURATION:-5s}
 SETTLE=${SETTLE:-1}
 ONLY=${ONLY:-}
 KEEP=${KEEP:-}
+APP=${APP:-c}
+PHP_CGI=${PHP_CGI:-/usr/bin/php-cgi}
+PHP_FPM=${PHP_FPM:-$(compgen -G '/usr/sbin/php-fpm*' | sort -V | tail -1 || true)}
+LOG_LEVEL=warn
 
 abs() { case $1 in /*) echo "$1" ;; *) echo "$ROOT/$1" ;; esac; }
 FCGIVISOR=$(abs "$FCGIVISOR")
@@ -39,7 +51,18 @@ die() { echo "front-vs-nginx: $*" >&2; exit 1; }
 for tool in nginx spawn-fcgi wrk curl awk ss; do
 	command -v "$tool" >/dev/null || die "$tool not found (Debian: apt-get install nginx spawn-fcgi wrk curl iproute2)"
 done
-[[ -x $C_WORKER ]] || die "$C_WORKER missing: run 'make build' (or set C_WORKER)"
+case $APP in
+c)
+	[[ -x $C_WORKER ]] || die "$C_WORKER missing: run 'make build' (or set C_WORKER)"
+	HELLO="hello from c"
+	;;
+php)
+	[[ -x $PHP_CGI && -n $PHP_FPM && -x $PHP_FPM ]] || die "APP=php needs php-cgi and php-fpm (apt-get install php-cgi php-fpm)"
+	HELLO="hello from php"
+	SCRIPT=$ROOT/examples/php/index.php
+	;;
+*) die "APP=$APP: c or php" ;;
+esac
 case $ONLY in
 "") STACKS=(fcgivisor nginx) ;;
 nginx) STACKS=(nginx) ;;
@@ -58,7 +81,7 @@ declare -A URL # stack -> URL of the hello endpoint
 wait_hello() {
 	local url=$1 name=$2 pid=$3
 	for _ in $(seq 100); do
-		if [[ $(curl -s "$url" 2>/dev/null) == "hello from c" ]]; then return 0; fi
+		if [[ $(curl -s "$url" 2>/dev/null) == "$HELLO" ]]; then return 0; fi
 		kill -0 "$pid" 2>/dev/null || die "$name exited at start; see $TMP"
 		sleep 0.1
 	done
@@ -66,20 +89,41 @@ wait_hello() {
 	die "$name does not answer $url; see $TMP"
 }
 
-# --- B: nginx -> spawn-fcgi -F 4 ---------------------------------------------
+# --- B: nginx -> spawn-fcgi -F 4 (APP=php: php-fpm pm=static 4) ----------------
 NGINX_PORT=$(free_port)
-spawn-fcgi -F 4 -s "$TMP/c.sock" -P "$TMP/spawn-fcgi.pid" -- "$C_WORKER" >/dev/null
-mapfile -t spawned < <(grep -o '[0-9]\+' "$TMP/spawn-fcgi.pid")
-RUN_PIDS+=("${spawned[@]}")
-start_nginx nginx "$NGINX_PORT" "$(fastcgi_location /hello "$TMP/c.sock")"
-RUN_PIDS+=("$NGINX_PID")
+if [[ $APP == c ]]; then
+	spawn-fcgi -F 4 -s "$TMP/c.sock" -P "$TMP/spawn-fcgi.pid" -- "$C_WORKER" >/dev/null
+	mapfile -t spawned < <(grep -o '[0-9]\+' "$TMP/spawn-fcgi.pid")
+	RUN_PIDS+=("${spawned[@]}")
+	start_nginx nginx "$NGINX_PORT" "$(fastcgi_location /hello "$TMP/c.sock")"
+	RUN_PIDS+=("$NGINX_PID")
+else
+	cat >"$TMP/fpm-fpm.conf" <<END_FPM
+[global]
+pid = $TMP/fpm-fpm.pid
+error_log = $TMP/fpm-fpm.log
+daemonize = no
+
+[www]
+listen = $TMP/fpm-fpm.sock
+pm = static
+pm.max_children = 4
+pm.max_requests = 0
+END_FPM
+	start_fpm_nginx fpm "$NGINX_PORT" "$SCRIPT"
+fi
 wait_hello "http://127.0.0.1:$NGINX_PORT/" nginx "$NGINX_PID"
 URL[nginx]="http://127.0.0.1:$NGINX_PORT/"
 
 # --- A: fcgivisor ------------------------------------------------------------
 if [[ -z $ONLY ]]; then
 	FV_PORT=$(free_port)
-	{
+	if [[ $APP == php ]]; then
+		{
+			fv_php_config "$TMP/fv" "$FV_PORT" "$ROOT/examples/php" "$SCRIPT"
+			printf 'scaling = "static"\nworkers = 4\n'
+		} >"$TMP/fcgivisor.toml"
+	else {
 		fv_config_head "$TMP/fv" warn "$FV_PORT"
 		cat <<EOF
 
@@ -93,7 +137,7 @@ user    = "root"   # the bench runs as root; workers as root by choice
 scaling = "static"
 workers = 4
 EOF
-	} >"$TMP/fcgivisor.toml"
+	} >"$TMP/fcgivisor.toml"; fi
 	start_fv_run fcgivisor
 	wait_hello "http://127.0.0.1:$FV_PORT/" fcgivisor "$FV_PID"
 	URL[fcgivisor]="http://127.0.0.1:$FV_PORT/"
@@ -139,14 +183,16 @@ col() { awk -v s="$1" -v l="$2" -v c="$3" '$1 == s && $2 == l { print $c }' "$TM
 sum() { awk -v s="$1" '$1 == s { n += $7 } END { print n + 0 }' "$TMP/results"; }
 
 echo
-echo "hello, $ROUNDS rounds of $DURATION per cell, median per cell; errors summed"
+echo "hello ($APP), $ROUNDS rounds of $DURATION per cell, median per cell; errors summed"
 echo
 echo "| stack | req/s c32 | p50 ms | p99 ms | req/s c1 | c1 p50 / p99 ms | errors |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for stack in "${STACKS[@]}"; do
-	case $stack in
-	fcgivisor) name="fcgivisor front -> C libfcgi x4 (static pool)" ;;
-	nginx) name="nginx w1 -> C libfcgi x4 (spawn-fcgi)" ;;
+	case $APP-$stack in
+	c-fcgivisor) name="fcgivisor front -> C libfcgi x4 (static pool)" ;;
+	c-nginx) name="nginx w1 -> C libfcgi x4 (spawn-fcgi)" ;;
+	php-fcgivisor) name="fcgivisor front -> php-cgi x4 (static pool)" ;;
+	php-nginx) name="nginx w1 -> php-fpm pm=static 4" ;;
 	esac
 	printf '| %s | %.0f | %.2f | %.2f | %.0f | %.3f / %.2f | %s |\n' "$name" \
 		"$(col "$stack" c32 4)" "$(col "$stack" c32 5)" "$(col "$stack" c32 6)" \

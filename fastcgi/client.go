@@ -72,6 +72,7 @@ type Conn struct {
 	rr recordReader
 
 	wbuf   []byte // the request head, then one STDIN record at a time
+	ibuf   []byte // a short body sent with the head (inlineBody)
 	params []byte // the PARAMS stream content
 	ebuf   []byte // the content of one STDERR record
 
@@ -174,6 +175,10 @@ type Response struct {
 
 	closed   bool
 	reusable bool
+	// mayLeave: the request did not go out in one write of at most
+	// oneRead bytes, so the application may have left part of it unread:
+	// the connection is not reused (see oneRead).
+	mayLeave bool
 }
 
 // Do sends a RESPONDER request and returns once the application has started
@@ -206,23 +211,27 @@ func (c *Conn) Do(req *Request) (*Response, error) {
 	}
 	head := appendBeginRequest(c.wbuf[:0], reqID, roleResponder, flags)
 	head = appendStream(head, typeParams, reqID, c.params)
-	if req.Body == nil {
-		head = appendRecord(head, typeStdin, reqID, nil)
+	body, err := c.inlineBody(req.Body, len(head))
+	if err != nil {
+		return nil, err
+	}
+	if body == nil {
+		head = appendStream(head, typeStdin, reqID, c.ibuf)
 	}
 	c.wbuf = head
 
-	r := &Response{c: c, keepConn: req.KeepConn, stderr: req.Stderr}
+	r := &Response{c: c, keepConn: req.KeepConn, stderr: req.Stderr, mayLeave: body != nil || len(head) > oneRead}
 	if _, err := c.nc.Write(head); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("fastcgi: sending request: %w", err)
 	}
 	c.cur = r
-	if req.Body != nil {
+	if body != nil {
 		if cap(c.wbuf) < stdinBufLen {
 			c.wbuf = make([]byte, stdinBufLen)
 		}
 		r.stdinDone = make(chan struct{})
-		go r.sendStdin(req.Body, c.wbuf[:stdinBufLen])
+		go r.sendStdin(body, c.wbuf[:stdinBufLen])
 	}
 
 	start := c.rr.n
@@ -243,6 +252,49 @@ func (c *Conn) Do(req *Request) (*Response, error) {
 		r.fail(err)
 	}
 	return r, nil
+}
+
+// oneRead is how much libfcgi (C, Perl's FCGI) reads from a connection at
+// once, and what a request must fit in to leave a kept connection usable.
+// An application that answers without reading all of STDIN (a GET handler
+// sent a POST) leaves the rest in the connection, and libfcgi reads it at
+// its next accept as the start of the next request: a protocol error, on
+// which it drains the connection, our next request with it, and closes it
+// unanswered. So a kept connection is reused only after a request that
+// went out in one write of at most oneRead bytes, empty STDIN record
+// included: libfcgi's first read takes all of it and drops what the
+// application did not read with the request. (php-cgi reads what is left
+// of the body itself at the end of a request, and skips an empty STDIN
+// record before the next one; Go's net/http/fcgi reads every record.)
+// After any other request the connection is closed and the next one dials
+// anew: a connect per large POST.
+const oneRead = 8 << 10
+
+// inlineBody reads body into c.ibuf when the request can go out in one
+// write of at most oneRead bytes with a head of headLen bytes: when body is
+// nil or says its length (Len, as bytes.Reader) and it fits. It returns
+// nil then, else body, which is streamed. A failed read is ErrRequestBody.
+func (c *Conn) inlineBody(body io.Reader, headLen int) (io.Reader, error) {
+	c.ibuf = c.ibuf[:0]
+	if body == nil {
+		return nil, nil
+	}
+	lb, ok := body.(interface{ Len() int })
+	if !ok {
+		return body, nil
+	}
+	n := lb.Len()
+	if n < 0 || headLen+2*headerLen+n+padLen(n) > oneRead {
+		return body, nil
+	}
+	if cap(c.ibuf) < n {
+		c.ibuf = make([]byte, n, oneRead)
+	}
+	c.ibuf = c.ibuf[:n]
+	if _, err := io.ReadFull(body, c.ibuf); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRequestBody, err)
+	}
+	return nil, nil
 }
 
 // sendStdin writes body as the STDIN stream, reading it into buf one record
@@ -491,7 +543,7 @@ func (r *Response) Close() (reusable bool) {
 		c.Close()
 		r.joinStdin()
 	}
-	if r.stdinErr != nil {
+	if r.stdinErr != nil || ok && r.mayLeave {
 		ok = false
 		c.Close()
 	}

@@ -119,6 +119,9 @@ func TestGoServerLargeResponse(t *testing.T) {
 
 func sum(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
 
+// 100 requests on kept connections to Go's net/http/fcgi: one connection
+// carries every request but those with a body of more than 8 KiB, after
+// which the client dials again (oneRead).
 func TestGoServerKeepConn100(t *testing.T) {
 	s := startGoServer(t, func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
@@ -156,16 +159,20 @@ func TestGoServerKeepConn100(t *testing.T) {
 		if err != nil {
 			t.Fatalf("request %d: %v", i, err)
 		}
-		if !resp.Close() {
-			t.Fatalf("request %d: connection not reusable", i)
+		streamed := len(body) > oneRead
+		if resp.Close() == streamed {
+			t.Fatalf("request %d (%d-byte body): connection reusable %v, want %v", i, len(body), !streamed, !streamed)
 		}
 		_, got := splitCGI(t, out)
 		if want := fmt.Sprintf("/r%d:%d:%x", i, len(body), sum(body)[:4]); string(got) != want {
 			t.Fatalf("request %d: %q, want %q", i, got, want)
 		}
+		if streamed && i < 99 {
+			c = s.dial(t)
+		}
 	}
-	if n := len(s.accepted); n != 1 {
-		t.Errorf("server accepted %d connections, want 1", n)
+	if n := len(s.accepted); n != 25 {
+		t.Errorf("server accepted %d connections, want 25: one, and one after each of the first 24 bodies over 8 KiB", n)
 	}
 	s.waitFinished(t, 100)
 }
@@ -203,8 +210,8 @@ func TestGoServerAnswersBeforeReadingBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !resp.Close() {
-		t.Error("not reusable, though the handler read the whole body")
+	if resp.Close() {
+		t.Error("reusable after a streamed body (oneRead)")
 	}
 	if _, b := splitCGI(t, out); !bytes.Equal(b, reply) {
 		t.Errorf("response: %d bytes, not the %d written", len(b), size)
@@ -336,8 +343,8 @@ func TestRequestRecordsSplit(t *testing.T) {
 	if _, err := readAll(resp); err != nil {
 		t.Fatal(err)
 	}
-	if !resp.Close() {
-		t.Error("not reusable")
+	if resp.Close() {
+		t.Error("reusable after a streamed body (oneRead)")
 	}
 }
 
@@ -1105,4 +1112,66 @@ func newValuesServer(t *testing.T) string {
 	}()
 	t.Cleanup(func() { l.Close(); <-done })
 	return path
+}
+
+// An application that answers without reading the request body (as a GET
+// handler sent a POST does) leaves it in the connection, and libfcgi and
+// php-cgi take what is left for the start of the next request. A body the
+// client knows to be short (Len) goes out with the head in one write that
+// libfcgi reads whole, and the connection stays reusable whether the
+// application reads the body or not; after a streamed body it is not
+// reused, even when the application read it all.
+func TestBodyAndReuse(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		body     io.Reader
+		size     int
+		readBody bool
+		reusable bool
+		oneWrite bool
+	}{
+		{"short body read", bytes.NewReader(pattern(1, 300)), 300, true, true, true},
+		{"short body unread", bytes.NewReader(pattern(1, 300)), 300, false, true, true},
+		{"short body, no Len", io.MultiReader(bytes.NewReader(pattern(1, 300))), 300, true, false, false},
+		{"body over 8 KiB read", bytes.NewReader(pattern(2, 10<<10)), 10 << 10, true, false, false},
+		{"body over 8 KiB unread", bytes.NewReader(pattern(2, 10<<10)), 10 << 10, false, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn := startApp(t, func(a *fakeApp) error {
+				if c.oneWrite {
+					// The whole request in the first read, as libfcgi
+					// reads it: up to 8 KiB, ending with the empty
+					// STDIN record.
+					buf := make([]byte, 8<<10)
+					n, err := a.conn.Read(buf)
+					if err != nil {
+						return err
+					}
+					if !bytes.HasSuffix(buf[:n], makeRecord(typeStdin, 1, nil, 0)) {
+						return fmt.Errorf("the first read (%d bytes) does not end with the empty STDIN record", n)
+					}
+					a.br = bufio.NewReader(io.MultiReader(bytes.NewReader(buf[:n]), a.conn))
+				}
+				if _, _, err := a.readHead(); err != nil {
+					return err
+				}
+				if c.readBody {
+					if got, err := a.readStream(typeStdin); err != nil || len(got) != c.size {
+						return fmt.Errorf("stdin: %d bytes, %v", len(got), err)
+					}
+				}
+				return a.write(stdout("Status: 200 OK\r\n\r\nok"), okEnd())
+			})
+			resp, err := conn.Do(&Request{KeepConn: true, Body: c.body})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := readAll(resp); err != nil {
+				t.Fatal(err)
+			}
+			if got := resp.Close(); got != c.reusable {
+				t.Errorf("reusable %v, want %v", got, c.reusable)
+			}
+		})
+	}
 }

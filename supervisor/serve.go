@@ -399,6 +399,16 @@ func (b *replayBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Len is what is left of the body when its reader says (bytes.Reader: a
+// body the front holds in memory), else -1: fastcgi.Conn sends a short
+// body with the request's head.
+func (b *replayBody) Len() int {
+	if l, ok := b.r.(interface{ Len() int }); ok {
+		return l.Len()
+	}
+	return -1
+}
+
 // rewind makes the body readable again from its start; false when more
 // than replayLimit bytes were consumed.
 func (b *replayBody) rewind() bool {
