@@ -120,7 +120,7 @@ if [[ -z $ONLY ]]; then
 	FV_PORT=$(free_port)
 	if [[ $APP == php ]]; then
 		{
-			fv_php_config "$TMP/fv" "$FV_PORT" "$ROOT/examples/php" "$SCRIPT"
+			fv_php_config "$TMP/fv" "$FV_PORT" "$ROOT/examples/php" /index.php
 			printf 'scaling = "static"\nworkers = 4\n'
 		} >"$TMP/fcgivisor.toml"
 	else {

@@ -152,6 +152,14 @@ func (c *Conn) Closed() bool {
 	return err != nil || closed
 }
 
+// Usable reports, without a system call, whether the connection may carry
+// another request as far as this side knows: it was not closed here, and
+// no bytes came after the last response. (Whether the peer closed it, only
+// the next write or a Closed peek tells.) Call it between requests.
+func (c *Conn) Usable() bool {
+	return !c.closed.Load() && c.cur == nil && c.rr.br.Buffered() == 0
+}
+
 // Response streams the application's STDOUT. Read it to io.EOF, then Close
 // it to learn whether the Conn can carry another request.
 type Response struct {

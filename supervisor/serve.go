@@ -249,6 +249,9 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, rq *request, req *fastcgi.R
 	herr := handle(resp)
 	keep := resp.Close()
 	intime := !guard.expired()
+	// The client may go away between the answer and the end of the
+	// watch: then the watch closes the connection, and it is not kept.
+	keep = keep && !guard.fired.Load()
 	return true, false, p.answered(s, herr, keep, intime, a.end())
 }
 
@@ -259,6 +262,12 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, rq *request, req *fastcgi.R
 // and retry says whether the request may go to another slot.
 func (p *Pool) connect(ctx context.Context, s *slot) (reused, retry bool, err error) {
 	w := s.w
+	if s.conn != nil && !s.conn.Usable() {
+		// Closed here (the watch of a request whose client went away),
+		// or bytes after its last END_REQUEST: no system call tells it.
+		s.conn.Close()
+		s.conn = nil
+	}
 	if s.conn != nil {
 		return true, false, nil
 	}
@@ -279,6 +288,7 @@ func (p *Pool) connect(ctx context.Context, s *slot) (reused, retry bool, err er
 type guard struct {
 	timer      *time.Timer
 	timedOut   atomic.Bool
+	fired      atomic.Bool // the client went away: the connection is closed
 	stopCancel func() bool
 }
 
@@ -291,14 +301,21 @@ func watchRequest(ctx context.Context, conn *fastcgi.Conn, limit time.Duration) 
 			conn.Close()
 		})
 	}
-	g.stopCancel = context.AfterFunc(ctx, func() { conn.Close() })
+	g.stopCancel = context.AfterFunc(ctx, func() {
+		g.fired.Store(true)
+		conn.Close()
+	})
 	return g
 }
 
 // expired ends the watch and reports whether request_timeout fired
-// before.
+// before. Once it has returned, fired says whether the client's going
+// away closed the connection.
 func (g *guard) expired() bool {
-	g.stopCancel()
+	if !g.stopCancel() {
+		// Already started, or ctx was done: wait for it to set fired.
+		g.fired.Store(true)
+	}
 	return g.timer != nil && !g.timer.Stop() && g.timedOut.Load()
 }
 
