@@ -313,7 +313,8 @@ func watchRequest(ctx context.Context, conn *fastcgi.Conn, limit time.Duration) 
 // away closed the connection.
 func (g *guard) expired() bool {
 	if !g.stopCancel() {
-		// Already started, or ctx was done: wait for it to set fired.
+		// ctx is done and the close has started (or is about to) on its
+		// own goroutine: fired is set here, not left to that race.
 		g.fired.Store(true)
 	}
 	return g.timer != nil && !g.timer.Stop() && g.timedOut.Load()
