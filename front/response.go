@@ -121,10 +121,29 @@ func addHeaderLine(h http.Header, line []byte) error {
 	if !validHeaderValue(v) {
 		return fmt.Errorf("%w: control character in header line %.80q", errBadResponse, line)
 	}
-	k := textproto.CanonicalMIMEHeaderKey(string(line[:i]))
+	k, ok := commonHeaders[string(line[:i])] // no allocation for the lookup
+	if !ok {
+		k = textproto.CanonicalMIMEHeaderKey(string(line[:i]))
+	}
 	h[k] = append(h[k], string(v))
 	return nil
 }
+
+// commonHeaders maps the header names applications send most, as they
+// spell them (PHP: "Content-type"), to their canonical form, so that
+// parsing them allocates no key.
+var commonHeaders = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{
+		"Status", "Content-Type", "Content-type", "Content-Length", "Location",
+		"Set-Cookie", "Cache-Control", "Expires", "Pragma", "Last-Modified",
+		"ETag", "Etag", "Vary", "Content-Encoding", "Content-Disposition",
+		"X-Powered-By", "X-Frame-Options", "X-Content-Type-Options",
+	} {
+		m[k] = textproto.CanonicalMIMEHeaderKey(k)
+	}
+	return m
+}()
 
 // headerStatus checks the parsed block h, takes Status out of it, drops the
 // hop-by-hop headers and returns the status.
