@@ -1,6 +1,7 @@
 package front
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"strconv"
@@ -68,11 +69,16 @@ func metaVars(vars []fastcgi.Param, q *request) []fastcgi.Param {
 	add("REMOTE_PORT", remotePort)
 
 	serverName := r.Host
-	if h, _, err := net.SplitHostPort(serverName); err == nil {
-		serverName = h
+	if strings.IndexByte(serverName, ':') >= 0 { // most Host headers have no port: no error to build
+		if h, _, err := net.SplitHostPort(serverName); err == nil {
+			serverName = h
+		}
 	}
 	add("SERVER_NAME", serverName)
-	if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+	if sa, ok := r.Context().Value(serverAddrKey{}).(*serverAddr); ok {
+		add("SERVER_ADDR", sa.addr)
+		add("SERVER_PORT", sa.port)
+	} else if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 		a, port := splitAddr(la.String())
 		add("SERVER_ADDR", a)
 		add("SERVER_PORT", port)
@@ -106,8 +112,17 @@ func metaVars(vars []fastcgi.Param, q *request) []fastcgi.Param {
 	return vars
 }
 
-// headerVar turns a header name into its HTTP_* variable name.
+// headerVar turns a header name into its HTTP_* variable name: from a
+// table for the headers browsers and proxies send most (no allocation),
+// else built.
 func headerVar(name string) string {
+	if v, ok := headerVars[name]; ok {
+		return v
+	}
+	return buildHeaderVar(name)
+}
+
+func buildHeaderVar(name string) string {
 	b := make([]byte, 0, 5+len(name))
 	b = append(b, "HTTP_"...)
 	for i := 0; i < len(name); i++ {
@@ -123,6 +138,22 @@ func headerVar(name string) string {
 	return string(b)
 }
 
+var headerVars = func() map[string]string {
+	m := make(map[string]string)
+	for _, k := range []string{
+		"Host", "User-Agent", "Accept", "Accept-Encoding", "Accept-Language",
+		"Connection", "Cookie", "Referer", "Cache-Control", "Pragma", "Origin",
+		"Upgrade-Insecure-Requests", "If-Modified-Since", "If-None-Match",
+		"Authorization", "Dnt", "Te", "Priority", "X-Forwarded-For",
+		"X-Forwarded-Proto", "X-Forwarded-Host", "X-Real-Ip", "X-Requested-With",
+		"Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Sec-Fetch-User",
+		"Sec-Ch-Ua", "Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform",
+	} {
+		m[k] = buildHeaderVar(k)
+	}
+	return m
+}()
+
 // splitAddr splits "host:port"; a Unix peer is "unix:" with no port.
 func splitAddr(addr string) (host, port string) {
 	h, p, err := net.SplitHostPort(addr)
@@ -130,4 +161,17 @@ func splitAddr(addr string) (host, port string) {
 		return "unix:", ""
 	}
 	return h, p
+}
+
+// serverAddr is a connection's SERVER_ADDR and SERVER_PORT, found once
+// per connection (connContext) rather than per request.
+type serverAddr struct{ addr, port string }
+
+type serverAddrKey struct{}
+
+// connContext is the server's ConnContext hook: the connection's local
+// address, split once.
+func connContext(ctx context.Context, c net.Conn) context.Context {
+	a, port := splitAddr(c.LocalAddr().String())
+	return context.WithValue(ctx, serverAddrKey{}, &serverAddr{a, port})
 }

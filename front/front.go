@@ -166,6 +166,7 @@ func New(cfg *conf.Config, pools map[string]*supervisor.Pool, o Options) (*Serve
 		IdleTimeout:       cfg.HTTP.IdleTimeout,
 		MaxHeaderBytes:    cfg.HTTP.MaxHeaderBytes,
 		ConnState:         connState, // max_connections (limit.go)
+		ConnContext:       connContext,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
