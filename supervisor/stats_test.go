@@ -146,6 +146,15 @@ func TestLastRequestCPUAndMemory(t *testing.T) {
 		last.CPUSeconds < 0.58 || last.CPUSeconds > last.Seconds+0.02 || last.RSSBytes <= 0 {
 		t.Errorf("last request %+v: want GET /?spin=600, 0.6-30 s, CPU from 0.58 s to its duration, RSS > 0", *last)
 	}
+	// The next request on the slot starts from the clock read at the end
+	// of that one (no second read): its own CPU is small, not the 0.6 s
+	// before it.
+	if _, err := tp.get(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	if next := tp.Status().Workers[0].LastRequest; next == nil || next.URI != "/?" || next.CPUSeconds > 0.1 || next.CPUSeconds < 0 {
+		t.Errorf("the request after it: %+v, want GET /? with under 0.1 s of CPU", next)
+	}
 }
 
 // logRecords returns the log lines with msg.
