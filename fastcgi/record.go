@@ -236,22 +236,26 @@ func Value(params []Param, name string) string {
 // parseParams appends to dst the name-value pairs encoded in b, the whole
 // content of a name-value pair stream. A pair cut short is a protocol error.
 func parseParams(dst []Param, b []byte) ([]Param, error) {
-	for len(b) > 0 {
-		nameLen, n, ok := readPairLen(b)
+	// One string holds every name and value, which are slices of it: one
+	// allocation for the stream instead of two per pair. (A Param kept
+	// keeps the whole stream's string alive: a few KiB.)
+	s := string(b)
+	for off := 0; off < len(b); {
+		nameLen, n, ok := readPairLen(b[off:])
 		if !ok {
 			return dst, protocolError("name-value pair: truncated name length")
 		}
-		b = b[n:]
-		valueLen, n, ok := readPairLen(b)
+		off += n
+		valueLen, n, ok := readPairLen(b[off:])
 		if !ok {
 			return dst, protocolError("name-value pair: truncated value length")
 		}
-		b = b[n:]
-		if nameLen > len(b) || valueLen > len(b)-nameLen {
-			return dst, protocolError("name-value pair: %d+%d bytes declared, %d left in the stream", nameLen, valueLen, len(b))
+		off += n
+		if left := len(b) - off; nameLen > left || valueLen > left-nameLen {
+			return dst, protocolError("name-value pair: %d+%d bytes declared, %d left in the stream", nameLen, valueLen, left)
 		}
-		dst = append(dst, Param{Name: string(b[:nameLen]), Value: string(b[nameLen : nameLen+valueLen])})
-		b = b[nameLen+valueLen:]
+		dst = append(dst, Param{Name: s[off : off+nameLen], Value: s[off+nameLen : off+nameLen+valueLen]})
+		off += nameLen + valueLen
 	}
 	return dst, nil
 }
