@@ -156,13 +156,19 @@ func rawWorker(keep bool, max int) {
 			return
 		}
 		br := bufio.NewReader(c)
+		var stdin []byte
 		for {
 			var h [8]byte
 			if _, err := io.ReadFull(br, h[:]); err != nil {
 				break
 			}
-			n := int(binary.BigEndian.Uint16(h[4:6])) + int(h[6])
+			cl, n := int(binary.BigEndian.Uint16(h[4:6])), int(h[6])
+			content := make([]byte, cl)
+			io.ReadFull(br, content)
 			io.CopyN(io.Discard, br, int64(n))
+			if h[1] == 5 {
+				stdin = append(stdin, content...)
+			}
 			if h[1] == 9 { // GET_VALUES: an empty GET_VALUES_RESULT
 				c.Write([]byte{1, 10, 0, 0, 0, 0, 0, 0})
 				continue
@@ -172,6 +178,10 @@ func rawWorker(keep bool, max int) {
 			}
 			// Empty STDIN: the request is complete.
 			body := fmt.Sprintf("Content-Type: text/plain\r\n\r\npid=%d", os.Getpid())
+			if len(stdin) > 0 {
+				body += " stdin=" + string(stdin)
+				stdin = nil
+			}
 			var out bytes.Buffer
 			rec := func(t byte, content []byte) {
 				out.Write([]byte{1, t, 0, 1, byte(len(content) >> 8), byte(len(content)), 0, 0})

@@ -10,9 +10,11 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/fastcgi"
 )
 
 // Workers that exit by themselves (issue 11).
@@ -160,5 +162,41 @@ func TestClosedKeptConnectionPrefersAnotherIdleWorker(t *testing.T) {
 	}
 	if pidOf(t, body) == first {
 		t.Fatalf("worker %d, whose kept connection was closed, got the next request while another was idle", first)
+	}
+}
+
+// A request re-sent because the worker had closed its kept connection
+// (EPIPE on the first write: nothing sent) carries its whole body again,
+// though the body was read to go out with the request's head.
+func TestResentRequestKeepsItsBody(t *testing.T) {
+	tp := newTestPool(t, "closer", func(c *conf.Pool) { c.Workers, c.MaxWorkers = 2, 2 })
+	body, err := tp.get(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := pidOf(t, body)
+	eventually(t, "the worker closing its kept connection", func() bool {
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		s := tp.idle[len(tp.idle)-1]
+		return s.w.proc.Pid() == first && s.conn != nil && s.conn.Closed()
+	})
+	const payload = "a=1&b=two"
+	req := &fastcgi.Request{Params: []fastcgi.Param{
+		{Name: "REQUEST_METHOD", Value: "POST"},
+		{Name: "REQUEST_URI", Value: "/post"},
+		{Name: "CONTENT_LENGTH", Value: strconv.Itoa(len(payload))},
+	}, Body: strings.NewReader(payload)}
+	var got string
+	err = tp.Serve(context.Background(), "/post", req, func(resp *fastcgi.Response) error {
+		b, err := io.ReadAll(resp)
+		_, got, _ = strings.Cut(string(b), "\r\n\r\n")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(got, " stdin="+payload) || strings.HasPrefix(got, fmt.Sprintf("pid=%d ", first)) {
+		t.Errorf("answer %q: want another worker than %d, with the body %q", got, first, payload)
 	}
 }

@@ -123,8 +123,10 @@ func (p *Pool) serve(ctx context.Context, rq *request, req *fastcgi.Request, han
 		if !retry {
 			return err
 		}
+		// The body is rewound even when nothing was sent: a short one
+		// was read to go out with the head (fastcgi inlineBody).
 		if dials >= maxDials || sent > p.maxResends(cfg) || (sent > 0 && !deadline.IsZero() && time.Now().After(deadline)) ||
-			(wasSent && body != nil && !body.rewind()) {
+			(body != nil && !body.rewind()) {
 			if sent == 0 {
 				// No worker could even be reached: the pool cannot serve.
 				return fmt.Errorf("%w: %w", ErrNotAccepted, err)
