@@ -21,8 +21,12 @@ run=${RUN:-.}
 # integration: the tests whose contract depends on who runs fcgivisor (the
 # rest run the same either way, and run as root in make test).
 integration_run=${INTEGRATION_RUN:-User|Privilege|Check|Perm|Listen|Static|PHPApp|Scripts|Fallback|EnvIsolation|Admin|Security|WebServer}
+# packaging: the shipped config checked as the user runs it, and the .deb
+# built and checked (dpkg refuses to install it); they run make (bin/,
+# dist/), so packaging runs last, on a copy of the tree the user owns.
+packaging_run=${PACKAGING_RUN:-TestShippedConfig|TestDeb}
 pkgs=("$@")
-[ ${#pkgs[@]} -gt 0 ] || pkgs=(integration daemon supervisor spawner front socket conf)
+[ ${#pkgs[@]} -gt 0 ] || pkgs=(integration daemon supervisor spawner front socket conf packaging)
 if [ "$(id -u)" != 0 ]; then
 	echo "test-unprivileged: run as root (it runs the tests as $user)" >&2
 	exit 1
@@ -64,6 +68,10 @@ for p in "${pkgs[@]}"; do
 	echo "== $p as $user"
 	r=$run
 	if [ "$p" = integration ] && [ "$run" = . ]; then r=$integration_run; fi
+	if [ "$p" = packaging ]; then
+		[ "$run" = . ] && r=$packaging_run
+		chown -R "$user" "$work/repo"
+	fi
 	if [ -n "${TESTS_RECORD:-}" ] && [ -n "${TESTSUM:-}" ]; then
 		as_user "$p" -test.v=test2json -test.run "$r" 2>&1 | go tool test2json -t -p "$p" |
 			"$TESTSUM" -record "$TESTS_RECORD" -label "as $user" || status=1

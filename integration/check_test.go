@@ -165,12 +165,11 @@ user = "root"
 		}
 		checkRefuses(t, path, "{FILE}: pool.p.command: {D}/worker: not executable (mode 0644) (chmod +x it, or fix the path)")
 	})
-	// As root, the pool's user must be able to reach the command: here a
-	// 0700 root-owned directory keeps nobody out.
+	// The pool's user must be able to reach the command. As root, a 0700
+	// root-owned directory keeps nobody (the pool's user) out. Not as root,
+	// fcgivisor ignores user and runs workers as itself: a directory of its
+	// own without search permission (0600) keeps it out.
 	t.Run("directory its user cannot search", func(t *testing.T) {
-		if os.Geteuid() != 0 {
-			t.Skip("needs root: not as root, fcgivisor ignores user and runs workers as itself, and the test can make no directory that keeps itself out")
-		}
 		t.Parallel()
 		path, dir := checkFile(t, `
 [[http.route]]
@@ -190,7 +189,15 @@ user = "nobody"
 		if err := os.WriteFile(filepath.Join(dir, "private", "worker"), []byte("#!/bin/sh\n"), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		checkRefuses(t, path, `{FILE}: pool.p.command: {D}/private/worker: user "nobody" cannot execute it: search {D}/private: permission denied for uid `)
+		if os.Geteuid() == 0 {
+			checkRefuses(t, path, `{FILE}: pool.p.command: {D}/private/worker: user "nobody" cannot execute it: search {D}/private: permission denied for uid `)
+			return
+		}
+		if err := os.Chmod(filepath.Join(dir, "private"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Chmod(filepath.Join(dir, "private"), 0o700) }) // let TempDir remove it
+		checkRefuses(t, path, `{FILE}: pool.p.command: stat {D}/private/worker: permission denied (let fcgivisor's user search every directory above it, or fix the path)`)
 	})
 }
 

@@ -1292,7 +1292,7 @@ const socketActivate = "/usr/bin/systemd-socket-activate"
 func startActivated(t *testing.T, o options, path, fdname string) *instance {
 	t.Helper()
 	if _, err := os.Stat(socketActivate); err != nil {
-		t.Skip("systemd-socket-activate: ", err)
+		t.Fatal("systemd-socket-activate: ", err, " (package systemd; hack/setup.sh installs it)")
 	}
 	o.noHTTP = true
 	o.launcher = []string{socketActivate, "-l", path, "--fdname=" + fdname, "-E", "GORACE=atexit_sleep_ms=50", "--"}

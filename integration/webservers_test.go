@@ -147,7 +147,7 @@ func newWebEnv(t *testing.T) *webEnv {
 		o.langs = append(o.langs, "c")
 	}
 	if e.phpSock == "" && e.cSock == "" {
-		t.Skip("neither php-cgi nor the C worker can run here: " + phpSkip + "; " + cWorkerErr)
+		t.Fatal("neither php-cgi nor the C worker can run here (hack/setup.sh installs php-cgi and libfcgi-dev): " + phpSkip + "; " + cWorkerErr)
 	}
 	o.pool = func(l lang, p *poolOpts) {
 		p.extra = append(p.extra, "listen = "+tomlString("unix:"+filepath.Join(sockDir, l.name+".sock")))

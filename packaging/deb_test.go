@@ -30,14 +30,20 @@ var debFiles = []string{
 // TestDeb builds the .deb (make deb), checks its files, then installs it
 // with dpkg on this machine: the shipped config passes fcgivisor check, man
 // finds both pages, the units run /usr/bin/fcgivisor; dpkg -r removes all
-// but the conffiles, dpkg -P those too. Only as root where dpkg is, and
-// only where no fcgivisor is installed (the test would replace it).
+// but the conffiles, dpkg -P those too. Only where no fcgivisor is
+// installed (the test would replace it). Not as root, the package is built
+// and checked the same, and dpkg refuses to install it.
 func TestDeb(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("not root: dpkg -i needs root")
-	}
 	if _, err := exec.LookPath("dpkg"); err != nil {
 		t.Skip("no dpkg: not a Debian or Ubuntu machine")
+	}
+	if os.Geteuid() != 0 {
+		deb := buildDeb(t)
+		out, err := exec.Command("dpkg", "-i", deb).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "requires superuser privilege") {
+			t.Errorf("dpkg -i %s not as root: %v\n%s; want refused: requires superuser privilege", deb, err, out)
+		}
+		return
 	}
 	if out, err := exec.Command("dpkg-query", "-W", "-f=${db:Status-Status}", "fcgivisor").Output(); err == nil && len(out) > 0 && string(out) != "not-installed" {
 		t.Skipf("a fcgivisor package is on this machine (%s): the test would replace it", out)
