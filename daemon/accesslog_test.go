@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/fcgivisor/fcgivisor/internal/testkit"
 	"github.com/fcgivisor/fcgivisor/internal/testlog"
 )
 
@@ -51,7 +52,7 @@ func TestAccessLogTargets(t *testing.T) {
 		t.Helper()
 		mustGet(t, f.sock("http"), "a")
 		var ls []string
-		waitFor(t, what, func() bool { ls = lines(t, path); return len(ls) >= n })
+		testkit.Eventually(t, what, func() bool { ls = lines(t, path); return len(ls) >= n })
 		if len(ls) != n {
 			t.Fatalf("%s: %d lines in %s, want %d:\n%s", what, len(ls), path, n, strings.Join(ls, "\n"))
 		}
@@ -119,7 +120,7 @@ func TestAccessLogTargets(t *testing.T) {
 		t.Fatalf("reload: %v\n%s", err, f.log)
 	}
 	mustGet(t, f.sock("http"), "a")
-	waitFor(t, "a line on stderr", func() bool { return strings.Contains(stderr.String(), `"GET /a/ HTTP/1.1" 200`) })
+	testkit.Eventually(t, "a line on stderr", func() bool { return strings.Contains(stderr.String(), `"GET /a/ HTTP/1.1" 200`) })
 
 	write()
 	if err := in.reload(); err != nil {

@@ -18,9 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/internal/testkit"
 	"github.com/fcgivisor/fcgivisor/internal/testlog"
 	"github.com/fcgivisor/fcgivisor/signals"
 	"github.com/fcgivisor/fcgivisor/socket"
@@ -42,29 +41,11 @@ func TestMain(m *testing.M) {
 		}))
 		os.Exit(0)
 	}
-	os.Exit(run(m))
+	os.Exit(testkit.RunWithParent(m, &testParent))
 }
 
 // testParent is the test process's one Parent (a second is an error).
 var testParent *spawner.Parent
-
-func run(m *testing.M) int {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, "subreaper:", err)
-		return 1
-	}
-	r, err := spawner.NewParent()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	testParent = r
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	return m.Run()
-}
 
 // pool is a [pool.NAME] table of the test worker.
 type pool struct {
@@ -414,7 +395,7 @@ func TestRunLoop(t *testing.T) {
 	go func() { done <- Run(o) }()
 
 	var pid int
-	waitFor(t, "the front answers", func() bool {
+	testkit.Eventually(t, "the front answers", func() bool {
 		body, err := get(t, f.sock("http"), "a")
 		if err == nil {
 			pid = pidOf(t, body)
@@ -433,7 +414,7 @@ func TestRunLoop(t *testing.T) {
 	}
 	f.write([]string{"http"}, pool{name: "a", greeting: "by-signal"})
 	send(signals.Reload)
-	waitFor(t, "the reload by signal", func() bool { return strings.HasSuffix(mustGet(t, f.sock("http"), "a"), " by-signal") })
+	testkit.Eventually(t, "the reload by signal", func() bool { return strings.HasSuffix(mustGet(t, f.sock("http"), "a"), " by-signal") })
 
 	f.write([]string{"http"}, pool{name: "a", greeting: "by-admin"})
 	if err := postAdmin(f.sock("admin"), "/reload"); err != nil {
@@ -447,7 +428,7 @@ func TestRunLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	send(signals.Reopen)
-	waitFor(t, "the log file reopened", func() bool { return strings.Contains(f.log.String(), "log file reopened") })
+	testkit.Eventually(t, "the log file reopened", func() bool { return strings.Contains(f.log.String(), "log file reopened") })
 	fmt.Fprintln(lf, "after the reopen")
 	if b, err := os.ReadFile(logPath); err != nil || string(b) != "after the reopen\n" {
 		t.Errorf("log_file after SIGUSR1: %q, %v; want a new file with what was written since", b, err)
@@ -486,18 +467,6 @@ func postAdmin(sock, path string) error {
 		return fmt.Errorf("%s: %s", resp.Status, body)
 	}
 	return nil
-}
-
-// waitFor polls cond until it holds, for at most 15 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestStartFails: a start that fails (here, the admin address is taken)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/internal/testkit"
 	"github.com/fcgivisor/fcgivisor/signals"
 	"github.com/fcgivisor/fcgivisor/socket"
 )
@@ -91,7 +92,7 @@ func TestStatusEndpoint(t *testing.T) {
 	actions := make(chan signals.Action)
 	done := make(chan error, 1)
 	go func() { done <- Run(f.options(actions)) }()
-	waitFor(t, "the front answers", func() bool { _, err := get(t, f.sock("http"), "a"); return err == nil })
+	testkit.Eventually(t, "the front answers", func() bool { _, err := get(t, f.sock("http"), "a"); return err == nil })
 
 	st := f.sock("status")
 	if mode, uid, gid := sockMode(t, st); mode != 0o660 || uid != os.Geteuid() || gid != os.Getegid() {

@@ -98,19 +98,10 @@ func benchClient(b *testing.B, c *Conn, buf []byte) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		n := 0
-		for {
-			k, err := resp.Read(buf[n:])
-			n += k
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		if !resp.Close() || n == 0 {
-			b.Fatalf("not reusable, or %d bytes", n)
+		// The answer is shorter than buf: read whole, ReadFull stops at
+		// its end with ErrUnexpectedEOF.
+		if n, err := io.ReadFull(resp, buf); err != io.ErrUnexpectedEOF || n == 0 || !resp.Close() {
+			b.Fatalf("read %d bytes, %v; or not reusable", n, err)
 		}
 	}
 }

@@ -186,6 +186,26 @@ func (s *srv) expectClosed(t *testing.T) {
 	}
 }
 
+// last sends request id without FCGI_KEEP_CONN and checks that it is
+// answered want and that the connection then closes, Serve returning nil.
+func (s *srv) last(t *testing.T, id uint16, want string) {
+	t.Helper()
+	s.send(t, request(id, false, someParams, nil))
+	if a := s.response(t, id); string(a.stdout) != want {
+		t.Fatalf("next request: %q", a.stdout)
+	}
+	s.closedClean(t)
+}
+
+// closedClean checks that the connection closes and Serve returns nil.
+func (s *srv) closedClean(t *testing.T) {
+	t.Helper()
+	s.expectClosed(t)
+	if err := s.wait(t); err != nil {
+		t.Errorf("Serve = %v", err)
+	}
+}
+
 func isClosedErr(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
 }
@@ -446,10 +466,7 @@ func TestServerCantMpxConn(t *testing.T) {
 	if a := s.response(t, 2); string(a.stdout) != `2 got "again"` {
 		t.Fatalf("answer %q", a.stdout)
 	}
-	s.expectClosed(t)
-	if err := s.wait(t); err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	s.closedClean(t)
 }
 
 func TestServerBeginSameIDCloses(t *testing.T) {
@@ -489,14 +506,9 @@ func TestServerUnknownRole(t *testing.T) {
 			t.Fatalf("keep %v: protocol status %d, stdout %q; want UNKNOWN_ROLE and nothing", keep, a.protocolStatus, a.stdout)
 		}
 		if keep {
-			s.send(t, request(1, false, someParams, nil))
-			if a := s.response(t, 1); string(a.stdout) != "ok" {
-				t.Fatalf("next request: %q", a.stdout)
-			}
-		}
-		s.expectClosed(t)
-		if err := s.wait(t); err != nil {
-			t.Errorf("Serve = %v", err)
+			s.last(t, 1, "ok")
+		} else {
+			s.closedClean(t)
 		}
 	}
 	if len(ran) != 1 {
@@ -536,14 +548,7 @@ func TestServerAbort(t *testing.T) {
 	// The rest of its STDIN, sent before the client saw the END_REQUEST,
 	// is skipped; the kept connection serves the next request.
 	s.send(t, appendRecord(nil, typeStdin, 1, []byte("late")), appendRecord(nil, typeStdin, 1, nil), abortRecord(1))
-	s.send(t, request(3, false, someParams, nil))
-	if a := s.response(t, 3); string(a.stdout) != "next" {
-		t.Fatalf("next request: %q", a.stdout)
-	}
-	s.expectClosed(t)
-	if err := s.wait(t); err != nil {
-		t.Errorf("Serve = %v", err)
-	}
+	s.last(t, 3, "next")
 }
 
 func TestServerAbortRunningThenNext(t *testing.T) {

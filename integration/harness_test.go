@@ -923,14 +923,20 @@ func (in *instance) do(ctx context.Context, method, path string, body []byte, hd
 // doReader is do with a body of unknown length unless r is a
 // *bytes.Reader and the like: the request goes out chunked.
 func (in *instance) doReader(ctx context.Context, method, path string, r io.Reader, hdr http.Header) (*http.Response, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, in.base+path, r)
+	return doHTTP(ctx, in.client, method, in.base, path, r, hdr)
+}
+
+// doHTTP sends method base+path with body r and the headers hdr through
+// client and reads the whole answer; errors name method and path.
+func doHTTP(ctx context.Context, client *http.Client, method, base, path string, r io.Reader, hdr http.Header) (*http.Response, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, base+path, r)
 	if err != nil {
 		return nil, nil, err
 	}
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	resp, err := in.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}

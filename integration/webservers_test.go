@@ -487,23 +487,7 @@ func (s *runningServer) do(port int, method, path string, body []byte, hdr http.
 	if body != nil {
 		r = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(context.Background(), method, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), r)
-	if err != nil {
-		return nil, nil, err
-	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp, data, fmt.Errorf("%s %s: read body after %d bytes: %w", method, path, len(data), err)
-	}
-	return resp, data, nil
+	return doHTTP(context.Background(), s.client, method, fmt.Sprintf("http://127.0.0.1:%d", port), path, r, hdr)
 }
 
 func (s *runningServer) must(t *testing.T, port int, method, path string, body []byte, hdr http.Header) (*http.Response, []byte) {

@@ -24,19 +24,10 @@ func BenchmarkPublicRoundTrip(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		n := 0
-		for {
-			k, err := resp.Read(buf[n:])
-			n += k
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-		}
-		if !resp.Close() || n == 0 {
-			b.Fatalf("not reusable, or %d bytes", n)
+		// The answer is shorter than buf: read whole, ReadFull stops at
+		// its end with ErrUnexpectedEOF.
+		if n, err := io.ReadFull(resp, buf); err != io.ErrUnexpectedEOF || n == 0 || !resp.Close() {
+			b.Fatalf("read %d bytes, %v; or not reusable", n, err)
 		}
 	}
 }

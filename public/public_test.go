@@ -18,10 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/fastcgi"
+	"github.com/fcgivisor/fcgivisor/internal/testkit"
 	"github.com/fcgivisor/fcgivisor/internal/testlog"
 	"github.com/fcgivisor/fcgivisor/socket"
 	"github.com/fcgivisor/fcgivisor/spawner"
@@ -36,29 +35,11 @@ func TestMain(m *testing.M) {
 		worker()
 		os.Exit(0)
 	}
-	os.Exit(run(m))
+	os.Exit(testkit.RunWithParent(m, &testParent))
 }
 
 // testParent is the test process's one Parent (a second is an error).
 var testParent *spawner.Parent
-
-func run(m *testing.M) int {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		fmt.Fprintln(os.Stderr, "subreaper:", err)
-		return 1
-	}
-	r, err := spawner.NewParent()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	testParent = r
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); r.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	return m.Run()
-}
 
 func worker() {
 	ln, err := net.FileListener(os.Stdin)
@@ -403,17 +384,6 @@ func params(extra ...fastcgi.Param) []fastcgi.Param {
 
 func (ts *testSocket) busy() int { return ts.pool.Status().BusySlots }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestSocketPassesRequestThrough(t *testing.T) {
 	ts := startSocket(t, nil, nil)
 	c := ts.dial(t)
@@ -444,7 +414,7 @@ func TestSocketPassesRequestThrough(t *testing.T) {
 			t.Errorf("request %d: stderr %q, app status %d; want the worker's", i, stderr, appStatus)
 		}
 		// The kept connection idles without a slot.
-		eventually(t, "0 busy slots", func() bool { return ts.busy() == 0 })
+		testkit.Eventually(t, "0 busy slots", func() bool { return ts.busy() == 0 })
 		if c.Closed() {
 			t.Fatal("kept connection closed")
 		}
@@ -466,7 +436,7 @@ func TestSocketPassesRequestThrough(t *testing.T) {
 	if _, _, _, err := do(t, c2, &fastcgi.Request{Params: params()}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the connection closed", c2.Closed)
+	testkit.Eventually(t, "the connection closed", c2.Closed)
 }
 
 func TestSocketQueueTimeout503(t *testing.T) {
@@ -480,7 +450,7 @@ func TestSocketQueueTimeout503(t *testing.T) {
 		}
 		slow <- err
 	}()
-	eventually(t, "the worker busy", func() bool { return ts.busy() == 1 })
+	testkit.Eventually(t, "the worker busy", func() bool { return ts.busy() == 1 })
 	c := ts.dial(t)
 	start := time.Now()
 	stdout, _, appStatus, err := do(t, c, &fastcgi.Request{Params: params(), KeepConn: true})
@@ -517,7 +487,7 @@ func TestSocketRequestTimeout504(t *testing.T) {
 	if stdout != want {
 		t.Errorf("answer %q, want %q", stdout, want)
 	}
-	eventually(t, "0 busy slots", func() bool { return ts.busy() == 0 })
+	testkit.Eventually(t, "0 busy slots", func() bool { return ts.busy() == 0 })
 }
 
 // An ABORT_REQUEST frees the worker slot and gets END_REQUEST.
@@ -552,7 +522,7 @@ func TestSocketAbortFreesSlot(t *testing.T) {
 	if _, err := nc.Write(req); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the worker busy", func() bool { return ts.busy() == 1 })
+	testkit.Eventually(t, "the worker busy", func() bool { return ts.busy() == 1 })
 	start := time.Now()
 	if _, err := nc.Write(rec(2, nil)); err != nil {
 		t.Fatal(err)
@@ -572,7 +542,7 @@ func TestSocketAbortFreesSlot(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("END_REQUEST %v after the abort", d)
 	}
-	eventually(t, "0 busy slots", func() bool { return ts.busy() == 0 })
+	testkit.Eventually(t, "0 busy slots", func() bool { return ts.busy() == 0 })
 }
 
 // A client that goes away while its request runs frees the worker slot.
@@ -584,11 +554,11 @@ func TestSocketClientGoneFreesSlot(t *testing.T) {
 		_, err := c.Do(&fastcgi.Request{Params: params(fastcgi.Param{Name: "HTTP_X_SLEEP", Value: "10000"}), KeepConn: true})
 		done <- err
 	}()
-	eventually(t, "the worker busy", func() bool { return ts.busy() == 1 })
+	testkit.Eventually(t, "the worker busy", func() bool { return ts.busy() == 1 })
 	c.Close()
 	<-done
 	start := time.Now()
-	eventually(t, "0 busy slots", func() bool { return ts.busy() == 0 })
+	testkit.Eventually(t, "0 busy slots", func() bool { return ts.busy() == 0 })
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("slot freed %v after the client went away", d)
 	}
@@ -658,7 +628,7 @@ func TestSocketMaxConnections(t *testing.T) {
 	if _, _, _, err := do(t, c, &fastcgi.Request{Params: params()}); err != nil {
 		t.Fatalf("the client over max_connections: %v", err)
 	}
-	eventually(t, "the idle kept connection closed", a.Closed)
+	testkit.Eventually(t, "the idle kept connection closed", a.Closed)
 	if b.Closed() {
 		t.Error("the connection that had not sent a request yet was closed")
 	}

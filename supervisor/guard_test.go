@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/fcgivisor/fcgivisor/fastcgi"
+	"github.com/fcgivisor/fcgivisor/internal/testkit"
 )
 
 // A client that goes away just after its answer (its context ends before
@@ -31,7 +32,7 @@ func TestGuardClientGoneMeansNotKept(t *testing.T) {
 		}
 		cancel()
 		if gone {
-			eventually(t, "the watch closing the connection", func() bool { return !conn.Usable() })
+			testkit.Eventually(t, "the watch closing the connection", func() bool { return !conn.Usable() })
 		} else if !conn.Usable() {
 			t.Error("the watch closed the connection after it was stopped")
 		}

@@ -301,11 +301,10 @@ type slot struct {
 	// began, -1 until the request has read it (outside p.mu).
 	cpuStart atomic.Int64
 	// cpuEnd is the worker's CPU time (ns) when the slot's last request
-	// ended (valid when cpuEndOK): the next request on the slot starts
-	// from it instead of reading the clock again. Owned by the request
-	// holding the slot.
-	cpuEnd   int64
-	cpuEndOK bool
+	// ended, 0 when unknown (no request yet, or the clock could not be
+	// read): the next request on the slot starts from it instead of
+	// reading the clock again. Owned by the request holding the slot.
+	cpuEnd int64
 
 	// guarded by Pool.mu
 	busy  bool

@@ -27,6 +27,7 @@ import (
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/fastcgi"
+	"github.com/fcgivisor/fcgivisor/internal/testkit"
 	"github.com/fcgivisor/fcgivisor/internal/testlog"
 	"github.com/fcgivisor/fcgivisor/socket"
 	"github.com/fcgivisor/fcgivisor/spawner"
@@ -340,17 +341,6 @@ func within(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestServeAndReplaceKilledWorker(t *testing.T) {
 	tp := newTestPool(t, "fcgi", func(c *conf.Pool) { c.Workers, c.MaxWorkers = 2, 2 })
 	body, err := tp.get(context.Background(), "pid")
@@ -363,7 +353,7 @@ func TestServeAndReplaceKilledWorker(t *testing.T) {
 		t.Fatalf("pids %v do not include the serving pid %d", pids, pid)
 	}
 	unix.Kill(pid, unix.SIGKILL)
-	eventually(t, "replacement worker", func() bool {
+	testkit.Eventually(t, "replacement worker", func() bool {
 		p := tp.Pids()
 		return len(p) == 2 && p[0] != pid && p[1] != pid
 	})
@@ -399,11 +389,11 @@ func TestProtocolViolationKillsWorker(t *testing.T) {
 	if ctx.Err() != nil {
 		t.Fatal("the request waited for the worker instead of failing at its first bytes")
 	}
-	eventually(t, "the worker killed and replaced", func() bool {
+	testkit.Eventually(t, "the worker killed and replaced", func() bool {
 		p := tp.Pids()
 		return len(p) == 1 && p[0] != first[0]
 	})
-	eventually(t, "the killed worker reaped", func() bool { return unix.Kill(first[0], 0) == unix.ESRCH })
+	testkit.Eventually(t, "the killed worker reaped", func() bool { return unix.Kill(first[0], 0) == unix.ESRCH })
 	if !strings.Contains(tp.log.String(), "FastCGI protocol violation") {
 		t.Errorf("no log line names the protocol violation:\n%s", tp.log)
 	}
@@ -508,7 +498,7 @@ func TestQueueTimeout(t *testing.T) {
 	tp := newTestPool(t, "fcgi", func(c *conf.Pool) { c.QueueTimeout = 100 * time.Millisecond })
 	done := make(chan error, 1)
 	go func() { _, err := tp.get(context.Background(), "sleep=1000"); done <- err }()
-	eventually(t, "busy slot", func() bool {
+	testkit.Eventually(t, "busy slot", func() bool {
 		tp.mu.Lock()
 		defer tp.mu.Unlock()
 		return len(tp.idle) == 0
@@ -553,7 +543,7 @@ func TestRequestTimeoutKillsWorker(t *testing.T) {
 	if _, err := tp.get(context.Background(), "sleep=5000"); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("err %v, want ErrTimeout", err)
 	}
-	eventually(t, "hung worker killed", func() bool { return unix.Kill(pid, 0) == unix.ESRCH })
+	testkit.Eventually(t, "hung worker killed", func() bool { return unix.Kill(pid, 0) == unix.ESRCH })
 	body, err = tp.get(context.Background(), "pid")
 	if err != nil {
 		t.Fatal(err)
@@ -622,7 +612,7 @@ func TestWorkerOutputLoggedWithPoolAndPid(t *testing.T) {
 	tp := newTestPool(t, "fcgi", nil)
 	pid := tp.Pids()[0]
 	want := fmt.Sprintf(`msg="helper fcgi ready" pool=t pid=%d stream=stderr`, pid)
-	eventually(t, "worker stderr in the log", func() bool { return strings.Contains(tp.log.String(), want) })
+	testkit.Eventually(t, "worker stderr in the log", func() bool { return strings.Contains(tp.log.String(), want) })
 }
 
 func TestWorkerEnvIsAllowlist(t *testing.T) {
@@ -707,7 +697,7 @@ func TestPoisonRequestIsNotRetried(t *testing.T) {
 	if _, err := tp.get(context.Background(), "exit"); err == nil {
 		t.Fatal("a request whose worker crashed succeeded")
 	}
-	eventually(t, "replacement", func() bool {
+	testkit.Eventually(t, "replacement", func() bool {
 		p := tp.Pids()
 		return len(p) == 2 && (p[0] != before[0] || p[1] != before[1])
 	})
@@ -883,7 +873,7 @@ func TestExitedWorkerNotReplacedBeforeItsExitIsCounted(t *testing.T) {
 	go p.watch(w)
 	proc.(*fakeProc).exit(unix.WaitStatus(1 << 8))
 
-	eventually(t, "watch to see the exit", func() bool {
+	testkit.Eventually(t, "watch to see the exit", func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return w.gone

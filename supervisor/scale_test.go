@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/internal/testkit"
 )
 
 // concurrently runs n requests for q at once and returns the bodies.
@@ -46,7 +47,7 @@ func TestOnDemandStartsAtZeroAndStopsIdle(t *testing.T) {
 	if n := len(tp.Pids()); n != 1 {
 		t.Fatalf("%d workers after one request, want 1", n)
 	}
-	eventually(t, "idle worker stopped", func() bool { return len(tp.Pids()) == 0 && tp.recycled("idle") == 1 })
+	testkit.Eventually(t, "idle worker stopped", func() bool { return len(tp.Pids()) == 0 && tp.recycled("idle") == 1 })
 	// And it comes back for the next request.
 	if _, err := tp.get(context.Background(), "pid"); err != nil {
 		t.Fatal(err)
@@ -81,7 +82,7 @@ func TestDynamicGrowsToMaxAndShrinksToFloor(t *testing.T) {
 		t.Fatal("max_workers reached not counted")
 	}
 	// Idle again: back to the floor (min_workers 1, min_idle 1).
-	eventually(t, "shrink to the floor", func() bool { return len(tp.Pids()) == 1 })
+	testkit.Eventually(t, "shrink to the floor", func() bool { return len(tp.Pids()) == 1 })
 	if tp.recycled("idle") != 5 {
 		t.Fatalf("recycled idle = %d, want 5", tp.recycled("idle"))
 	}
@@ -149,7 +150,7 @@ func TestMaxMemoryRecycles(t *testing.T) {
 	if _, err := tp.get(context.Background(), "grow"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "worker over max_memory recycled", func() bool {
+	testkit.Eventually(t, "worker over max_memory recycled", func() bool {
 		p := tp.Pids()
 		return len(p) == 1 && p[0] != first
 	})
@@ -163,7 +164,7 @@ func TestStatusShowsBusyWorkerAndRequest(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); tp.get(context.Background(), "sleep=500") }()
 	var st Status
-	eventually(t, "a busy worker", func() bool { st = tp.Status(); return st.BusySlots == 1 })
+	testkit.Eventually(t, "a busy worker", func() bool { st = tp.Status(); return st.BusySlots == 1 })
 	if st.IdleSlots != 1 || len(st.Workers) != 2 || st.State != "running" || st.Mode != "static" {
 		t.Fatalf("status %+v", st)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/fcgivisor/fcgivisor/conf"
 	"github.com/fcgivisor/fcgivisor/fastcgi"
+	"github.com/fcgivisor/fcgivisor/internal/testkit"
 )
 
 // Workers that exit by themselves (issue 11).
@@ -144,19 +145,8 @@ func TestResetUnreadResendsAreBounded(t *testing.T) {
 // closes kept connections) does not get the next request while another
 // worker is idle, although its slot was put back last.
 func TestClosedKeptConnectionPrefersAnotherIdleWorker(t *testing.T) {
-	tp := newTestPool(t, "closer", func(c *conf.Pool) { c.Workers, c.MaxWorkers = 2, 2 })
+	tp, first := closedKeptConnection(t)
 	body, err := tp.get(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := pidOf(t, body)
-	eventually(t, "the worker closing its kept connection", func() bool {
-		tp.mu.Lock()
-		defer tp.mu.Unlock()
-		s := tp.idle[len(tp.idle)-1]
-		return s.w.proc.Pid() == first && s.conn != nil && s.conn.Closed()
-	})
-	body, err = tp.get(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,18 +159,7 @@ func TestClosedKeptConnectionPrefersAnotherIdleWorker(t *testing.T) {
 // (EPIPE on the first write: nothing sent) carries its whole body again,
 // though the body was read to go out with the request's head.
 func TestResentRequestKeepsItsBody(t *testing.T) {
-	tp := newTestPool(t, "closer", func(c *conf.Pool) { c.Workers, c.MaxWorkers = 2, 2 })
-	body, err := tp.get(context.Background(), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := pidOf(t, body)
-	eventually(t, "the worker closing its kept connection", func() bool {
-		tp.mu.Lock()
-		defer tp.mu.Unlock()
-		s := tp.idle[len(tp.idle)-1]
-		return s.w.proc.Pid() == first && s.conn != nil && s.conn.Closed()
-	})
+	tp, first := closedKeptConnection(t)
 	const payload = "a=1&b=two"
 	req := &fastcgi.Request{Params: []fastcgi.Param{
 		{Name: "REQUEST_METHOD", Value: "POST"},
@@ -188,7 +167,7 @@ func TestResentRequestKeepsItsBody(t *testing.T) {
 		{Name: "CONTENT_LENGTH", Value: strconv.Itoa(len(payload))},
 	}, Body: strings.NewReader(payload)}
 	var got string
-	err = tp.Serve(context.Background(), "/post", req, func(resp *fastcgi.Response) error {
+	err := tp.Serve(context.Background(), "/post", req, func(resp *fastcgi.Response) error {
 		b, err := io.ReadAll(resp)
 		_, got, _ = strings.Cut(string(b), "\r\n\r\n")
 		return err
@@ -199,4 +178,25 @@ func TestResentRequestKeepsItsBody(t *testing.T) {
 	if !strings.HasSuffix(got, " stdin="+payload) || strings.HasPrefix(got, fmt.Sprintf("pid=%d ", first)) {
 		t.Errorf("answer %q: want another worker than %d, with the body %q", got, first, payload)
 	}
+}
+
+// closedKeptConnection starts a pool of two "closer" workers (they close
+// each connection after their answer), serves one request, and waits until
+// the slot taken next holds the kept connection its worker (pid first) has
+// closed.
+func closedKeptConnection(t *testing.T) (tp *testPool, first int) {
+	t.Helper()
+	tp = newTestPool(t, "closer", func(c *conf.Pool) { c.Workers, c.MaxWorkers = 2, 2 })
+	body, err := tp.get(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first = pidOf(t, body)
+	testkit.Eventually(t, "the worker closing its kept connection", func() bool {
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		s := tp.idle[len(tp.idle)-1]
+		return s.w.proc.Pid() == first && s.conn != nil && s.conn.Closed()
+	})
+	return tp, first
 }

@@ -42,7 +42,6 @@ const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 
 // attempt is one request's stay on one worker slot.
 type attempt struct {
-	w     *worker
 	s     *slot
 	rq    *request
 	began time.Time
@@ -63,8 +62,8 @@ const rssReuse = 100 * time.Millisecond
 // system call) and arms the slow-request timer, unless rq was found slow
 // already (on another worker: once per request).
 func (p *Pool) begin(s *slot, rq *request, cfg *conf.Pool) *attempt {
-	a := &attempt{w: s.w, s: s, rq: rq, began: time.Now(), cpu0: -1}
-	if s.cpuEndOK {
+	a := &attempt{s: s, rq: rq, began: time.Now(), cpu0: -1}
+	if s.cpuEnd > 0 {
 		a.cpu0 = s.cpuEnd
 	} else if t, err := s.w.cpuNanos(); err == nil {
 		a.cpu0 = t
@@ -85,12 +84,12 @@ func (a *attempt) end() *RequestStatus {
 	}
 	now := time.Now()
 	last := &RequestStatus{Method: a.rq.method, URI: a.rq.uri, Seconds: now.Sub(a.began).Seconds()}
-	t, err := a.w.cpuNanos()
-	a.s.cpuEnd, a.s.cpuEndOK = t, err == nil
+	t, err := a.s.w.cpuNanos()
+	a.s.cpuEnd = max(t, 0) // 0 on error: the next request reads the clock
 	if err == nil && a.cpu0 >= 0 {
 		last.CPUSeconds = nanosToSeconds(t - a.cpu0)
 	}
-	last.RSSBytes = a.w.recentRSS(now)
+	last.RSSBytes = a.s.w.recentRSS(now)
 	return last
 }
 
@@ -120,7 +119,7 @@ func (p *Pool) slowRequest(a *attempt, cfg *conf.Pool) {
 	defer p.bg.Done()
 	p.stats.slow.Add(1)
 	elapsed := time.Since(a.began)
-	log := a.w.log.With("method", a.rq.method, "uri", a.rq.uri)
+	log := a.s.w.log.With("method", a.rq.method, "uri", a.rq.uri)
 	log.Warn("slow request", "elapsed_seconds", seconds(elapsed), "request_slowlog_timeout", cfg.RequestSlowlogTimeout.String())
 	if len(cfg.SlowlogCommand) == 0 {
 		return
@@ -131,7 +130,7 @@ func (p *Pool) slowRequest(a *attempt, cfg *conf.Pool) {
 		return
 	}
 	defer p.slowRun.Add(-1)
-	argv := slowlogArgv(cfg.SlowlogCommand, a.w.proc.Pid())
+	argv := slowlogArgv(cfg.SlowlogCommand, a.s.w.proc.Pid())
 	out, truncated, status, err := p.runCommand(argv, slowlogTimeout)
 	if err != nil {
 		log.Error("slowlog_command did not start", "command", argv, "err", err)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fcgivisor/fcgivisor/conf"
+	"github.com/fcgivisor/fcgivisor/internal/testkit"
 	"github.com/fcgivisor/fcgivisor/internal/testlog"
 )
 
@@ -126,7 +127,7 @@ func TestLastRequestCPUAndMemory(t *testing.T) {
 	tp := newTestPool(t, "fcgi", nil)
 	done := make(chan error, 1)
 	go func() { _, err := tp.get(context.Background(), "spin=600"); done <- err }()
-	eventually(t, "the request in progress using CPU", func() bool {
+	testkit.Eventually(t, "the request in progress using CPU", func() bool {
 		w := tp.Status().Workers[0]
 		return w.Request != nil && w.Request.CPUSeconds >= 0.1
 	})
@@ -307,7 +308,7 @@ func TestSlowlogCommandOutputBounded(t *testing.T) {
 	if child <= 0 {
 		t.Fatalf("the command printed %q, not its child's pid", out)
 	}
-	eventually(t, "the command's child killed with its group", func() bool {
+	testkit.Eventually(t, "the command's child killed with its group", func() bool {
 		return syscall.Kill(child, 0) == syscall.ESRCH || isZombie(child)
 	})
 }
