@@ -3,7 +3,6 @@ package front
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -25,7 +24,7 @@ import (
 // in its context, RemoteAddr set.
 func benchRequest(r *http.Request) *request {
 	la := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}
-	r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, la))
+	r = r.WithContext(withServerAddr(r.Context(), la))
 	r.RemoteAddr = "127.0.0.1:54321"
 	return &request{
 		r:              r,

@@ -78,10 +78,6 @@ func metaVars(vars []fastcgi.Param, q *request) []fastcgi.Param {
 	if sa, ok := r.Context().Value(serverAddrKey{}).(*serverAddr); ok {
 		add("SERVER_ADDR", sa.addr)
 		add("SERVER_PORT", sa.port)
-	} else if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		a, port := splitAddr(la.String())
-		add("SERVER_ADDR", a)
-		add("SERVER_PORT", port)
 	}
 	scheme := "http"
 	if r.TLS != nil {
@@ -172,6 +168,11 @@ type serverAddrKey struct{}
 // connContext is the server's ConnContext hook: the connection's local
 // address, split once.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	a, port := splitAddr(c.LocalAddr().String())
+	return withServerAddr(ctx, c.LocalAddr())
+}
+
+// withServerAddr is ctx carrying local, split, as metaVars reads it.
+func withServerAddr(ctx context.Context, local net.Addr) context.Context {
+	a, port := splitAddr(local.String())
 	return context.WithValue(ctx, serverAddrKey{}, &serverAddr{a, port})
 }

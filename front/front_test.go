@@ -2,7 +2,6 @@ package front
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -89,7 +88,7 @@ func TestMetaVars(t *testing.T) {
 	r.Header.Add("Cookie", "b=2")
 	r.Header.Set("Proxy", "http://evil.example:3128")
 	r.Header["X_Custom"] = []string{"spoof"}
-	r = r.WithContext(context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}))
+	r = r.WithContext(withServerAddr(r.Context(), &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8080}))
 	m := params(metaVars(nil, &request{
 		r: r, scriptName: "/app/x.php", pathInfo: "/extra", documentRoot: "/srv/www",
 		contentLength: 4, serverSoftware: "fcgivisor/test",
