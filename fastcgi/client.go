@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/fcgivisor/fcgivisor/internal/rawio"
 )
 
 // reqID is the request ID of every request: a Conn carries one at a time,
@@ -85,6 +87,7 @@ type Conn struct {
 
 // NewConn returns a Conn speaking FastCGI over nc, which it owns from now on.
 func NewConn(nc net.Conn) *Conn {
+	nc = rawio.Wrap(nc)
 	c := &Conn{nc: nc}
 	c.rr.br = bufio.NewReaderSize(nc, 16<<10)
 	return c
@@ -108,7 +111,7 @@ func (c *Conn) Close() error {
 // Closed reports whether the connection can no longer carry a request: it
 // was closed here, or the peer has closed or reset it, or the peer sent
 // bytes that no request asked for. It does not block and consumes nothing:
-// a non-blocking MSG_PEEK recv on *net.UnixConn and *net.TCPConn. For other
+// a non-blocking MSG_PEEK recv on a Unix or TCP connection. For other
 // connection types it only knows about Close. Call it between requests,
 // before reusing a kept connection, never while a request is in flight.
 func (c *Conn) Closed() bool {
@@ -121,16 +124,11 @@ func (c *Conn) Closed() bool {
 	if c.rr.br.Buffered() > 0 {
 		return true // bytes after the last END_REQUEST
 	}
-	var rc syscall.RawConn
-	var err error
-	switch nc := c.nc.(type) {
-	case *net.UnixConn:
-		rc, err = nc.SyscallConn()
-	case *net.TCPConn:
-		rc, err = nc.SyscallConn()
-	default:
+	sc, ok := c.nc.(syscall.Conn) // a Unix or TCP connection (internal/rawio)
+	if !ok {
 		return false
 	}
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return true
 	}

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/fcgivisor/fcgivisor/internal/rawio"
 )
 
 // MaxParamsBytes bounds the PARAMS stream of one request on a
@@ -127,6 +129,7 @@ type ServerConn struct {
 
 // NewServerConn returns a ServerConn on nc, which it owns from now on.
 func NewServerConn(nc net.Conn, opts ServerOptions) *ServerConn {
+	nc = rawio.Wrap(nc)
 	c := &ServerConn{nc: nc, opts: opts, watched: make(chan error, 1)}
 	c.rr.br = bufio.NewReaderSize(nc, 16<<10)
 	return c
@@ -624,11 +627,22 @@ func (c *ServerConn) write(b []byte) error {
 	return c.writeLocked(net.Buffers{b})
 }
 
+// buffersWriter is a connection that writes several buffers in one call
+// (internal/rawio.Conn).
+type buffersWriter interface {
+	WriteBuffers(net.Buffers) (int64, error)
+}
+
 func (c *ServerConn) writeLocked(bufs net.Buffers) error {
 	if c.opts.WriteTimeout > 0 {
 		c.nc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
 	}
-	_, err := bufs.WriteTo(c.nc)
+	var err error
+	if bw, ok := c.nc.(buffersWriter); ok {
+		_, err = bw.WriteBuffers(bufs)
+	} else {
+		_, err = bufs.WriteTo(c.nc)
+	}
 	if err != nil {
 		return fmt.Errorf("fastcgi: write to client: %w", err)
 	}

@@ -36,6 +36,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/fcgivisor/fcgivisor/internal/rawio"
 )
 
 // limitListener is a listener of the front with http.max_connections.
@@ -68,7 +70,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		c.Close()
 		return nil, net.ErrClosed
 	}
-	return &limitConn{Conn: c, l: l}, nil
+	return &limitConn{Conn: rawio.Wrap(c), l: l}, nil
 }
 
 // acquire takes a place under the current max_connections, closing idle

@@ -210,6 +210,7 @@ func TestReloadUnderLoadLosesNothing(t *testing.T) {
 	if failed != 0 {
 		t.Fatalf("%d requests failed during reloads", failed)
 	}
+	waitFor(5*time.Second, func() bool { return strings.Count(in.out.String(), `"msg":"reloaded"`) >= 20 })
 	if n := strings.Count(in.out.String(), `"msg":"reloaded"`); n != 20 {
 		t.Fatalf("%d reloads logged, want 20", n)
 	}
@@ -245,7 +246,8 @@ func TestReloadLiveSettingsAndListeners(t *testing.T) {
 	both := fmt.Sprintf("listen = [%q, %q]", fmt.Sprintf("127.0.0.1:%d", in.port), fmt.Sprintf("127.0.0.1:%d", extra))
 	good := in.editConfig(t, listen, both, "[pool.c]", "[pool.c]\nrequest_timeout = \"7s\"\nmax_requests = 100000")
 	in.reload(t)
-	if !strings.Contains(in.out.String(), `"updated":["c"]`) {
+	// The log line comes through a pipe: it may follow the reload's answer.
+	if !waitFor(5*time.Second, func() bool { return strings.Contains(in.out.String(), `"updated":["c"]`) }) {
 		t.Fatal("the timeout change was not applied live (updated=[c])")
 	}
 	after := pidSet(in.poolWorkers(c))
