@@ -12,6 +12,10 @@
 #      (bin/c-worker, static pool); keepalive 8, fastcgi_keep_conn on, as A
 #   F  wrk -> nginx -> spawn-fcgi -F 4: 4 x the same C worker on one Unix
 #      socket, fastcgi_keep_conn off (as shipped)
+#   G  as F with bench/relay/relay.c between nginx and the workers: the
+#      least a hop can do (one epoll thread copying bytes, a connection
+#      upstream per connection accepted), to show what a second socket
+#      pair costs on this machine whatever does the relaying
 #
 # nginx: 1 worker, access_log off (bench/lib.sh start_nginx); fcgivisor:
 # `[http] listen = []`, no route, the pool's `listen` only. Endpoints:
@@ -28,6 +32,7 @@
 # show it), then the ratios:
 #   PHP throughput  A/C, A/D   (target >= 1)
 #   C throughput    E/F        (target >= 0.9)
+#                   G/F, E/G   (reported: the least hop, and fcgivisor against it)
 #   p99             A/B        (target <= 2: keep_conn on costs no tail latency)
 #                   D/C        (reported: PHP-FPM with kept connections)
 # and what each stack logged at WARN/ERROR (fcgivisor, php-fpm, nginx).
@@ -39,10 +44,11 @@
 #   PHP_FPM=(/usr/sbin/php-fpm*)            binaries
 #   DURATION=5s WARMUP=1s SETTLE=1          the measurement
 #   WORKERS=4 KEEPALIVE=8 SLEEP_MS=10
-#   STACKS="A B C D E F" ENDPOINTS="hello sleep"   (C D F need no fcgivisor)
+#   STACKS="A B C D E F G" ENDPOINTS="hello sleep"   (C D F G need no fcgivisor)
 #   LOG_LEVEL=info                          fcgivisor's log_level
 #   KEEP=1                                  keep the temp dir (configs, logs, raw wrk output)
-# Needs nginx, php-cgi, php-fpm, spawn-fcgi, wrk, curl, awk, ss (iproute2).
+# Needs nginx, php-cgi, php-fpm, spawn-fcgi, wrk, curl, awk, ss (iproute2);
+# a C compiler (cc) for G.
 # php-fpm runs as the invoking user (-R when root) from its own config, pid
 # file and log in the temp dir; no system service is touched. Every
 # process started is stopped by pid.
@@ -60,7 +66,7 @@ SETTLE=${SETTLE:-1}
 WORKERS=${WORKERS:-4}
 KEEPALIVE=${KEEPALIVE:-8}
 SLEEP_MS=${SLEEP_MS:-10}
-read -ra STACKS <<<"${STACKS:-A B C D E F}"
+read -ra STACKS <<<"${STACKS:-A B C D E F G}"
 read -ra ENDPOINTS <<<"${ENDPOINTS:-hello sleep}"
 LOG_LEVEL=${LOG_LEVEL:-info}
 KEEP=${KEEP:-}
@@ -74,14 +80,15 @@ die() { echo "public: $*" >&2; exit 1; }
 for tool in nginx spawn-fcgi wrk curl awk ss; do
 	command -v "$tool" >/dev/null || die "$tool not found (Debian: apt-get install nginx spawn-fcgi wrk curl iproute2)"
 done
-need_fv="" need_php="" need_c=""
+need_fv="" need_php="" need_c="" need_cc=""
 for s in "${STACKS[@]}"; do
 	case $s in
 	A | B) need_fv=1 need_php=1 ;;
 	C | D) need_php=1 ;;
 	E) need_fv=1 need_c=1 ;;
 	F) need_c=1 ;;
-	*) die "unknown stack $s (A B C D E F)" ;;
+	G) need_c=1 need_cc=1 ;;
+	*) die "unknown stack $s (A B C D E F G)" ;;
 	esac
 done
 if [[ -n $need_fv ]]; then [[ -x $FCGIVISOR ]] || die "$FCGIVISOR missing: run 'make build' (or set FCGIVISOR)"; fi
@@ -91,6 +98,7 @@ if [[ -n $need_php ]]; then
 	[[ -n $PHP_FPM && -x $PHP_FPM ]] || die "php-fpm missing (Debian: apt-get install php-fpm; or set PHP_FPM)"
 	[[ -f $DOCROOT/index.php ]] || die "$DOCROOT/index.php missing"
 fi
+if [[ -n $need_cc ]]; then command -v cc >/dev/null || die "cc not found (Debian: apt-get install gcc)"; fi
 
 TMP=$(mktemp -d /tmp/fv-public.XXXXXX) # short: Unix socket paths must stay < 108 bytes
 chmod 755 "$TMP"                       # nginx's worker and php-fpm's children connect in here
@@ -197,6 +205,14 @@ start_stack() {
 		start_spawn_fcgi
 		script=/hello sock=$TMP/$STACK.sock HELLO="hello from c"
 		;;
+	G)
+		start_spawn_fcgi
+		cc -O2 -o "$TMP/relay" "$ROOT/bench/relay/relay.c"
+		"$TMP/relay" "$TMP/$STACK-relay.sock" "$TMP/$STACK.sock" &
+		RUN_PIDS+=("$!")
+		wait_file "$TMP/$STACK-relay.sock" relay "$!"
+		script=/hello sock=$TMP/$STACK-relay.sock HELLO="hello from c"
+		;;
 	esac
 	if [[ -n $keep ]]; then
 		keep_conn_nginx "$script" "$sock"
@@ -277,6 +293,7 @@ stack_name() {
 	D) echo "D nginx -> PHP-FPM static $WORKERS, keep_conn on + keepalive $KEEPALIVE" ;;
 	E) echo "E nginx -> fcgivisor public socket -> C libfcgi x$WORKERS, keep_conn on + keepalive $KEEPALIVE" ;;
 	F) echo "F nginx -> spawn-fcgi -F $WORKERS C libfcgi, keep_conn off" ;;
+	G) echo "G nginx -> relay.c -> spawn-fcgi -F $WORKERS C libfcgi, keep_conn off" ;;
 	esac
 }
 
@@ -369,5 +386,7 @@ echo "$sep --- |"
 ratio_row "PHP req/s A/C (fcgivisor keep_conn / PHP-FPM as shipped)" A C 4 "≥ 1" ">=" 1
 ratio_row "PHP req/s A/D (fcgivisor keep_conn / PHP-FPM keep_conn)" A D 4 "≥ 1" ">=" 1
 ratio_row "C req/s E/F (fcgivisor keep_conn / spawn-fcgi)" E F 4 "≥ 0.9" ">=" 0.9
+ratio_row "C req/s G/F (the least hop, relay.c / spawn-fcgi)" G F 4 "-" none 0
+ratio_row "C req/s E/G (fcgivisor / the least hop)" E G 4 "-" none 0
 ratio_row "p99 A/B (fcgivisor keep_conn on / off)" A B 6 "≤ 2" "<=" 2
 ratio_row "p99 D/C (PHP-FPM keep_conn on / off)" D C 6 "-" none 0
