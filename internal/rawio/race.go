@@ -19,11 +19,6 @@ func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
 	return n, errno(err)
 }
 
-func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
-	n, err := syscall.Write(int(fd), p)
-	return n, errno(err)
-}
-
 func sysWritev(fd uintptr, bufs net.Buffers) (int, syscall.Errno) {
 	n, err := unix.Writev(int(fd), bufs)
 	return n, errno(err)

@@ -16,11 +16,6 @@ func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
 	return int(n), e
 }
 
-func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	return int(n), e
-}
-
 // sysWritev writes the first maxIovecs of bufs, which has no empty
 // buffer first.
 func sysWritev(fd uintptr, bufs net.Buffers) (int, syscall.Errno) {

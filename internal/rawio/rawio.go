@@ -47,12 +47,11 @@ type Conn struct {
 	readFn func(fd uintptr) bool
 
 	wmu     sync.Mutex
-	wbuf    []byte
+	one     [1][]byte // Write's buffer, as a net.Buffers without allocating
 	wbufs   net.Buffers
 	wn      int
 	werrno  syscall.Errno
 	writeFn func(fd uintptr) bool
-	wvFn    func(fd uintptr) bool
 }
 
 // Wrap returns nc as a *Conn when it is a Unix or TCP connection, nc
@@ -73,8 +72,7 @@ func Wrap(nc net.Conn) net.Conn {
 	}
 	c := &Conn{Conn: nc, rc: rc}
 	c.readFn = c.read
-	c.writeFn = c.write
-	c.wvFn = c.writev
+	c.writeFn = c.writev
 	return c
 }
 
@@ -116,52 +114,22 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// write is the function Write gives to rc: it writes until c.wbuf is
-// empty, an error, or EAGAIN (false: wait until writable, then again).
-func (c *Conn) write(fd uintptr) bool {
-	for len(c.wbuf) > 0 {
-		n, e := sysWrite(fd, c.wbuf)
-		switch e {
-		case 0:
-			c.wn += n
-			c.wbuf = c.wbuf[n:]
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			c.werrno = e
-			return true
-		}
-	}
-	return true
-}
-
-// Write writes all of p, as net.Conn's Write does.
+// Write writes all of p, as net.Conn's Write does (one writev of one
+// buffer: the same system call cost as a write).
 func (c *Conn) Write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.wbuf = p
-	err := c.rc.Write(c.writeFn)
-	return c.wrote("write", err)
+	c.one[0] = p
+	n, err := c.writeAll(c.one[:], "write")
+	c.one[0] = nil
+	return int(n), err
 }
 
-// wrote ends a write: the count and error, and the state reset.
-func (c *Conn) wrote(op string, err error) (int, error) {
-	n, errno := c.wn, c.werrno
-	c.wbuf, c.wbufs, c.wn, c.werrno = nil, nil, 0, 0
-	switch {
-	case err != nil:
-		return n, c.opError(op, err)
-	case errno != 0:
-		return n, c.opError(op, os.NewSyscallError(op, errno))
-	}
-	return n, nil
-}
-
-// writev is write for c.wbufs.
+// writev is the function the writes give to rc: it writes until c.wbufs
+// is empty, an error, or EAGAIN (false: wait until writable, then again).
 func (c *Conn) writev(fd uintptr) bool {
 	for len(c.wbufs) > 0 {
 		n, e := sysWritev(fd, c.wbufs)
@@ -187,13 +155,25 @@ func (c *Conn) writev(fd uintptr) bool {
 func (c *Conn) WriteBuffers(bufs net.Buffers) (int64, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.writeAll(bufs, "writev")
+}
+
+// writeAll writes bufs under wmu; op names the call in an error.
+func (c *Conn) writeAll(bufs net.Buffers, op string) (int64, error) {
 	c.wbufs = consume(bufs, 0)
 	if len(c.wbufs) == 0 {
 		return 0, nil
 	}
-	err := c.rc.Write(c.wvFn)
-	n, err := c.wrote("writev", err)
-	return int64(n), err
+	err := c.rc.Write(c.writeFn)
+	n, errno := c.wn, c.werrno
+	c.wbufs, c.wn, c.werrno = nil, 0, 0
+	switch {
+	case err != nil:
+		return int64(n), c.opError(op, err)
+	case errno != 0:
+		return int64(n), c.opError(op, os.NewSyscallError("writev", errno))
+	}
+	return int64(n), nil
 }
 
 // consume drops the first n bytes of bufs and its leading empty buffers,
