@@ -38,7 +38,7 @@
 # and what each stack logged at WARN/ERROR (fcgivisor, php-fpm, nginx).
 #
 # Run from anywhere after `make build` (bin/fcgivisor, bin/c-worker):
-#   bench/public.sh       # ~2.8 min
+#   bench/public.sh       # ~3.2 min
 # Environment:
 #   FCGIVISOR=bin/fcgivisor C_WORKER=bin/c-worker PHP_CGI=/usr/bin/php-cgi
 #   PHP_FPM=(/usr/sbin/php-fpm*)            binaries
