@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -13,7 +14,8 @@ import (
 // never blocks on anything but a waiter's own channel.
 
 // putLocked makes s available: to the longest waiting request, or idle.
-func (p *Pool) putLocked(s *slot) {
+// It reports whether a waiting request got it.
+func (p *Pool) putLocked(s *slot) bool {
 	for len(p.waiters) > 0 {
 		wt := p.waiters[0]
 		p.waiters[0] = nil
@@ -24,9 +26,10 @@ func (p *Pool) putLocked(s *slot) {
 		wt.done = true
 		p.busyLocked(s, wt.req)
 		wt.ch <- s
-		return
+		return true
 	}
 	p.idle = append(p.idle, s)
+	return false
 }
 
 // busyLocked marks s as serving req.
@@ -286,6 +289,7 @@ func (p *Pool) release(s *slot, out outcome, last *RequestStatus) {
 		p.countServedLocked(d, w)
 	}
 	p.freeLocked(d, s)
+	handed := false
 	switch {
 	case w.gone || p.state == Stopping:
 		if s.conn != nil {
@@ -297,10 +301,19 @@ func (p *Pool) release(s *slot, out outcome, last *RequestStatus) {
 		copy(p.idle[1:], p.idle)
 		p.idle[0] = s
 	default:
-		p.putLocked(s)
+		handed = p.putLocked(s)
 	}
 	p.mu.Unlock()
 	d.run()
+	if handed {
+		// The request handed the slot is ready to run, but on a busy
+		// process (one P by default) it would run only once this goroutine
+		// blocks, after it has written its own answer to its client: the
+		// worker would sit idle meanwhile. Yield, so that the next request
+		// goes to the worker first and the worker's work overlaps ours
+		// (bench/README.md: +11-22 % req/s at 32 clients on 4 workers).
+		runtime.Gosched()
+	}
 }
 
 // countServedLocked counts a request w served and retires w once it has
