@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"runtime/metrics"
 	"sort"
 	"strconv"
 	"time"
@@ -25,11 +26,12 @@ import (
 type AdminStatus struct {
 	// Version and GoVersion are fcgivisor's build; StartTime when this
 	// fcgivisor process started; GOMAXPROCS the CPUs its Go code runs on
-	// at once (server.max_procs).
+	// at once (server.max_procs); GCPercent its GC's target (GOGC).
 	Version    string      `json:"version"`
 	GoVersion  string      `json:"go_version"`
 	StartTime  time.Time   `json:"start_time"`
 	GOMAXPROCS int         `json:"gomaxprocs"`
+	GCPercent  int         `json:"gc_percent"`
 	Pools      []AdminPool `json:"pools"`
 }
 
@@ -255,6 +257,7 @@ func adminStatus(snap *snapshot) AdminStatus {
 		GoVersion:  runtime.Version(),
 		StartTime:  snap.src.Started,
 		GOMAXPROCS: runtime.GOMAXPROCS(0),
+		GCPercent:  gcPercent(),
 		Pools:      make([]AdminPool, 0, len(snap.pools)),
 	}
 	for _, ps := range snap.pools {
@@ -306,4 +309,14 @@ func writeStatus(w io.Writer, snap *snapshot) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(adminStatus(snap))
+}
+
+// gcPercent is the GC's current target (GOGC; -1: off).
+func gcPercent() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return int(int64(s[0].Value.Uint64()))
 }

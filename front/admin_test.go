@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -332,6 +333,7 @@ func hasKeys(t *testing.T, what string, v any, want ...string) map[string]any {
 }
 
 func TestWriteStatusShape(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(60))
 	var b bytes.Buffer
 	if err := writeStatus(&b, testSnapshot()); err != nil {
 		t.Fatal(err)
@@ -340,8 +342,11 @@ func TestWriteStatusShape(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
 		t.Fatalf("status is not JSON: %v\n%s", err, b.String())
 	}
-	if got := keys(t, "document", doc); !slices.Equal(got, []string{"go_version", "gomaxprocs", "pools", "start_time", "version"}) {
-		t.Fatalf("document keys %v, want [go_version gomaxprocs pools start_time version]", got)
+	if got := keys(t, "document", doc); !slices.Equal(got, []string{"gc_percent", "go_version", "gomaxprocs", "pools", "start_time", "version"}) {
+		t.Fatalf("document keys %v, want [gc_percent go_version gomaxprocs pools start_time version]", got)
+	}
+	if d := doc.(map[string]any); d["gc_percent"] != float64(60) {
+		t.Fatalf("gc_percent %v, want 60 (this process's, as set)", d["gc_percent"])
 	}
 	if d := doc.(map[string]any); d["version"] != "v1.2.3" || d["start_time"] != "2025-03-01T12:00:00.5Z" || d["go_version"] != runtime.Version() {
 		t.Errorf("document = version %v, start_time %v, go_version %v", d["version"], d["start_time"], d["go_version"])

@@ -48,3 +48,26 @@ func TestMaxProcs(t *testing.T) {
 		t.Errorf("GOMAXPROCS=2 in the environment and max_procs = 5: gomaxprocs %d", got)
 	}
 }
+
+// fcgivisor's GC target is 75 unless GOGC is in its environment (issue
+// 14: a MB less peak RSS under load); /status shows the one in use.
+func TestGCPercent(t *testing.T) {
+	t.Parallel()
+	l := lang{"go"}
+	gcPercent := func(in *instance) int {
+		doc, _ := fullStatus(t, in.admin(t), l.name)
+		return doc.GCPercent
+	}
+	in := start(t, options{langs: []string{l.name}, env: []string{"GOGC="}})
+	if got := gcPercent(in); got != 75 {
+		t.Errorf("default: gc_percent %d, want 75", got)
+	}
+	in = start(t, options{langs: []string{l.name}, env: []string{"GOGC=100"}})
+	if got := gcPercent(in); got != 100 {
+		t.Errorf("GOGC=100 in the environment: gc_percent %d, want 100", got)
+	}
+	in = start(t, options{langs: []string{l.name}, env: []string{"GOGC=off"}})
+	if got := gcPercent(in); got != -1 {
+		t.Errorf("GOGC=off in the environment: gc_percent %d, want -1 (off)", got)
+	}
+}

@@ -32,6 +32,7 @@ type statusDoc struct {
 	GoVersion  string       `json:"go_version"`
 	StartTime  time.Time    `json:"start_time"`
 	GOMAXPROCS int          `json:"gomaxprocs"`
+	GCPercent  int          `json:"gc_percent"`
 	Pools      []statusPool `json:"pools"`
 }
 
