@@ -234,23 +234,20 @@ func copyBody(w http.ResponseWriter, br *bufio.Reader, pending func() int, send 
 	for {
 		var chunk []byte // br's buffered bytes, or what was read into big
 		var err error
-		fromBr := big == nil
-		switch {
-		case fromBr && br.Buffered() > 0:
-		case fromBr && !filled:
-			filled = true
-			_, err = br.Peek(1)
-		default:
+		fromBr := big == nil && (br.Buffered() > 0 || !filled)
+		if fromBr {
+			if br.Buffered() == 0 {
+				filled = true
+				_, err = br.Peek(1)
+			}
+			chunk, _ = br.Peek(br.Buffered())
+		} else {
 			if big == nil {
 				big = copyBufs.Get().(*[]byte)
 			}
-			fromBr = false
 			var n int
 			n, err = br.Read(*big)
 			chunk = (*big)[:n]
-		}
-		if fromBr {
-			chunk, _ = br.Peek(br.Buffered())
 		}
 		if n := len(chunk); n > 0 {
 			if send > 0 {

@@ -27,8 +27,8 @@ func TestGuardClientGoneMeansNotKept(t *testing.T) {
 		if g.expired() {
 			t.Fatal("request_timeout reported without one")
 		}
-		if g.fired.Load() != gone {
-			t.Errorf("client gone %v: fired %v", gone, g.fired.Load())
+		if g.fired != gone {
+			t.Errorf("client gone %v: fired %v", gone, g.fired)
 		}
 		cancel()
 		if gone {

@@ -253,7 +253,7 @@ func (p *Pool) serveOn(ctx context.Context, s *slot, rq *request, req *fastcgi.R
 	intime := !guard.expired()
 	// The client may go away between the answer and the end of the
 	// watch: then the watch closes the connection, and it is not kept.
-	keep = keep && !guard.fired.Load()
+	keep = keep && !guard.fired
 	return true, false, p.answered(s, herr, keep, intime, a.end())
 }
 
@@ -290,7 +290,7 @@ func (p *Pool) connect(ctx context.Context, s *slot) (reused, retry bool, err er
 type guard struct {
 	timer      *time.Timer
 	timedOut   atomic.Bool
-	fired      atomic.Bool // the client went away: the connection is closed
+	fired      bool // set by expired: the client went away and the connection is closed
 	stopCancel func() bool
 }
 
@@ -303,10 +303,7 @@ func watchRequest(ctx context.Context, conn *fastcgi.Conn, limit time.Duration) 
 			conn.Close()
 		})
 	}
-	g.stopCancel = context.AfterFunc(ctx, func() {
-		g.fired.Store(true)
-		conn.Close()
-	})
+	g.stopCancel = context.AfterFunc(ctx, func() { conn.Close() })
 	return g
 }
 
@@ -314,11 +311,9 @@ func watchRequest(ctx context.Context, conn *fastcgi.Conn, limit time.Duration) 
 // before. Once it has returned, fired says whether the client's going
 // away closed the connection.
 func (g *guard) expired() bool {
-	if !g.stopCancel() {
-		// ctx is done and the close has started (or is about to) on its
-		// own goroutine: fired is set here, not left to that race.
-		g.fired.Store(true)
-	}
+	// Not stopped: ctx is done, and the close has run or is about to, on
+	// its own goroutine.
+	g.fired = !g.stopCancel()
 	return g.timer != nil && !g.timer.Stop() && g.timedOut.Load()
 }
 

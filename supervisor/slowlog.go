@@ -45,7 +45,6 @@ type attempt struct {
 	s     *slot
 	rq    *request
 	began time.Time
-	cpu0  int64       // the worker's CPU time (ns) at the start; -1 unknown
 	slow  *time.Timer // request_slowlog_timeout; nil when off
 }
 
@@ -62,13 +61,14 @@ const rssReuse = 100 * time.Millisecond
 // system call) and arms the slow-request timer, unless rq was found slow
 // already (on another worker: once per request).
 func (p *Pool) begin(s *slot, rq *request, cfg *conf.Pool) *attempt {
-	a := &attempt{s: s, rq: rq, began: time.Now(), cpu0: -1}
+	a := &attempt{s: s, rq: rq, began: time.Now()}
+	cpu0 := int64(-1) // unknown
 	if s.cpuEnd > 0 {
-		a.cpu0 = s.cpuEnd
+		cpu0 = s.cpuEnd
 	} else if t, err := s.w.cpuNanos(); err == nil {
-		a.cpu0 = t
+		cpu0 = t
 	}
-	s.cpuStart.Store(a.cpu0)
+	s.cpuStart.Store(cpu0)
 	if limit := cfg.RequestSlowlogTimeout; limit > 0 && !rq.slow.Load() {
 		a.slow = time.AfterFunc(limit, func() { p.slowRequest(a, cfg) })
 	}
@@ -86,8 +86,8 @@ func (a *attempt) end() *RequestStatus {
 	last := &RequestStatus{Method: a.rq.method, URI: a.rq.uri, Seconds: now.Sub(a.began).Seconds()}
 	t, err := a.s.w.cpuNanos()
 	a.s.cpuEnd = max(t, 0) // 0 on error: the next request reads the clock
-	if err == nil && a.cpu0 >= 0 {
-		last.CPUSeconds = nanosToSeconds(t - a.cpu0)
+	if cpu0 := a.s.cpuStart.Load(); err == nil && cpu0 >= 0 {
+		last.CPUSeconds = nanosToSeconds(t - cpu0)
 	}
 	last.RSSBytes = a.s.w.recentRSS(now)
 	return last
